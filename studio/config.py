@@ -1,0 +1,78 @@
+"""Settings: one frozen dataclass with commented defaults, read from the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+# The project folder: models/ and the shipped sample live here.
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+DEFAULT_CLIP = "openai/clip-vit-base-patch32"  # 512-d; ViT-L/14 is selectable
+DEFAULT_LLM = "llama-2-7b-chat.Q4_K_M.gguf"  # looked up in models/; the starter model stands in
+DEFAULT_SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Data root: the Chroma store (store/) and generated images (outputs/).
+    home: Path = PROJECT_ROOT / "data"
+    # Where users put weights; a hub id is looked up here before any download.
+    models_dir: Path = PROJECT_ROOT / "models"
+    # Model references: a local path, a folder name under models/, or a hub id.
+    clip_model: str = DEFAULT_CLIP
+    llm_model: str = DEFAULT_LLM
+    sdxl_model: str = DEFAULT_SDXL
+    # Set: talk to a Chroma server (`chroma run`) over HTTP; unset: the embedded store.
+    chroma_url: str | None = None
+    # "auto" picks CUDA when torch sees a GPU, else CPU.
+    device: str = "auto"
+    # Never touch the network (also implied by HF_HUB_OFFLINE=1).
+    offline: bool = False
+    # Search defaults: hide NSFW scores at or above this (DiffusionDB's 0..1 scores).
+    nsfw_threshold: float = 0.5
+    # Items per CLIP forward pass while ingesting.
+    batch_size: int = 64
+    # The shipped DiffusionDB sample, ingested on first launch into an empty store.
+    sample_dir: Path = field(default=PROJECT_ROOT / "data" / "diffusiondb-sample")
+
+    @property
+    def store_dir(self) -> Path:
+        return self.home / "store"
+
+    @property
+    def outputs_dir(self) -> Path:
+        return self.home / "outputs"
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> "Settings":
+        """Read STUDIO_* variables; keyword overrides (CLI flags) win over the environment."""
+        env = dict(os.environ if env is None else env)
+        base = cls()
+        values: dict[str, object] = {
+            "home": Path(env["STUDIO_HOME"]).expanduser() if env.get("STUDIO_HOME") else base.home,
+            "models_dir": Path(env["STUDIO_MODELS_DIR"]).expanduser()
+            if env.get("STUDIO_MODELS_DIR")
+            else base.models_dir,
+            "clip_model": env.get("STUDIO_CLIP_MODEL") or base.clip_model,
+            "llm_model": env.get("STUDIO_LLM_MODEL") or base.llm_model,
+            "sdxl_model": env.get("STUDIO_SDXL_MODEL") or base.sdxl_model,
+            "chroma_url": env.get("STUDIO_CHROMA_URL") or None,
+            "device": (env.get("STUDIO_DEVICE") or base.device).lower(),
+            "offline": _flag(env.get("STUDIO_OFFLINE")) or _flag(env.get("HF_HUB_OFFLINE")),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        settings = cls(**values)  # type: ignore[arg-type]
+        if settings.device not in {"auto", "cuda", "cpu"}:
+            from studio.errors import InputError
+
+            raise InputError(f"STUDIO_DEVICE={settings.device!r}: use one of auto, cuda, cpu.")
+        return settings
+
+    def with_(self, **changes: object) -> "Settings":
+        return replace(self, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,101 @@
+"""ClipEmbedder: CLIP text and image vectors, L2-normalised float32, in batches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+
+from studio.config import Settings
+from studio.images import to_rgb
+
+# CLIP's text encoder has 77 positions (start + 75 tokens + end). Longer prompts are cut
+# there on purpose, as Stable Diffusion's own encoder cuts them: what CLIP cannot see, the
+# image model never saw either. `count_tokens` tells the caller when that happened.
+MAX_TOKENS = 77
+
+
+def pick_device(requested: str) -> str:
+    import torch
+
+    if requested == "cpu":
+        return "cpu"
+    if requested == "cuda" and not torch.cuda.is_available():
+        from studio.errors import StudioError
+
+        raise StudioError("STUDIO_DEVICE=cuda, but torch sees no CUDA GPU. Use STUDIO_DEVICE=auto or cpu.")
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def load_image_processor(path: Path | str) -> Any:
+    """CLIP's PIL image processor: the default one in transformers 5 needs torchvision."""
+    import transformers
+
+    cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+    return cls.from_pretrained(str(path))
+
+
+class ClipEmbedder:
+    """Text and image embeddings from one CLIP model; the model is passed in (tests use tiny ones)."""
+
+    def __init__(self, model: Any, tokenizer: Any, image_processor: Any, name: str, device: str = "cpu") -> None:
+        import torch
+
+        self.name = name
+        self.device = device
+        self.dtype = torch.float16 if device == "cuda" else torch.float32
+        self.model = model.to(device=device, dtype=self.dtype).eval()
+        self.tokenizer = tokenizer
+        self.image_processor = image_processor
+        self.dim = int(model.config.projection_dim)
+
+    @classmethod
+    def load(cls, settings: Settings) -> "ClipEmbedder":
+        """From a local folder, models/<name>, or (online) the hub; raises ModelMissingError."""
+        from transformers import CLIPModel, CLIPTokenizer
+
+        from studio.weights import ensure
+
+        loc = ensure("clip", settings)
+        model = CLIPModel.from_pretrained(str(loc.path))
+        tokenizer = CLIPTokenizer.from_pretrained(str(loc.path))
+        processor = load_image_processor(loc.path)
+        return cls(model, tokenizer, processor, name=settings.clip_model, device=pick_device(settings.device))
+
+    def count_tokens(self, text: str) -> int:
+        """CLIP tokens of the text, start and end tokens included (over 77: truncated)."""
+        return len(self.tokenizer(text, truncation=False)["input_ids"])
+
+    def _normalise(self, features: Any) -> np.ndarray:
+        if not hasattr(features, "norm"):  # transformers 5 returns an output object
+            features = features.pooler_output
+        features = features.float()
+        features = features / features.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+        return features.cpu().numpy().astype(np.float32, copy=False)
+
+    def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        import torch
+
+        out = [np.zeros((0, self.dim), np.float32)]
+        for start in range(0, len(texts), batch_size):
+            chunk = [t if t.strip() else " " for t in texts[start : start + batch_size]]
+            tokens = self.tokenizer(
+                chunk, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
+            ).to(self.device)
+            with torch.inference_mode():
+                out.append(self._normalise(self.model.get_text_features(**tokens)))
+        return np.concatenate(out)
+
+    def embed_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
+        import torch
+
+        out = [np.zeros((0, self.dim), np.float32)]
+        for start in range(0, len(images), batch_size):
+            chunk = [to_rgb(img) for img in images[start : start + batch_size]]
+            pixels = self.image_processor(images=chunk, return_tensors="pt")["pixel_values"]
+            pixels = pixels.to(device=self.device, dtype=self.dtype)
+            with torch.inference_mode():
+                out.append(self._normalise(self.model.get_image_features(pixel_values=pixels)))
+        return np.concatenate(out)

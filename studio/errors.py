@@ -1,0 +1,23 @@
+"""Errors whose messages say what to do next."""
+
+from __future__ import annotations
+
+
+class StudioError(Exception):
+    """Base class: the message is meant for the user, as is."""
+
+
+class InputError(StudioError, ValueError):
+    """The user gave something we cannot use (empty text, a corrupt image, a bad path)."""
+
+
+class ModelMissingError(StudioError):
+    """A model's weights are not where we looked, and we may not or could not download them."""
+
+
+class StoreMismatchError(StudioError):
+    """The store was built with another CLIP model (vectors of two models never mix)."""
+
+
+class StoreUnavailableError(StudioError):
+    """The Chroma store cannot be opened or reached."""

@@ -1,0 +1,260 @@
+"""Ingest: rows -> dedupe -> CLIP embed -> Chroma upsert; encoding and writing overlap; resumable."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import queue
+import threading
+import time
+import unicodedata
+from dataclasses import dataclass, field
+from itertools import islice
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
+
+from studio.errors import InputError
+from studio.images import open_image
+from studio.sources import Row, read_location
+from studio.store import PromptStore
+
+T = TypeVar("T")
+# Settings kept on both prompt and image records (those of the prompt's representative image).
+SETTING_KEYS = ("seed", "cfg", "steps", "sampler", "width", "height")
+IMAGE_KEYS = SETTING_KEYS + ("image_nsfw", "prompt_nsfw", "part_id", "user_name", "timestamp")
+
+
+def normalise(prompt: str) -> str:
+    """The dedupe key: Unicode-normalised, whitespace collapsed, lower case."""
+    return " ".join(unicodedata.normalize("NFKC", prompt).split()).lower()
+
+
+def prompt_id(prompt: str) -> str:
+    return "p-" + hashlib.sha1(normalise(prompt).encode("utf-8")).hexdigest()[:24]
+
+
+@dataclass
+class PromptGroup:
+    """One unique prompt of a source: the first row that used it, and image counts per part."""
+
+    id: str
+    first: Row
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class IngestReport:
+    source: str
+    rows: int = 0
+    prompts_new: int = 0
+    prompts_updated: int = 0
+    prompts_unchanged: int = 0
+    images_new: int = 0
+    images_unchanged: int = 0
+    skipped_rows: int = 0  # empty prompts
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (image, why) for unreadable images
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        text = (f"{self.source}: {self.rows} rows -> {self.prompts_new} new prompts, {self.prompts_updated} updated, "
+                f"{self.prompts_unchanged} already stored; {self.images_new} new images, "
+                f"{self.images_unchanged} already stored")
+        if self.skipped_rows:
+            text += f"; {self.skipped_rows} rows with an empty prompt skipped"
+        if self.failed:
+            shown = "; ".join(f"{name}: {why}" for name, why in self.failed[:5])
+            text += f"; {len(self.failed)} unreadable images skipped ({shown}{' ...' if len(self.failed) > 5 else ''})"
+        return text + f" in {self.seconds:.1f} s."
+
+
+def group_rows(rows: Iterable[Row], report: IngestReport) -> tuple[list[PromptGroup], list[Row]]:
+    """Dedupe prompts (first row wins, counts per part) and keep one row per image with pixels."""
+    groups: dict[str, PromptGroup] = {}
+    images: dict[str, Row] = {}
+    for row in rows:
+        report.rows += 1
+        if not normalise(row.prompt):
+            report.skipped_rows += 1
+            continue
+        pid = prompt_id(row.prompt)
+        group = groups.get(pid)
+        if group is None:
+            group = groups[pid] = PromptGroup(pid, row)
+        group.counts[row.part] = group.counts.get(row.part, 0) + 1
+        if row.location is not None and row.image_name not in images:
+            images[row.image_name] = row
+    return list(groups.values()), list(images.values())
+
+
+def prompt_metadata(group: PromptGroup, source: str, old: dict[str, Any] | None) -> dict[str, Any]:
+    """Counts merge by part (set, never add), so running a source twice changes nothing."""
+    counts = json.loads(old.get("counts", "{}")) if old else {}
+    counts.update(group.counts)
+    if old:  # the representative image and its settings are set once
+        return {**old, "counts": json.dumps(counts, sort_keys=True), "image_count": sum(counts.values())}
+    s = group.first.settings
+    meta: dict[str, Any] = {key: s.get(key) for key in SETTING_KEYS}
+    meta.update(
+        image_id=group.first.image_name,
+        prompt_nsfw=s.get("prompt_nsfw"),
+        image_nsfw=s.get("image_nsfw"),
+        source=source,
+        counts=json.dumps(counts, sort_keys=True),
+        image_count=sum(counts.values()),
+    )
+    return meta
+
+
+def image_metadata(row: Row, source: str) -> dict[str, Any]:
+    meta = {key: row.settings.get(key) for key in IMAGE_KEYS}
+    meta.update(prompt_id=prompt_id(row.prompt), prompt=row.prompt.strip(), file=row.location,
+                source=source, part=row.part)
+    return meta
+
+
+def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    it = iter(items)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def prefetch(items: Iterable[T], depth: int = 2) -> Iterator[T]:
+    """Run a producer in a thread, `depth` items ahead (reading overlaps encoding)."""
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                q.put(item)
+        except BaseException as exc:  # handed to the consumer, raised there
+            q.put(exc)
+        q.put(done)
+
+    threading.Thread(target=produce, daemon=True, name="ingest-reader").start()
+    while (item := q.get()) is not done:
+        if isinstance(item, BaseException):
+            raise item
+        yield item
+
+
+class Writer:
+    """Upserts in a background thread (writing overlaps encoding); errors surface on close()."""
+
+    def __init__(self, store: PromptStore, depth: int = 2) -> None:
+        self.store = store
+        self.q: queue.Queue = queue.Queue(maxsize=depth)
+        self.error: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, daemon=True, name="ingest-writer")
+        self.thread.start()
+
+    def _run(self) -> None:
+        while (job := self.q.get()) is not None:
+            if self.error is None:
+                try:
+                    job()
+                except BaseException as exc:
+                    self.error = exc
+
+    def put(self, job: Callable[[], None]) -> None:
+        if self.error is not None:
+            raise self.error
+        self.q.put(job)
+
+    def close(self) -> None:
+        self.q.put(None)
+        self.thread.join()
+        if self.error is not None:
+            raise self.error
+
+
+def _bar(total: int, desc: str, unit: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)
+
+
+def ingest_rows(
+    rows: Iterable[Row],
+    store: PromptStore,
+    embedder: Any,
+    source: str = "diffusiondb",
+    label: str = "source",
+    batch_size: int = 64,
+    limit: int | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> IngestReport:
+    """Write rows into the store: prompts first, then images; what is already stored is not re-embedded."""
+    report = IngestReport(label)
+    start = time.perf_counter()
+    groups, images = group_rows(islice(rows, limit) if limit else rows, report)
+    _ingest_prompts(groups, store, embedder, source, batch_size, report, progress)
+    _ingest_images(images, store, embedder, source, max(1, batch_size // 2), report, progress)
+    report.seconds = time.perf_counter() - start
+    return report
+
+
+def _ingest_prompts(groups: Sequence[PromptGroup], store: PromptStore, embedder: Any, source: str,
+                    batch_size: int, report: IngestReport, progress: Callable | None) -> None:
+    def prepare() -> Iterator[tuple[list[PromptGroup], dict[str, dict]]]:
+        for chunk in batched(groups, batch_size):
+            old = {r.id: r.metadata for r in store.get("prompts", [g.id for g in chunk])}
+            yield chunk, old
+
+    writer = Writer(store)
+    bar = _bar(len(groups), "prompts", "prompt")
+    try:
+        for chunk, old in prefetch(prepare()):
+            new = [g for g in chunk if g.id not in old]
+            changed = [(g.id, prompt_metadata(g, source, old[g.id])) for g in chunk if g.id in old]
+            changed = [(pid, meta) for pid, meta in changed if meta != old[pid]]
+            report.prompts_unchanged += len(chunk) - len(new) - len(changed)
+            report.prompts_updated += len(changed)
+            if changed:
+                writer.put(lambda c=changed: store.update_metadata("prompts", [i for i, _ in c], [m for _, m in c]))
+            if new:
+                texts = [g.first.prompt.strip() for g in new]
+                vectors = embedder.embed_texts(texts, batch_size=batch_size)
+                metas = [prompt_metadata(g, source, None) for g in new]
+                writer.put(lambda i=[g.id for g in new], v=vectors, m=metas, d=texts: store.upsert("prompts", i, v, m, d))
+                report.prompts_new += len(new)
+            bar.update(len(chunk))
+            if progress:
+                progress("prompts", bar.n, len(groups))
+    finally:
+        bar.close()
+        writer.close()
+
+
+def _ingest_images(rows: Sequence[Row], store: PromptStore, embedder: Any, source: str,
+                   batch_size: int, report: IngestReport, progress: Callable | None) -> None:
+    def prepare() -> Iterator[tuple[int, int, list[Row], list[Any]]]:
+        for chunk in batched(rows, batch_size):
+            stored = store.existing_ids("images", [r.image_name for r in chunk])
+            todo, pixels = [], []
+            for row in chunk:
+                if row.image_name in stored:
+                    continue
+                try:
+                    pixels.append(open_image(read_location(row.location or ""), name=row.image_name))
+                    todo.append(row)
+                except (InputError, OSError, KeyError) as exc:
+                    report.failed.append((row.image_name, str(exc)))
+            yield len(chunk), len(stored), todo, pixels
+
+    writer = Writer(store)
+    bar = _bar(len(rows), "images", "image")
+    try:
+        for seen, stored, todo, pixels in prefetch(prepare()):
+            report.images_unchanged += stored
+            if todo:
+                vectors = embedder.embed_images(pixels, batch_size=batch_size)
+                metas = [image_metadata(r, source) for r in todo]
+                writer.put(lambda i=[r.image_name for r in todo], v=vectors, m=metas, d=[r.prompt.strip() for r in todo]:
+                           store.upsert("images", i, v, m, d))
+                report.images_new += len(todo)
+            bar.update(seen)
+            if progress:
+                progress("images", bar.n, len(rows))
+    finally:
+        bar.close()
+        writer.close()

@@ -1,0 +1,246 @@
+"""Studio: the one API the UI, CLI and tests call (search four ways, ingest, stats, model status)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from studio.config import Settings
+from studio.errors import InputError, StoreMismatchError
+from studio.images import ImageSource, open_image
+from studio.ingest import IngestReport, ingest_rows, prompt_id
+from studio.sources import read_location, read_source
+from studio.store import PromptStore, Record, open_client
+from studio.weights import ROLES, locate
+
+MAX_QUERY_CHARS = 10_000  # CLIP reads ~77 tokens (~300 characters); past this it is a paste accident
+# The shipped sample, as ingested on first launch (the part-style JSON repeats the 99-row CSV).
+SAMPLE_SOURCES = ("metadata-2m-every400th-image_name-prompt.csv", "metadata-fullparams-promptsdvis-first99.csv", "images")
+SETTING_KEYS = ("seed", "cfg", "steps", "sampler", "width", "height")
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What a search may return. DiffusionDB's NSFW scores are 0..1; 2.0 means SD blurred the image."""
+
+    nsfw: bool = False  # True: show NSFW results too
+    source: str | None = None  # "diffusiondb" | "generated" | "user"; None: all
+    threshold: float = 0.5
+
+    def allows(self, meta: dict[str, Any], kind: str) -> bool:
+        if self.source and meta.get("source") != self.source:
+            return False
+        if self.nsfw:
+            return True
+        scores = [meta.get("prompt_nsfw")] + ([meta.get("image_nsfw")] if kind == "images" else [])
+        # Unknown scores (tables without them) pass: the threshold only hides what was scored.
+        return not any(isinstance(s, (int, float)) and s >= self.threshold for s in scores)
+
+
+@dataclass
+class Hit:
+    """One search result; `settings` lists the seed/cfg/steps/sampler/size of the images behind it."""
+
+    id: str
+    prompt: str
+    distance: float
+    metadata: dict[str, Any]
+    kind: str = "prompt"  # "prompt" | "image"
+    settings: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def file(self) -> str | None:
+        return self.metadata.get("file")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"file": self.file}
+
+
+@dataclass
+class SearchResult:
+    query: str
+    target: str  # "prompts" | "images" | "similar" | "reverse"
+    results: list[Hit]
+    hidden: int = 0  # results the filters held back
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"query": self.query, "target": self.target, "hidden": self.hidden,
+                "results": [h.to_dict() for h in self.results]}
+
+
+def settings_of(meta: dict[str, Any]) -> dict[str, Any]:
+    out = {k: meta[k] for k in SETTING_KEYS if meta.get(k) is not None}
+    if "width" in out and "height" in out:
+        out["size"] = f"{out['width']}x{out['height']}"
+    return out
+
+
+class Studio:
+    """Holds the settings and lazily loads CLIP and the store; models may be passed in (tests do)."""
+
+    def __init__(self, settings: Settings, embedder: Any = None, client: Any = None) -> None:
+        self.settings = settings
+        self._embedder = embedder
+        self._client = client
+        self._store: PromptStore | None = None
+        self._store_created = False
+        self._lock = threading.RLock()
+
+    # -- lazy parts ------------------------------------------------------------------------
+    @property
+    def embedder(self) -> Any:
+        with self._lock:
+            if self._embedder is None:
+                from studio.embed import ClipEmbedder
+
+                self._embedder = ClipEmbedder.load(self.settings)
+            return self._embedder
+
+    @property
+    def client(self) -> Any:
+        with self._lock:
+            if self._client is None:
+                self._client = open_client(self.settings.store_dir, self.settings.chroma_url)
+            return self._client
+
+    def store_for(self, create: bool) -> PromptStore:
+        with self._lock:
+            if self._store is None or (create and not self._store_created):
+                self._store = PromptStore(self.client, self.embedder.name, self.embedder.dim, create=create)
+                self._store_created = create
+            return self._store
+
+    @property
+    def store(self) -> PromptStore:
+        return self.store_for(create=False)
+
+    # -- search ----------------------------------------------------------------------------
+    def _query(self, kind: str, vector: Any, k: int, filters: Filters) -> tuple[list[Record], int]:
+        """Nearest records that pass the filters. Chroma's `where` costs ~0.5 s at 1M vectors, so
+        we over-fetch unfiltered neighbours and filter here, widening only when too few pass."""
+        total = self.store.count(kind)
+        n, hidden = max(4 * k, 32), 0
+        while True:
+            records = self.store.query(kind, vector, n)
+            kept = [r for r in records if filters.allows(r.metadata, kind)]
+            hidden = len(records) - len(kept)
+            if len(kept) >= k or n >= total:
+                return kept[:k], hidden
+            n = min(n * 4, total)
+
+    @staticmethod
+    def _text(text: str) -> str:
+        text = (text or "").strip()
+        if not text:
+            raise InputError("Type an idea or a prompt to search for.")
+        if len(text) > MAX_QUERY_CHARS:
+            raise InputError(f"That text is {len(text):,} characters; CLIP reads only the first 77 tokens "
+                             f"(about 300 characters). Shorten it to under {MAX_QUERY_CHARS:,}.")
+        return text
+
+    def search(self, text: str, target: str = "prompts", k: int = 10, filters: Filters = Filters()) -> SearchResult:
+        """An idea -> the closest stored prompts, or (target="images") images of that style."""
+        if target not in ("prompts", "images"):
+            raise InputError(f"target={target!r}: use prompts or images.")
+        text = self._text(text)
+        vector = self.embedder.embed_texts([text])[0]
+        records, hidden = self._query(target, vector, k, filters)
+        return SearchResult(text, target, [self._hit(r, target) for r in records], hidden)
+
+    def similar_images(self, image: ImageSource, k: int = 10, filters: Filters = Filters()) -> SearchResult:
+        """An image -> the stored images closest to it."""
+        vector = self.embedder.embed_images([open_image(image)])[0]
+        records, hidden = self._query("images", vector, k, filters)
+        return SearchResult(_label(image), "similar", [self._hit(r, "images") for r in records], hidden)
+
+    def reverse(self, image: ImageSource, k: int = 10, filters: Filters = Filters()) -> SearchResult:
+        """An image -> the prompts that likely made it: the prompts of its nearest images, fused
+        (reciprocal rank) with the prompts nearest to it across modalities; each with its settings."""
+        vector = self.embedder.embed_images([open_image(image)])[0]
+        images, hidden_i = self._query("images", vector, 4 * k, filters)
+        prompts, hidden_p = self._query("prompts", vector, 4 * k, filters)
+        score: dict[str, float] = {}
+        distance: dict[str, float] = {}
+        settings: dict[str, list[dict[str, Any]]] = {}
+        # Image-to-image neighbours are the stronger evidence; cross-modal CLIP scores are noisier.
+        for rank, rec in enumerate(images):
+            pid = rec.metadata.get("prompt_id") or prompt_id(rec.document or "")
+            score[pid] = score.get(pid, 0.0) + 2.0 / (60 + rank)
+            distance[pid] = min(distance.get(pid, 2.0), rec.distance or 0.0)
+            settings.setdefault(pid, []).append(settings_of(rec.metadata) | {"image_id": rec.id})
+        for rank, rec in enumerate(prompts):
+            score[rec.id] = score.get(rec.id, 0.0) + 1.0 / (60 + rank)
+            distance.setdefault(rec.id, rec.distance or 0.0)
+        best = sorted(score, key=lambda pid: (-score[pid], distance[pid]))[:k]
+        records = {r.id: r for r in self.store.get("prompts", best)}
+        hits = []
+        for pid in best:
+            rec = records.get(pid)
+            if rec is None or not filters.allows(rec.metadata, "prompts"):
+                continue
+            found = settings.get(pid) or [settings_of(rec.metadata) | {"image_id": rec.metadata.get("image_id")}]
+            meta = rec.metadata | {"score": round(score[pid], 6), "from_images": pid in settings}
+            hits.append(Hit(pid, rec.document or "", distance[pid], meta, "prompt", found))
+        return SearchResult(_label(image), "reverse", hits, hidden_i + hidden_p)
+
+    def _hit(self, rec: Record, kind: str) -> Hit:
+        settings = [settings_of(rec.metadata)] if settings_of(rec.metadata) else []
+        return Hit(rec.id, rec.document or "", float(rec.distance or 0.0), rec.metadata,
+                   "image" if kind == "images" else "prompt", settings)
+
+    def image_bytes(self, hit: Hit) -> bytes | None:
+        """The pixels of an image hit (a file, or a member of a part zip), if still on disk."""
+        try:
+            return read_location(hit.file) if hit.file else None
+        except (OSError, KeyError):
+            return None
+
+    # -- ingest and status -----------------------------------------------------------------
+    def ingest(self, source: str, limit: int | None = None, source_tag: str = "diffusiondb",
+               progress: Callable[[str, int, int], None] | None = None) -> IngestReport:
+        rows = read_source(source, self.settings.home / "cache" / "diffusiondb", self.settings.offline)
+        store = self.store_for(create=True)
+        return ingest_rows(rows, store, self.embedder, source=source_tag, label=source,
+                           batch_size=self.settings.batch_size, limit=limit, progress=progress)
+
+    def is_empty(self) -> bool:
+        """No collections at all yet (a new store): first launch ingests the sample."""
+        return not any(c.name.startswith("prompts__") for c in self.client.list_collections())
+
+    def ingest_sample(self, progress: Callable[[str, int, int], None] | None = None) -> list[IngestReport]:
+        sample = Path(self.settings.sample_dir)
+        return [self.ingest(str(sample / name), progress=progress) for name in SAMPLE_SOURCES
+                if (sample / name).exists()]
+
+    def stats(self) -> dict[str, Any]:
+        """Counts per collection and source; works without CLIP weights."""
+        out: dict[str, Any] = {"store": self.settings.chroma_url or str(self.settings.store_dir), "indexes": []}
+        for col in self.client.list_collections():
+            meta = col.metadata or {}
+            kind = meta.get("kind") or col.name.split("__")[0]
+            by_source: dict[str, int] = {}
+            for m in col.get(include=["metadatas"])["metadatas"] if col.count() <= 200_000 else []:
+                by_source[(m or {}).get("source", "?")] = by_source.get((m or {}).get("source", "?"), 0) + 1
+            out["indexes"].append({"collection": col.name, "kind": kind, "clip_model": meta.get("clip_model"),
+                                   "dim": meta.get("dim"), "count": col.count(), "by_source": by_source})
+        return out
+
+    def models(self) -> list[dict[str, Any]]:
+        """Each role: where it would load from and whether it is there (no network)."""
+        return [{"role": role, "ref": (loc := locate(role, self.settings)).ref, "found": loc.found,
+                 "path": str(loc.path) if loc.path else None, "starter": loc.starter, "status": loc.describe()}
+                for role in ROLES]
+
+    def check_store(self) -> str | None:
+        """None when the store opens with this CLIP; else the message that says why not."""
+        try:
+            self.store  # noqa: B018 - opening is the check
+        except StoreMismatchError as exc:
+            return str(exc)
+        return None
+
+
+def _label(image: ImageSource) -> str:
+    return str(image) if isinstance(image, (str, Path)) else "uploaded image"

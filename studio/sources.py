@@ -1,0 +1,244 @@
+"""DiffusionDB readers: part folders and zips, metadata parquet/CSV, and hub part ranges -> Rows."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from studio.errors import InputError
+
+IMAGE_SUFFIXES = {".png", ".webp", ".jpg", ".jpeg"}
+# DiffusionDB's uint8 sampler codes (its README); the HF loader writes the names instead.
+SAMPLERS = {1: "ddim", 2: "plms", 3: "k_euler", 4: "k_euler_ancestral", 5: "k_heun",
+            6: "k_dpm_2", 7: "k_dpm_2_ancestral", 8: "k_lms", 9: "others"}
+# Column names of the metadata table, and the names we store them under.
+_COLUMNS = {"image_name": "image_name", "image_filename": "image_name", "prompt": "prompt", "part_id": "part_id",
+            "seed": "seed", "step": "steps", "steps": "steps", "cfg": "cfg", "sampler": "sampler",
+            "width": "width", "height": "height", "user_name": "user_name", "timestamp": "timestamp",
+            "image_nsfw": "image_nsfw", "prompt_nsfw": "prompt_nsfw"}
+_PART_JSON_KEYS = {"se": "seed", "c": "cfg", "st": "steps", "sa": "sampler"}
+HUB_REPO = "poloclub/diffusiondb"
+
+
+@dataclass(slots=True)
+class Row:
+    """One DiffusionDB image (or metadata line): its prompt, settings and, maybe, its pixels."""
+
+    image_name: str
+    prompt: str
+    part: str  # the DiffusionDB part ("part-000001") or the file it came from
+    settings: dict[str, Any] = field(default_factory=dict)
+    location: str | None = None  # a file path, or "ZIP::MEMBER"; None for metadata-only rows
+
+
+def read_location(location: str) -> bytes:
+    """The bytes of an image stored at a path or inside a zip ("ZIP::MEMBER")."""
+    if "::" in location:
+        archive, member = location.split("::", 1)
+        with zipfile.ZipFile(archive) as zf:
+            return zf.read(member)
+    return Path(location).read_bytes()
+
+
+def _value(value: Any) -> Any:
+    """Table cells -> plain Python; NaN/None -> None; sampler codes -> names."""
+    if value is None:
+        return None
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    return value
+
+
+def _settings(raw: dict[str, Any]) -> dict[str, Any]:
+    out = {key: _value(val) for key, val in raw.items()}
+    sampler = out.get("sampler")
+    if isinstance(sampler, (int, float)) and not isinstance(sampler, bool):
+        out["sampler"] = SAMPLERS.get(int(sampler), str(sampler))
+    for key in ("seed", "steps", "width", "height", "part_id"):
+        if isinstance(out.get(key), float):
+            out[key] = int(out[key])
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def _part_name(path: Path) -> str:
+    match = re.search(r"part-\d{6}", path.name)
+    return match.group(0) if match else path.stem
+
+
+def _part_json_rows(mapping: Any, part: str, origin: str, locate: Callable[[str], str | None]) -> Iterator[Row]:
+    if not isinstance(mapping, dict):
+        raise InputError(f"{origin} is not a DiffusionDB part JSON (expected {{\"image.png\": {{\"p\": ...}}}}).")
+    for name, entry in mapping.items():
+        if not isinstance(entry, dict) or "p" not in entry:
+            continue
+        settings = _settings({_PART_JSON_KEYS[k]: v for k, v in entry.items() if k in _PART_JSON_KEYS})
+        yield Row(str(name), str(entry["p"] or ""), part, settings, locate(str(name)))
+
+
+def read_folder(folder: Path) -> Iterator[Row]:
+    """A part folder: images plus a part JSON; zips in the folder are read as parts too."""
+    jsons = sorted(p for p in folder.glob("*.json"))
+    zips = sorted(folder.glob("*.zip"))
+    tables = sorted(p for p in folder.iterdir() if p.suffix in {".csv", ".parquet"})
+    if not jsons and not zips and not tables:
+        raise InputError(f"{folder} has no part JSON, part zip or metadata table. Point at a DiffusionDB part.")
+    for path in jsons:
+        try:
+            mapping = json.loads(path.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise InputError(f"{path} is not valid JSON ({exc}).") from exc
+
+        def locate(name: str, base: Path = path.parent) -> str | None:
+            image = base / name
+            return str(image.resolve()) if image.suffix.lower() in IMAGE_SUFFIXES and image.is_file() else None
+
+        yield from _part_json_rows(mapping, _part_name(path) if "part-" in path.name else folder.name, str(path), locate)
+    for path in zips:
+        yield from read_zip(path)
+    for path in tables:
+        yield from read_table(path)
+
+
+def read_zip(path: Path, extra: dict[str, dict[str, Any]] | None = None) -> Iterator[Row]:
+    """A DiffusionDB part zip: part-XXXXXX.json and its images; `extra` adds metadata-table columns."""
+    try:
+        zf = zipfile.ZipFile(path)
+        members = set(zf.namelist())
+        json_names = sorted(n for n in members if n.endswith(".json"))
+        if not json_names:
+            raise InputError(f"{path} holds no part JSON: it is not a DiffusionDB part zip.")
+        mapping = json.loads(zf.read(json_names[0]))
+    except (zipfile.BadZipFile, OSError, json.JSONDecodeError, EOFError) as exc:
+        raise InputError(f"{path} is not a readable zip ({exc}). Download the part again.") from exc
+    prefix = json_names[0].rpartition("/")[0]
+    part = _part_name(path)
+    resolved = str(path.resolve())
+
+    def locate(name: str) -> str | None:
+        member = f"{prefix}/{name}" if prefix else name
+        return f"{resolved}::{member}" if member in members else None
+
+    with zf:
+        for row in _part_json_rows(mapping, part, str(path), locate):
+            if extra and row.image_name in extra:
+                row.settings = {**_settings(extra[row.image_name]), **row.settings}
+            yield row
+
+
+def _read_frame(path: Path) -> Any:
+    import pandas as pd
+
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        return pd.read_csv(path, keep_default_na=True)
+    except Exception as exc:
+        raise InputError(f"Could not read {path} as a {path.suffix[1:]} table ({exc}).") from exc
+
+
+def read_table(path: Path) -> Iterator[Row]:
+    """A metadata .parquet or .csv with DiffusionDB's columns (any subset that has `prompt`)."""
+    frame = _read_frame(path)
+    if "prompt" not in frame.columns:
+        raise InputError(
+            f"{path} has no `prompt` column (it has: {', '.join(map(str, frame.columns))}). "
+            "A DiffusionDB metadata table needs at least `prompt`; `image_name`, `seed`, `cfg`, ... are optional."
+        )
+    keep = [c for c in frame.columns if c in _COLUMNS]
+    frame = frame[keep].rename(columns=_COLUMNS)
+    records = frame.to_dict("records")
+    for i, rec in enumerate(records):
+        prompt = rec.pop("prompt")
+        if not isinstance(prompt, str):
+            prompt = "" if prompt is None or (isinstance(prompt, float) and math.isnan(prompt)) else str(prompt)
+        name = rec.pop("image_name", None)
+        settings = _settings(rec)
+        part = f"part-{settings['part_id']:06d}" if "part_id" in settings else path.stem
+        yield Row(str(name) if _value(name) is not None else f"{path.stem}-row{i:07d}", prompt, part, settings)
+
+
+# -- hub:2m:1-5 ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HubSpec:
+    subset: str  # "2m" | "large"
+    parts: tuple[int, ...]
+
+    def zip_path(self, part: int) -> str:
+        if self.subset == "2m":
+            return f"images/part-{part:06d}.zip"
+        folder = "diffusiondb-large-part-1" if part <= 10000 else "diffusiondb-large-part-2"
+        return f"{folder}/part-{part:06d}.zip"
+
+    @property
+    def metadata_path(self) -> str:
+        return "metadata.parquet" if self.subset == "2m" else "metadata-large.parquet"
+
+
+def parse_hub(spec: str) -> HubSpec:
+    """'hub:2m:1-5' or 'hub:large:3' or 'hub:2m:1,4,9' -> HubSpec; errors list the valid forms."""
+    match = re.fullmatch(r"hub:(2m|large):([\d,\-\s]+)", spec.strip())
+    if not match:
+        raise InputError(f"{spec!r}: write hub:2m:1-5 or hub:large:1-5 (DiffusionDB part numbers).")
+    subset, ranges = match.groups()
+    top = 2000 if subset == "2m" else 14000
+    parts: list[int] = []
+    for piece in filter(None, (p.strip() for p in ranges.split(","))):
+        lo, _, hi = piece.partition("-")
+        start, end = int(lo), int(hi or lo)
+        if not 1 <= start <= end <= top:
+            raise InputError(f"{spec!r}: the {subset} subset has parts 1 to {top}.")
+        parts.extend(range(start, end + 1))
+    return HubSpec(subset, tuple(dict.fromkeys(parts)))
+
+
+def read_hub(spec: HubSpec, cache: Path, offline: bool) -> Iterator[Row]:
+    """Download (once) the metadata parquet and the part zips, then read them as local parts."""
+    if offline:
+        raise InputError("STUDIO_OFFLINE/HF_HUB_OFFLINE is set: hub sources need a connection. "
+                         "Download the part zips by hand and ingest the folder instead.")
+    import huggingface_hub
+
+    def fetch(name: str) -> Path:
+        try:
+            return Path(huggingface_hub.hf_hub_download(HUB_REPO, name, repo_type="dataset", local_dir=cache))
+        except Exception as exc:
+            raise InputError(f"Could not download {HUB_REPO}/{name} ({type(exc).__name__}: {exc}).") from exc
+
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(fetch(spec.metadata_path), filters=[("part_id", "in", list(spec.parts))])
+    extra: dict[str, dict[str, Any]] = {}
+    for rec in table.to_pylist():
+        name = rec.pop("image_name")
+        rec.pop("prompt", None)
+        extra[name] = {_COLUMNS[k]: v for k, v in rec.items() if k in _COLUMNS}
+    for part in spec.parts:
+        yield from read_zip(fetch(spec.zip_path(part)), extra)
+
+
+def read_source(source: str, cache: Path, offline: bool) -> Iterator[Row]:
+    """Any supported source, by its form: hub spec, folder, .zip, .parquet or .csv."""
+    if source.startswith("hub:"):
+        return read_hub(parse_hub(source), cache, offline)
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise InputError(f"{source}: no such file or folder.")
+    if path.is_dir():
+        return read_folder(path)
+    if path.suffix == ".zip":
+        return read_zip(path)
+    if path.suffix in {".parquet", ".csv"}:
+        return read_table(path)
+    if path.suffix == ".json":
+        mapping = json.loads(path.read_text(encoding="utf-8"))
+        return _part_json_rows(mapping, _part_name(path), str(path), lambda name: None)
+    raise InputError(f"{source}: use a part folder, a part .zip, a metadata .parquet/.csv, or hub:2m:1-5.")

@@ -1,0 +1,202 @@
+"""PromptStore: the `prompts` and `images` collections in Chroma, one pair per CLIP model."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+from urllib.parse import urlparse
+
+import numpy as np
+
+from studio.errors import StoreMismatchError, StoreUnavailableError
+
+KINDS = ("prompts", "images")
+SCHEMA = 1
+
+
+@dataclass
+class Record:
+    """One stored record as Chroma returns it; distance is cosine distance (0 = same direction)."""
+
+    id: str
+    document: str | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    distance: float | None = None
+
+
+def model_key(clip_model: str) -> str:
+    """A collection-name-safe key for a CLIP model: its last path part ('clip-vit-base-patch32')."""
+    name = Path(clip_model.rstrip("/\\")).name or clip_model
+    key = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-_") or "clip"
+    return key[:200]
+
+
+def _chroma_settings() -> Any:
+    from chromadb.config import Settings as ChromaSettings
+
+    os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+    return ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+
+
+def open_client(store_dir: Path, chroma_url: str | None = None) -> Any:
+    """The embedded PersistentClient under store_dir, or an HttpClient when chroma_url is set."""
+    import chromadb
+
+    try:
+        if chroma_url:
+            url = urlparse(chroma_url if "://" in chroma_url else f"http://{chroma_url}")
+            port = url.port or (443 if url.scheme == "https" else 8000)
+            client = chromadb.HttpClient(
+                host=url.hostname or "127.0.0.1", port=port, ssl=url.scheme == "https", settings=_chroma_settings()
+            )
+            client.heartbeat()
+            return client
+        store_dir.mkdir(parents=True, exist_ok=True)
+        return chromadb.PersistentClient(path=str(store_dir), settings=_chroma_settings())
+    except Exception as exc:
+        where = f"the Chroma server at {chroma_url}" if chroma_url else f"the store in {store_dir}"
+        hint = (
+            "Start it with `chroma run --path DIR --host 127.0.0.1 --port PORT`, or unset STUDIO_CHROMA_URL."
+            if chroma_url
+            else "Check that the folder is writable and not used by another Chroma version."
+        )
+        raise StoreUnavailableError(f"Could not open {where} ({type(exc).__name__}: {exc}). {hint}") from exc
+
+
+class PromptStore:
+    """Chroma collections for one CLIP model; refuses stores built with another model."""
+
+    def __init__(self, client: Any, clip_model: str, dim: int, create: bool = True) -> None:
+        self.client = client
+        self.clip_model = clip_model
+        self.dim = dim
+        self.key = model_key(clip_model)
+        self.names = {kind: f"{kind}__{self.key}" for kind in KINDS}
+        self._check_model(create)
+        self.collections = {kind: self._collection(kind, create) for kind in KINDS}
+        self.max_batch = int(client.get_max_batch_size())
+
+    # -- opening -------------------------------------------------------------------------
+    def _check_model(self, create: bool) -> None:
+        existing = {c.name: c for c in self.client.list_collections()}
+        mine = existing.get(self.names["prompts"])
+        if mine is not None:
+            meta = mine.metadata or {}
+            if int(meta.get("dim", self.dim)) != self.dim:
+                raise StoreMismatchError(
+                    f"This store's index for {self.key!r} holds {meta.get('dim')}-d vectors, but the CLIP model "
+                    f"{self.clip_model!r} makes {self.dim}-d ones: the weights in that folder changed. "
+                    f"Point STUDIO_HOME at a new folder, or restore the model that built it ({meta.get('clip_model')})."
+                )
+            return
+        others = [c.metadata or {} for name, c in existing.items() if name.startswith("prompts__")]
+        if others and not create:
+            made_by = ", ".join(sorted({f"{m.get('clip_model')} ({m.get('dim')}-d)" for m in others}))
+            raise StoreMismatchError(
+                f"This store was built with CLIP {made_by}, not {self.clip_model!r}. Set STUDIO_CLIP_MODEL to "
+                f"that model to search it, or run `python -m studio ingest SOURCE` to build an index for "
+                f"{self.clip_model!r} beside it (vectors of two models never mix)."
+            )
+
+    def _collection(self, kind: str, create: bool) -> Any:
+        name = self.names[kind]
+        if not create:
+            try:
+                return self.client.get_collection(name, embedding_function=None)
+            except Exception:
+                pass  # empty store: create it (nothing to mismatch with)
+        return self.client.get_or_create_collection(
+            name,
+            configuration={"hnsw": {"space": "cosine"}},
+            embedding_function=None,
+            metadata={"clip_model": self.clip_model, "dim": self.dim, "schema": SCHEMA, "kind": kind},
+        )
+
+    # -- writing -------------------------------------------------------------------------
+    def upsert(
+        self,
+        kind: str,
+        ids: Sequence[str],
+        embeddings: np.ndarray,
+        metadatas: Sequence[dict[str, Any]],
+        documents: Sequence[str] | None = None,
+    ) -> None:
+        col = self.collections[kind]
+        for start in range(0, len(ids), self.max_batch):
+            end = start + self.max_batch
+            col.upsert(
+                ids=list(ids[start:end]),
+                embeddings=np.asarray(embeddings[start:end], dtype=np.float32),
+                metadatas=[_clean(m) for m in metadatas[start:end]],
+                documents=list(documents[start:end]) if documents is not None else None,
+            )
+
+    def update_metadata(self, kind: str, ids: Sequence[str], metadatas: Sequence[dict[str, Any]]) -> None:
+        col = self.collections[kind]
+        for start in range(0, len(ids), self.max_batch):
+            end = start + self.max_batch
+            col.update(ids=list(ids[start:end]), metadatas=[_clean(m) for m in metadatas[start:end]])
+
+    # -- reading -------------------------------------------------------------------------
+    def get(self, kind: str, ids: Iterable[str] | None = None, where: dict | None = None,
+            limit: int | None = None, embeddings: bool = False) -> list[Record]:
+        include = ["documents", "metadatas"] + (["embeddings"] if embeddings else [])
+        ids = list(ids) if ids is not None else None
+        if ids is not None and not ids:
+            return []
+        records: list[Record] = []
+        col = self.collections[kind]
+        chunks = [ids[i : i + self.max_batch] for i in range(0, len(ids), self.max_batch)] if ids else [None]
+        for chunk in chunks:
+            got = col.get(ids=chunk, where=where, limit=limit, include=include)
+            for i, rid in enumerate(got["ids"]):
+                rec = Record(rid, (got.get("documents") or [None] * len(got["ids"]))[i], got["metadatas"][i] or {})
+                if embeddings:
+                    rec.metadata = dict(rec.metadata, _embedding=np.asarray(got["embeddings"][i], np.float32))
+                records.append(rec)
+        return records
+
+    def existing_ids(self, kind: str, ids: Sequence[str]) -> set[str]:
+        col = self.collections[kind]
+        found: set[str] = set()
+        for start in range(0, len(ids), self.max_batch):
+            found.update(col.get(ids=list(ids[start : start + self.max_batch]), include=[])["ids"])
+        return found
+
+    def query(self, kind: str, vector: np.ndarray, n: int, where: dict | None = None) -> list[Record]:
+        col = self.collections[kind]
+        n = max(1, min(n, col.count()))
+        res = col.query(
+            query_embeddings=np.asarray(vector, np.float32).reshape(1, -1),
+            n_results=n,
+            where=where,
+            include=["documents", "metadatas", "distances"],
+        )
+        docs = (res.get("documents") or [[None] * len(res["ids"][0])])[0]
+        return [
+            Record(rid, docs[i], res["metadatas"][0][i] or {}, float(res["distances"][0][i]))
+            for i, rid in enumerate(res["ids"][0])
+        ]
+
+    def count(self, kind: str, where: dict | None = None) -> int:
+        col = self.collections[kind]
+        if where is None:
+            return int(col.count())
+        return len(col.get(where=where, include=[])["ids"])
+
+
+def _clean(meta: dict[str, Any]) -> dict[str, Any]:
+    """Chroma keeps str, int, float and bool: drop None and NaN, turn numpy scalars into Python ones."""
+    out: dict[str, Any] = {}
+    for key, value in meta.items():
+        if value is None or key.startswith("_"):
+            continue
+        if isinstance(value, np.generic):
+            value = value.item()
+        if isinstance(value, float) and value != value:  # NaN
+            continue
+        out[key] = value
+    return out

