@@ -67,6 +67,9 @@ class Settings:
             "offline": _flag(env.get("STUDIO_OFFLINE")) or _flag(env.get("HF_HUB_OFFLINE")),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
+        for key in ("home", "models_dir", "sample_dir"):
+            if key in values:
+                values[key] = Path(values[key]).expanduser()  # type: ignore[arg-type]
         settings = cls(**values)  # type: ignore[arg-type]
         if settings.device not in {"auto", "cuda", "cpu"}:
             from studio.errors import InputError

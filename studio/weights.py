@@ -89,7 +89,9 @@ def locate(role: str, settings: Settings) -> ModelLocation:
         raise InputError(f"Unknown model role {role!r}: use one of {', '.join(ROLES)}.")
     ref = getattr(settings, f"{role}_model")
     hub = _split_hub(role, ref)
-    candidates = [Path(ref).expanduser(), settings.models_dir / ref, settings.models_dir / _local_name(role, ref)]
+    candidates = [settings.models_dir / ref, settings.models_dir / _local_name(role, ref)]
+    if hub is None or Path(ref).expanduser().exists():
+        candidates.insert(0, Path(ref).expanduser())
     if hub is not None:
         candidates.append(settings.models_dir / hub[0].replace("/", "--"))
     looked: list[Path] = []

@@ -1,0 +1,160 @@
+"""`python -m studio ...`: subcommands over the Studio service, each with --json."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable, Sequence
+
+from studio.config import Settings
+from studio.errors import StudioError
+from studio.service import Filters, SearchResult, Studio
+
+COMMANDS: dict[str, Callable[[Studio, argparse.Namespace], Any]] = {}
+
+
+def command(name: str) -> Callable:
+    def register(fn: Callable) -> Callable:
+        COMMANDS[name] = fn
+        return fn
+
+    return register
+
+
+def _common() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    g = p.add_argument_group("settings (override STUDIO_* variables)")
+    g.add_argument("--home", help="data root: store and outputs (STUDIO_HOME, default ./data)")
+    g.add_argument("--clip-model", help="CLIP path or hub id (STUDIO_CLIP_MODEL)")
+    g.add_argument("--llm-model", help="GGUF path or hub file (STUDIO_LLM_MODEL)")
+    g.add_argument("--sdxl-model", help="SDXL folder, .safetensors or hub id (STUDIO_SDXL_MODEL)")
+    g.add_argument("--chroma-url", help="use a Chroma server, e.g. http://127.0.0.1:8000 (STUDIO_CHROMA_URL)")
+    g.add_argument("--device", choices=["auto", "cuda", "cpu"], help="(STUDIO_DEVICE)")
+    g.add_argument("--offline", action="store_true", default=None, help="never touch the network (STUDIO_OFFLINE=1)")
+    g.add_argument("--json", action="store_true", help="print one JSON object")
+    return p
+
+
+def _filters(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-k", type=int, default=10, help="how many results (default 10)")
+    p.add_argument("--nsfw", action="store_true", help="include results DiffusionDB scored NSFW (>= 0.5)")
+    p.add_argument("--source", choices=["diffusiondb", "generated", "user"], help="only records of this source")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _common()
+    parser = argparse.ArgumentParser(prog="python -m studio", description="Prompt Studio: local prompt memory.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = sub.add_parser("ingest", parents=[common], help="load DiffusionDB (folder, zip, parquet/csv, hub:2m:1-5)")
+    p.add_argument("source", help="a part folder or zip, a metadata .parquet/.csv, or hub:2m:1-5 / hub:large:1-5")
+    p.add_argument("--limit", type=int, help="read only the first N rows (a quick taste)")
+    p.add_argument("--tag", default="diffusiondb", choices=["diffusiondb", "user"], help="source tag to store")
+    p = sub.add_parser("search", parents=[common], help="an idea -> prompts (or images, with --target images)")
+    p.add_argument("text")
+    p.add_argument("--target", choices=["prompts", "images"], default="prompts")
+    _filters(p)
+    p = sub.add_parser("reverse", parents=[common], help="an image -> the prompts that likely made it")
+    p.add_argument("image")
+    _filters(p)
+    p = sub.add_parser("similar", parents=[common], help="an image -> similar stored images")
+    p.add_argument("image")
+    _filters(p)
+    sub.add_parser("stats", parents=[common], help="what the store holds")
+    p = sub.add_parser("models", parents=[common], help="where each model loads from, and whether it is there")
+    p.add_argument("--download", choices=["clip", "llm", "sdxl"], help="fetch this role's model once (online)")
+    p = sub.add_parser("serve", parents=[common], help="start the web studio (same as python launch.py)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=7860)
+    return parser
+
+
+def _print_results(result: SearchResult) -> None:
+    if not result.results:
+        print("No results." + (f" ({result.hidden} hidden by filters; try --nsfw)" if result.hidden else ""))
+    for i, hit in enumerate(result.results, 1):
+        print(f"{i:2d}. [{1 - hit.distance:.3f}] {hit.prompt}")
+        for s in hit.settings[:3]:
+            shown = ", ".join(f"{k} {v}" for k, v in s.items() if k not in ("width", "height"))
+            if shown:
+                print(f"      {shown}")
+        if hit.kind == "image" and hit.file:
+            print(f"      image: {hit.id}")
+    if result.hidden:
+        print(f"({result.hidden} results hidden by the NSFW/source filters)")
+
+
+@command("search")
+def _search(studio: Studio, a: argparse.Namespace) -> Any:
+    return studio.search(a.text, a.target, a.k, Filters(nsfw=a.nsfw, source=a.source))
+
+
+@command("reverse")
+def _reverse(studio: Studio, a: argparse.Namespace) -> Any:
+    return studio.reverse(a.image, a.k, Filters(nsfw=a.nsfw, source=a.source))
+
+
+@command("similar")
+def _similar(studio: Studio, a: argparse.Namespace) -> Any:
+    return studio.similar_images(a.image, a.k, Filters(nsfw=a.nsfw, source=a.source))
+
+
+@command("ingest")
+def _ingest(studio: Studio, a: argparse.Namespace) -> Any:
+    report = studio.ingest(a.source, limit=a.limit, source_tag=a.tag)
+    return {"summary": report.summary(), **{k: v for k, v in vars(report).items()}}
+
+
+@command("stats")
+def _stats(studio: Studio, a: argparse.Namespace) -> Any:
+    return studio.stats()
+
+
+@command("models")
+def _models(studio: Studio, a: argparse.Namespace) -> Any:
+    if a.download:
+        from studio.weights import download
+
+        download(a.download, studio.settings)
+    return {"models": studio.models()}
+
+
+def _show(name: str, out: Any, as_json: bool) -> None:
+    if as_json:
+        data = out.to_dict() if hasattr(out, "to_dict") else out
+        print(json.dumps(data, ensure_ascii=False, default=str))
+    elif isinstance(out, SearchResult):
+        _print_results(out)
+    elif name == "ingest":
+        print(out["summary"])
+    elif name == "stats":
+        print(f"store: {out['store']}")
+        for ix in out["indexes"] or [{"collection": "(empty)", "count": 0, "by_source": {}}]:
+            print(f"  {ix['collection']}: {ix['count']} records {ix.get('by_source') or ''}")
+    elif name == "models":
+        for m in out["models"]:
+            print(f"{m['role']:5s} {m['ref']}\n      {m['status']}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env(
+            home=args.home, clip_model=args.clip_model, llm_model=args.llm_model, sdxl_model=args.sdxl_model,
+            chroma_url=args.chroma_url, device=args.device, offline=args.offline,
+        )
+        if args.command == "serve":
+            import launch
+
+            return launch.main(["--host", args.host, "--port", str(args.port)], settings=settings)
+        studio = Studio(settings)
+        _show(args.command, COMMANDS[args.command](studio, args), args.json)
+        return 0
+    except StudioError as exc:
+        if args.json:
+            print(json.dumps({"error": str(exc), "type": type(exc).__name__}))
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: run the same command again to resume.", file=sys.stderr)
+        return 130

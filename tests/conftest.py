@@ -1,0 +1,66 @@
+"""Shared fixtures: tiny real CLIP from a config, a real Chroma store in tmp, the real sample; no network."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+# Before anything imports huggingface_hub, gradio or chromadb: nothing may phone home.
+_TMP = Path(tempfile.mkdtemp(prefix="studio-tests-"))
+for key, value in {
+    "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "STUDIO_OFFLINE": "1",
+    "GRADIO_ANALYTICS_ENABLED": "False", "ANONYMIZED_TELEMETRY": "False", "DO_NOT_TRACK": "1",
+    "HOME": str(_TMP / "home"), "HF_HOME": str(_TMP / "hf"), "TMPDIR": str(_TMP / "tmp"),
+}.items():
+    os.environ[key] = value
+(_TMP / "home").mkdir(exist_ok=True)
+(_TMP / "tmp").mkdir(exist_ok=True)
+tempfile.tempdir = None  # re-read TMPDIR
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import pytest  # noqa: E402
+
+from studio.config import Settings  # noqa: E402
+from studio.service import Studio  # noqa: E402
+from tests.tiny import build_clip  # noqa: E402
+
+SAMPLE = ROOT / "data" / "diffusiondb-sample"
+SAMPLE_IMAGES = SAMPLE / "images"
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_clip(tmp_path_factory.mktemp("models") / "tiny-clip")
+
+
+@pytest.fixture(scope="session")
+def embedder(tiny_clip_dir: Path):
+    from studio.embed import ClipEmbedder
+
+    return ClipEmbedder.load(Settings(clip_model=str(tiny_clip_dir), offline=True, device="cpu"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, tiny_clip_dir: Path) -> Settings:
+    return Settings(home=tmp_path / "home", models_dir=tmp_path / "models", clip_model=str(tiny_clip_dir),
+                    offline=True, device="cpu", sample_dir=SAMPLE)
+
+
+@pytest.fixture
+def studio(settings: Settings, embedder) -> Studio:
+    return Studio(settings, embedder=embedder)
+
+
+@pytest.fixture(scope="session")
+def sample_studio(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path, embedder) -> Studio:
+    """A store holding the whole shipped sample; read-only for the tests that share it."""
+    home = tmp_path_factory.mktemp("sample-home")
+    s = Settings(home=home, models_dir=home / "models", clip_model=str(tiny_clip_dir), offline=True,
+                 device="cpu", sample_dir=SAMPLE)
+    studio = Studio(s, embedder=embedder)
+    studio.ingest_sample()
+    return studio
