@@ -25,7 +25,7 @@ def _to_8bit(img: Image.Image) -> Image.Image:
     else:
         top = 65535.0 if img.mode.startswith("I;16") or (arr.size and arr.max() > 255) else 255.0
     arr = np.nan_to_num(arr / top * 255.0).clip(0, 255).astype(np.uint8)
-    return Image.fromarray(arr, mode="L")
+    return Image.fromarray(arr)  # uint8 2-D -> mode L
 
 
 def to_rgb(img: Image.Image, max_side: int = MAX_SIDE) -> Image.Image:

@@ -19,6 +19,10 @@ MAX_QUERY_CHARS = 10_000  # CLIP reads ~77 tokens (~300 characters); past this i
 # The shipped sample, as ingested on first launch (the part-style JSON repeats the 99-row CSV).
 SAMPLE_SOURCES = ("metadata-2m-every400th-image_name-prompt.csv", "metadata-fullparams-promptsdvis-first99.csv", "images")
 SETTING_KEYS = ("seed", "cfg", "steps", "sampler", "width", "height")
+# Reverse search: weight of image-text similarity next to image-image similarity (see Studio.reverse).
+TEXT_WEIGHT = 0.1
+# Image-image similarity at which a stored image is taken to be the very same picture (re-encoded).
+SAME_IMAGE = 0.995
 
 
 @dataclass(frozen=True)
@@ -156,24 +160,30 @@ class Studio:
         return SearchResult(_label(image), "similar", [self._hit(r, "images") for r in records], hidden)
 
     def reverse(self, image: ImageSource, k: int = 10, filters: Filters = Filters()) -> SearchResult:
-        """An image -> the prompts that likely made it: the prompts of its nearest images, fused
-        (reciprocal rank) with the prompts nearest to it across modalities; each with its settings."""
+        """An image -> the prompts that likely made it: the prompts of its nearest images fused with
+        the prompts nearest to it across modalities; each with the settings of its images.
+
+        Fusion is on similarities, not ranks: an image at distance 0 is this very image, and rank
+        fusion would forget that. score = image similarity + TEXT_WEIGHT x text similarity: CLIP's
+        image-image similarities (0.5-1) are the strong evidence; image-text ones (0.15-0.35) are
+        noisier, so they break near-ties and bring in prompts with no stored image. A prompt none
+        of whose images is among the neighbours gets no image credit; a missing text score is
+        bounded by the weakest one retrieved (it is at most that close)."""
         vector = self.embedder.embed_images([open_image(image)])[0]
         images, hidden_i = self._query("images", vector, 4 * k, filters)
         prompts, hidden_p = self._query("prompts", vector, 4 * k, filters)
-        score: dict[str, float] = {}
-        distance: dict[str, float] = {}
+        img_sim: dict[str, float] = {}
+        txt_sim = {rec.id: 1.0 - (rec.distance or 0.0) for rec in prompts}
         settings: dict[str, list[dict[str, Any]]] = {}
-        # Image-to-image neighbours are the stronger evidence; cross-modal CLIP scores are noisier.
-        for rank, rec in enumerate(images):
+        for rec in images:
             pid = rec.metadata.get("prompt_id") or prompt_id(rec.document or "")
-            score[pid] = score.get(pid, 0.0) + 2.0 / (60 + rank)
-            distance[pid] = min(distance.get(pid, 2.0), rec.distance or 0.0)
+            img_sim[pid] = max(img_sim.get(pid, -1.0), 1.0 - (rec.distance or 0.0))
             settings.setdefault(pid, []).append(settings_of(rec.metadata) | {"image_id": rec.id})
-        for rank, rec in enumerate(prompts):
-            score[rec.id] = score.get(rec.id, 0.0) + 1.0 / (60 + rank)
-            distance.setdefault(rec.id, rec.distance or 0.0)
-        best = sorted(score, key=lambda pid: (-score[pid], distance[pid]))[:k]
+        txt_floor = min(txt_sim.values(), default=0.0)
+        score = {pid: img_sim.get(pid, 0.0) + TEXT_WEIGHT * txt_sim.get(pid, txt_floor) for pid in img_sim | txt_sim}
+        distance = {pid: 1.0 - img_sim[pid] if pid in img_sim else 1.0 - txt_sim[pid] for pid in score}
+        # A stored copy of this very image settles it: its prompt comes first, whatever the text says.
+        best = sorted(score, key=lambda pid: (img_sim.get(pid, 0.0) < SAME_IMAGE, -score[pid], distance[pid]))[:k]
         records = {r.id: r for r in self.store.get("prompts", best)}
         hits = []
         for pid in best:

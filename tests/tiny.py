@@ -61,7 +61,7 @@ def save_clip_tokenizer(folder: Path) -> int:
     return len(vocab)
 
 
-def build_clip(folder: Path, shape_true: bool = False, seed: int = 0) -> Path:
+def build_clip(folder: Path, shape_true: bool = False, seed: int = 0, projection_dim: int = 16) -> Path:
     """A CLIP folder (config, weights, tokenizer, image processor) that CLIPModel.from_pretrained reads.
     shape_true: the real ViT-B/32 config (same compute as openai/clip-vit-base-patch32), random weights."""
     import torch
@@ -79,7 +79,7 @@ def build_clip(folder: Path, shape_true: bool = False, seed: int = 0) -> Path:
         text.update(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2)
         vision = dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64,
                       num_hidden_layers=2, num_attention_heads=2)
-        config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=16)
+        config = CLIPConfig(text_config=text, vision_config=vision, projection_dim=projection_dim)
         side = 32
     torch.manual_seed(seed)
     CLIPModel(config).save_pretrained(str(folder))

@@ -1,0 +1,77 @@
+"""First launch: load CLIP and, into an empty store, ingest the shipped sample, in the background."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from studio.errors import StudioError
+from studio.service import Studio
+
+
+@dataclass
+class Progress:
+    """What the background job is doing, for the page's status line."""
+
+    phase: str = "starting"  # starting | loading | ingesting | ready | failed
+    detail: str = ""
+    done: int = 0
+    total: int = 0
+    error: str | None = None
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def busy(self) -> bool:
+        return self.phase in ("starting", "loading", "ingesting")
+
+
+class FirstRun:
+    """Runs once per launch: warms CLIP, opens the store, fills an empty one with the sample."""
+
+    def __init__(self, studio: Studio, ingest_sample: bool = True) -> None:
+        self.studio = studio
+        self.ingest_sample = ingest_sample
+        self.progress = Progress()
+        self.thread = threading.Thread(target=self._run, daemon=True, name="first-run")
+
+    def start(self) -> "FirstRun":
+        self.thread.start()
+        return self
+
+    def wait(self, timeout: float | None = None) -> Progress:
+        self.thread.join(timeout)
+        return self.progress
+
+    def _tick(self, what: str, done: int, total: int) -> None:
+        self.progress.detail, self.progress.done, self.progress.total = what, done, total
+
+    def _run(self) -> None:
+        p = self.progress
+        try:
+            p.phase = "loading"
+            p.detail = "CLIP model"
+            self.studio.embedder  # noqa: B018 - loads the model now, not on the first search
+            if self.ingest_sample and self.studio.is_empty():
+                p.phase = "ingesting"
+                reports = self.studio.ingest_sample(progress=self._tick)
+                p.detail = " ".join(r.summary() for r in reports)
+            mismatch = self.studio.check_store()
+            if mismatch:
+                raise StudioError(mismatch)
+            p.phase = "ready"
+        except StudioError as exc:
+            p.phase, p.error = "failed", str(exc)
+        except Exception as exc:  # shown on the page instead of dying silently in a thread
+            p.phase, p.error = "failed", f"{type(exc).__name__}: {exc}"
+
+    def status_markdown(self) -> str:
+        p = self.progress
+        if p.phase == "failed":
+            return f"⚠️ **Not ready:** {p.error}"
+        if p.phase == "ingesting":
+            pct = f" {p.done:,}/{p.total:,}" if p.total else ""
+            return f"⏳ First launch: adding the DiffusionDB sample to your library ({p.detail}{pct})…"
+        if p.busy:
+            return f"⏳ Loading the {p.detail or 'models'}…"
+        return ""

