@@ -13,19 +13,44 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 from studio.config import Settings  # noqa: E402
 
+MAX_UPLOAD = "25mb"  # a 4K PNG is ~20 MB; anything larger is not an image to search with
+LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python launch.py", description="Start the Prompt Studio web app.")
     p.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                    help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=int(os.environ.get("GRADIO_SERVER_PORT", "7860")))
+    p.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs credentials)")
+    p.add_argument("--no-auth", action="store_true", help="serve beyond this machine without a password (not advised)")
     p.add_argument("--no-sample", action="store_true", help="do not ingest the shipped sample into an empty store")
     return p.parse_args(argv)
 
 
+def credentials(args: argparse.Namespace, env: dict[str, str]) -> tuple[str, str] | None:
+    """STUDIO_AUTH=user:password; required when the page is reachable from other machines."""
+    raw = env.get("STUDIO_AUTH", "")
+    if raw:
+        user, sep, password = raw.partition(":")
+        if not (sep and user and password):
+            raise SystemExit("STUDIO_AUTH must look like user:password.")
+        return user, password
+    if (args.host not in LOOPBACK or args.share) and not args.no_auth:
+        raise SystemExit(
+            f"Refusing to serve on {'a public share link' if args.share else args.host} without a password: "
+            "anyone who can reach it could use your GPU and read your library. Set STUDIO_AUTH=user:password, "
+            "or pass --no-auth if this network is yours alone."
+        )
+    return None
+
+
 def main(argv: Sequence[str] | None = None, settings: Settings | None = None) -> int:
     args = parse_args(argv)
+    auth = credentials(args, dict(os.environ))
     settings = settings or Settings.from_env()
+    # Gradio keeps the images it shows in its cache: keep that cache with the user's data.
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.home / "cache" / "gradio"))
 
     from studio.firstrun import FirstRun
     from studio.service import Studio
@@ -35,8 +60,13 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
     first_run = FirstRun(studio, ingest_sample=not args.no_sample).start()
     demo = build_ui(studio, first_run)
     print(f"Prompt Studio: store {settings.chroma_url or settings.store_dir}", file=sys.stderr)
-    demo.queue(default_concurrency_limit=4).launch(server_name=args.host, server_port=args.port,
-                                                    show_error=True, inbrowser=False)
+    settings.outputs_dir.mkdir(parents=True, exist_ok=True)
+    demo.queue(default_concurrency_limit=4).launch(
+        server_name=args.host, server_port=args.port, share=args.share, auth=auth, show_error=True,
+        inbrowser=False, max_file_size=MAX_UPLOAD,
+        # Only generated images and the shipped sample may be fetched as files; nothing else on disk.
+        allowed_paths=[str(settings.outputs_dir), str(settings.sample_dir / "images")],
+    )
     return 0
 
 

@@ -147,3 +147,24 @@ def test_without_clip_the_page_says_what_is_missing(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_only_outputs_and_sample_images_are_served(app: str, tmp_path: Path) -> None:
+    allowed = SAMPLE_IMAGES / "2m_first_1k-idx507_from-nobbettt-demo.png"
+    assert httpx.get(f"{app}gradio_api/file={allowed}", timeout=10).status_code == 200
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private")
+    for path in (secret, ROOT / "launch.py", Path("/etc/passwd"), SAMPLE_IMAGES / ".." / "README.md"):
+        response = httpx.get(f"{app}gradio_api/file={path}", timeout=10)
+        assert response.status_code in (403, 404), path
+        assert "private" not in response.text
+
+
+@pytest.mark.parametrize("args,env", [(["--host", "0.0.0.0"], {}), (["--share"], {}),
+                                      (["--host", "0.0.0.0"], {"STUDIO_AUTH": "nopassword"})])
+def test_refuses_to_serve_beyond_this_machine_without_credentials(args: list[str], env: dict, tmp_path: Path) -> None:
+    out = subprocess.run([sys.executable, "launch.py", "--port", str(_free_port()), *args], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60,
+                         env=os.environ | {"STUDIO_HOME": str(tmp_path)} | env)
+    assert out.returncode != 0
+    assert "STUDIO_AUTH" in out.stderr and "Traceback" not in out.stderr
