@@ -42,6 +42,30 @@ def _filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("--source", choices=["diffusiondb", "generated", "user"], help="only records of this source")
 
 
+def _generation(p: argparse.ArgumentParser, batch: bool = True) -> None:
+    from studio.generate import PROFILES, SCHEDULERS
+
+    p.add_argument("--negative", default="", help="negative prompt")
+    p.add_argument("--seed", type=int, help="default: random (always printed and saved)")
+    p.add_argument("--steps", type=int, help="default: 30 (fast profile: 4)")
+    p.add_argument("--cfg", type=float, help="guidance scale; default 6 (fast profile: 0)")
+    p.add_argument("--width", type=int, default=1024, help="multiple of 8 (default 1024)")
+    p.add_argument("--height", type=int, default=1024, help="multiple of 8 (default 1024)")
+    p.add_argument("--scheduler", help=f"one of: {', '.join(SCHEDULERS)} (default DPM++ 2M Karras)")
+    p.add_argument("--profile", choices=list(PROFILES), default="standard",
+                   help="fast: few-step models (SDXL-Turbo/Lightning): 4 steps, cfg 0, Euler a, trailing")
+    if batch:
+        p.add_argument("-n", type=int, default=1, help="how many images (seeds seed, seed+1, ...)")
+
+
+def _request_fields(a: argparse.Namespace) -> dict[str, Any]:
+    fields = dict(negative_prompt=a.negative, seed=a.seed, steps=a.steps, cfg=a.cfg, width=a.width,
+                  height=a.height, scheduler=a.scheduler, profile=a.profile)
+    if hasattr(a, "n"):
+        fields["n"] = a.n
+    return fields
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _common()
     parser = argparse.ArgumentParser(prog="python -m studio", description="Prompt Studio: local prompt memory.")
@@ -63,6 +87,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("stats", parents=[common], help="what the store holds")
     p = sub.add_parser("models", parents=[common], help="where each model loads from, and whether it is there")
     p.add_argument("--download", choices=["clip", "llm", "sdxl"], help="fetch this role's model once (online)")
+    p = sub.add_parser("generate", parents=[common], help="a prompt -> SDXL images, saved to outputs/ and stored")
+    p.add_argument("prompt")
+    _generation(p)
+    p = sub.add_parser("compare", parents=[common], help="an idea: as typed vs best retrieved vs rewritten, one seed")
+    p.add_argument("idea")
+    _generation(p, batch=False)
     p = sub.add_parser("serve", parents=[common], help="start the web studio (same as python launch.py)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
@@ -105,6 +135,17 @@ def _ingest(studio: Studio, a: argparse.Namespace) -> Any:
     return {"summary": report.summary(), **{k: v for k, v in vars(report).items()}}
 
 
+@command("generate")
+def _generate(studio: Studio, a: argparse.Namespace) -> Any:
+    return studio.generate(a.prompt, **_request_fields(a))
+
+
+@command("compare")
+def _compare(studio: Studio, a: argparse.Namespace) -> Any:
+    fields = _request_fields(a)
+    return studio.compare(a.idea, fields.pop("seed"), **fields)
+
+
 @command("stats")
 def _stats(studio: Studio, a: argparse.Namespace) -> Any:
     return studio.stats()
@@ -125,6 +166,8 @@ def _show(name: str, out: Any, as_json: bool) -> None:
         print(json.dumps(data, ensure_ascii=False, default=str))
     elif isinstance(out, SearchResult):
         _print_results(out)
+    elif hasattr(out, "describe"):  # GenerationResult, CompareResult
+        print(out.describe())
     elif name == "ingest":
         print(out["summary"])
     elif name == "stats":

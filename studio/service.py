@@ -1,93 +1,40 @@
-"""Studio: the one API the UI, CLI and tests call (search four ways, ingest, stats, model status)."""
+"""Studio: the one API the UI, CLI and tests call: search four ways, ingest, stats, model status;
+rewrite (studio.rewriting), generate, compare and history (studio.generating)."""
 
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from studio.config import Settings
 from studio.errors import InputError, StoreMismatchError
 from studio.images import ImageSource, open_image
+from studio.generating import Generating
 from studio.ingest import IngestReport, ingest_rows, prompt_id
-from studio.sources import read_location, read_source
+from studio.results import Filters, Hit, SearchResult, label_of, settings_of
+from studio.rewriting import Rewriting
+from studio.sources import is_outputs_folder, read_location, read_source
 from studio.store import PromptStore, Record, open_client
 from studio.weights import ROLES, locate
 
 MAX_QUERY_CHARS = 10_000  # CLIP reads ~77 tokens (~300 characters); past this it is a paste accident
 # The shipped sample, as ingested on first launch (the part-style JSON repeats the 99-row CSV).
 SAMPLE_SOURCES = ("metadata-2m-every400th-image_name-prompt.csv", "metadata-fullparams-promptsdvis-first99.csv", "images")
-SETTING_KEYS = ("seed", "cfg", "steps", "sampler", "width", "height")
 # Reverse search: weight of image-text similarity next to image-image similarity (see Studio.reverse).
 TEXT_WEIGHT = 0.1
 # Image-image similarity at which a stored image is taken to be the very same picture (re-encoded).
 SAME_IMAGE = 0.995
 
 
-@dataclass(frozen=True)
-class Filters:
-    """What a search may return. DiffusionDB's NSFW scores are 0..1; 2.0 means SD blurred the image."""
-
-    nsfw: bool = False  # True: show NSFW results too
-    source: str | None = None  # "diffusiondb" | "generated" | "user"; None: all
-    threshold: float = 0.5
-
-    def allows(self, meta: dict[str, Any], kind: str) -> bool:
-        if self.source and meta.get("source") != self.source:
-            return False
-        if self.nsfw:
-            return True
-        scores = [meta.get("prompt_nsfw")] + ([meta.get("image_nsfw")] if kind == "images" else [])
-        # Unknown scores (tables without them) pass: the threshold only hides what was scored.
-        return not any(isinstance(s, (int, float)) and s >= self.threshold for s in scores)
-
-
-@dataclass
-class Hit:
-    """One search result; `settings` lists the seed/cfg/steps/sampler/size of the images behind it."""
-
-    id: str
-    prompt: str
-    distance: float
-    metadata: dict[str, Any]
-    kind: str = "prompt"  # "prompt" | "image"
-    settings: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def file(self) -> str | None:
-        return self.metadata.get("file")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self) | {"file": self.file}
-
-
-@dataclass
-class SearchResult:
-    query: str
-    target: str  # "prompts" | "images" | "similar" | "reverse"
-    results: list[Hit]
-    hidden: int = 0  # results the filters held back
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"query": self.query, "target": self.target, "hidden": self.hidden,
-                "results": [h.to_dict() for h in self.results]}
-
-
-def settings_of(meta: dict[str, Any]) -> dict[str, Any]:
-    out = {k: meta[k] for k in SETTING_KEYS if meta.get(k) is not None}
-    if "width" in out and "height" in out:
-        out["size"] = f"{out['width']}x{out['height']}"
-    return out
-
-
-class Studio:
+class Studio(Rewriting, Generating):
     """Holds the settings and lazily loads CLIP and the store; models may be passed in (tests do)."""
 
-    def __init__(self, settings: Settings, embedder: Any = None, client: Any = None) -> None:
+    def __init__(self, settings: Settings, embedder: Any = None, client: Any = None, generator: Any = None) -> None:
         self.settings = settings
         self._embedder = embedder
         self._client = client
+        self._generator = generator  # studio.generate.Generator; loaded on the first generate() when None
         self._store: PromptStore | None = None
         self._store_created = False
         self._lock = threading.RLock()
@@ -157,7 +104,7 @@ class Studio:
         """An image -> the stored images closest to it."""
         vector = self.embedder.embed_images([open_image(image)])[0]
         records, hidden = self._query("images", vector, k, filters)
-        return SearchResult(_label(image), "similar", [self._hit(r, "images") for r in records], hidden)
+        return SearchResult(label_of(image), "similar", [self._hit(r, "images") for r in records], hidden)
 
     def reverse(self, image: ImageSource, k: int = 10, filters: Filters = Filters()) -> SearchResult:
         """An image -> the prompts that likely made it: the prompts of its nearest images fused with
@@ -193,7 +140,7 @@ class Studio:
             found = settings.get(pid) or [settings_of(rec.metadata) | {"image_id": rec.metadata.get("image_id")}]
             meta = rec.metadata | {"score": round(score[pid], 6), "from_images": pid in settings}
             hits.append(Hit(pid, rec.document or "", distance[pid], meta, "prompt", found))
-        return SearchResult(_label(image), "reverse", hits, hidden_i + hidden_p)
+        return SearchResult(label_of(image), "reverse", hits, hidden_i + hidden_p)
 
     def _hit(self, rec: Record, kind: str) -> Hit:
         settings = [settings_of(rec.metadata)] if settings_of(rec.metadata) else []
@@ -210,6 +157,11 @@ class Studio:
     # -- ingest and status -----------------------------------------------------------------
     def ingest(self, source: str, limit: int | None = None, source_tag: str = "diffusiondb",
                progress: Callable[[str, int, int], None] | None = None) -> IngestReport:
+        if is_outputs_folder(Path(source).expanduser()):
+            # Our own PNGs (STUDIO_HOME/outputs): stored as source=generated with the lineage they carry.
+            from studio.writeback import repair
+
+            return repair(Path(source).expanduser(), self.store_for(create=True), self.embedder, progress=progress)
         rows = read_source(source, self.settings.home / "cache" / "diffusiondb", self.settings.offline)
         store = self.store_for(create=True)
         return ingest_rows(rows, store, self.embedder, source=source_tag, label=source,
@@ -250,7 +202,3 @@ class Studio:
         except StoreMismatchError as exc:
             return str(exc)
         return None
-
-
-def _label(image: ImageSource) -> str:
-    return str(image) if isinstance(image, (str, Path)) else "uploaded image"

@@ -90,7 +90,14 @@ def read_folder(folder: Path) -> Iterator[Row]:
     zips = sorted(folder.glob("*.zip"))
     tables = sorted(p for p in folder.iterdir() if p.suffix in {".csv", ".parquet"})
     if not jsons and not zips and not tables:
-        raise InputError(f"{folder} has no part JSON, part zip or metadata table. Point at a DiffusionDB part.")
+        rows = read_outputs(folder)  # a folder of our generated PNGs (or A1111's): their metadata says it all
+        first = next(rows, None)
+        if first is None:
+            raise InputError(f"{folder} has no part JSON, part zip, metadata table or PNGs with generation "
+                             "metadata. Point at a DiffusionDB part, or at STUDIO_HOME/outputs.")
+        yield first
+        yield from rows
+        return
     for path in jsons:
         try:
             mapping = json.loads(path.read_text(encoding="utf-8"))
@@ -106,6 +113,44 @@ def read_folder(folder: Path) -> Iterator[Row]:
         yield from read_zip(path)
     for path in tables:
         yield from read_table(path)
+
+
+def read_outputs(folder: Path) -> Iterator[Row]:
+    """PNGs with our `prompt-studio` chunk or A1111 `parameters` text -> Rows (the chunk in settings["studio"])."""
+    from studio.pngmeta import chunk_from_parameters, read_png
+
+    for path in sorted(Path(folder).glob("*.png")):
+        if path.name.startswith(".partial-"):
+            continue  # a write cut short (pngmeta writes atomically): not an image yet
+        try:
+            params, chunk = read_png(path)
+        except InputError:
+            continue
+        if chunk is None and params is not None:
+            chunk = chunk_from_parameters(params, path)
+        if not chunk or not chunk.get("image_id") or not str(chunk.get("prompt") or "").strip():
+            continue
+        settings = _settings({k: chunk.get(k) for k in ("seed", "cfg", "steps", "sampler", "width", "height")})
+        yield Row(str(chunk["image_id"]), str(chunk["prompt"]), "outputs", {**settings, "studio": chunk},
+                  str(path.resolve()))
+
+
+def is_outputs_folder(folder: Path) -> bool:
+    """A folder of our generated PNGs, not a DiffusionDB part: no part JSON/zip/table, and our chunk."""
+    from PIL import Image
+
+    from studio.pngmeta import STUDIO_KEY
+
+    if not folder.is_dir() or any(p.suffix in {".json", ".zip", ".csv", ".parquet"} for p in folder.iterdir()):
+        return False
+    for path in folder.glob("*.png"):
+        try:
+            with Image.open(path) as img:
+                if STUDIO_KEY in (getattr(img, "text", None) or {}):
+                    return True
+        except (OSError, SyntaxError, ValueError):
+            continue
+    return False
 
 
 def read_zip(path: Path, extra: dict[str, dict[str, Any]] | None = None) -> Iterator[Row]:

@@ -27,6 +27,7 @@ import pytest  # noqa: E402
 from studio.config import Settings  # noqa: E402
 from studio.service import Studio  # noqa: E402
 from tests.tiny import build_clip  # noqa: E402
+from tests.tiny_sdxl import build_tiny_sdxl  # noqa: E402
 
 SAMPLE = ROOT / "data" / "diffusiondb-sample"
 SAMPLE_IMAGES = SAMPLE / "images"
@@ -64,3 +65,24 @@ def sample_studio(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path,
     studio = Studio(s, embedder=embedder)
     studio.ingest_sample()
     return studio
+
+
+@pytest.fixture(scope="session")
+def tiny_sdxl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("models") / "tiny-sdxl"
+    build_tiny_sdxl(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def generator(tiny_sdxl_dir: Path):
+    """Loaded the way users load a diffusers folder (Generator.load -> from_pretrained), once."""
+    from studio.generate import Generator
+
+    return Generator.load(Settings(sdxl_model=str(tiny_sdxl_dir), models_dir=tiny_sdxl_dir.parent, offline=True,
+                                   device="cpu"))
+
+
+@pytest.fixture
+def gen_studio(settings: Settings, embedder, generator) -> Studio:
+    return Studio(settings, embedder=embedder, generator=generator)

@@ -1,0 +1,93 @@
+"""Same-seed comparison: the idea as typed, the best retrieved prompt and the rewrite, CLIP-scored."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+VARIANTS = ("original", "retrieved", "rewritten")
+
+
+@dataclass
+class Variant:
+    """One prompt to try: which kind it is, its text, and the record it came from."""
+
+    name: str  # one of VARIANTS
+    prompt: str
+    parent: str | None = None
+
+
+@dataclass
+class CompareEntry:
+    variant: str
+    prompt: str
+    result: Any  # GenerationResult, with .saved after the write-back
+    score: float | None  # cosine similarity of the image's and the idea's CLIP vectors (higher: closer)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"variant": self.variant, "prompt": self.prompt, "score": self.score, **self.result.to_dict()}
+
+
+@dataclass
+class CompareResult:
+    """Three generations with one seed and the same settings, linked by `comparison_id`."""
+
+    idea: str
+    seed: int
+    comparison_id: str
+    entries: list[CompareEntry] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    cancelled: bool = False
+
+    @property
+    def best(self) -> CompareEntry | None:
+        scored = [e for e in self.entries if e.score is not None]
+        return max(scored, key=lambda e: e.score) if scored else None  # type: ignore[arg-type,return-value]
+
+    def to_dict(self) -> dict[str, Any]:
+        best = self.best
+        return {"idea": self.idea, "seed": self.seed, "comparison_id": self.comparison_id, "cancelled": self.cancelled,
+                "best": best.variant if best else None, "notes": self.notes,
+                "entries": [e.to_dict() for e in self.entries]}
+
+    def describe(self) -> str:
+        lines = [f"comparison {self.comparison_id}, seed {self.seed}: {self.idea}"]
+        for e in self.entries:
+            where = e.result.saved[0].path if e.result.saved else "(not saved)"
+            score = "-" if e.score is None else f"{e.score:.3f}"
+            lines.append(f"  {e.variant:9s} [{score}] {e.prompt}\n            {where}")
+        if self.best:
+            lines.append(f"closest to the idea (CLIP): {self.best.variant}")
+        return "\n".join(lines + [f"note: {n}" for n in self.notes])
+
+
+def new_comparison_id() -> str:
+    return "c-" + uuid.uuid4().hex[:16]
+
+
+def variants(idea: str, rewrite: Any) -> tuple[list[Variant], list[str]]:
+    """The three prompts from a RewriteResult (`.retrieved[0].prompt`, `.candidates[0].text`), and notes
+    on any that could not be had (an empty store retrieves nothing)."""
+    out, notes = [Variant("original", idea)], []
+    retrieved = list(getattr(rewrite, "retrieved", None) or [])
+    if retrieved and (retrieved[0].prompt or "").strip():
+        out.append(Variant("retrieved", retrieved[0].prompt, retrieved[0].id))
+    else:
+        notes.append("No stored prompt was retrieved for this idea (is the store empty?): no 'retrieved' image.")
+    candidates = list(getattr(rewrite, "candidates", None) or [])
+    if candidates and (candidates[0].text or "").strip():
+        out.append(Variant("rewritten", candidates[0].text, retrieved[0].id if retrieved else None))
+    else:
+        notes.append("The rewriter returned no text: no 'rewritten' image.")
+    return out, notes
+
+
+def clip_scores(embedder: Any, idea: str, images: list[Any]) -> list[float]:
+    """Cosine similarity of each image to the idea text (the embedder's vectors are L2-normalised)."""
+    if not images:
+        return []
+    text = embedder.embed_texts([idea])[0]
+    return [float(v) for v in np.asarray(embedder.embed_images(images)) @ np.asarray(text)]

