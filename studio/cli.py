@@ -93,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", parents=[common], help="an idea: as typed vs best retrieved vs rewritten, one seed")
     p.add_argument("idea")
     _generation(p, batch=False)
+    p = sub.add_parser("rewrite", parents=[common], help="an idea -> a better prompt, written by the local LLM in "
+                       "the style of the closest stored prompts")
+    p.add_argument("idea")
+    p.add_argument("-k", type=int, default=5, help="stored prompts shown to the LLM as style examples (default 5)")
+    p.add_argument("-n", type=int, default=1, help="how many candidates (default 1)")
+    p.add_argument("--seed", type=int, help="default: random")
+    p.add_argument("--max-tokens", type=int, help="longest candidate in LLM tokens (default 80)")
+    p.add_argument("--nsfw", action="store_true", help="allow examples DiffusionDB scored NSFW (>= 0.5)")
     p = sub.add_parser("serve", parents=[common], help="start the web studio (same as python launch.py)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
@@ -146,6 +154,59 @@ def _compare(studio: Studio, a: argparse.Namespace) -> Any:
     return studio.compare(a.idea, fields.pop("seed"), **fields)
 
 
+@command("rewrite")
+def _rewrite(studio: Studio, a: argparse.Namespace) -> Any:
+    fields = dict(k=a.k, n=a.n, filters=Filters(nsfw=a.nsfw), seed=a.seed, max_tokens=a.max_tokens)
+    if a.json:
+        return studio.rewrite(a.idea, **fields)
+    result, line_start = None, False
+    for event in studio.rewrite_stream(a.idea, **fields):  # tokens to stdout as the model writes them
+        if event.kind == "retrieved":
+            _print_examples(event.hits or [])
+        elif event.kind == "start":
+            retry = f" (retry: {event.reason})" if event.reason else ""
+            print(f"\n{event.index + 1}:{retry} ", end="", flush=True)
+            line_start = True
+        elif event.kind == "token":
+            print(event.text.lstrip() if line_start else event.text, end="", flush=True)
+            line_start = line_start and not event.text.strip()
+        elif event.kind == "done":
+            result = event.result
+    print()
+    return result
+
+
+def _print_examples(hits: Sequence[Any]) -> None:
+    if not hits:
+        return
+    print(f"Style examples ({len(hits)} of the stored prompts closest to the idea, those with style words first):")
+    for i, hit in enumerate(hits, 1):
+        print(f"{i:2d}. [{1 - hit.distance:.3f}] {hit.prompt}")
+    print("Rewriting...", end="", flush=True)
+
+
+def _print_rewrite(out: Any) -> None:
+    """After the streamed text: the cleaned candidates, their CLIP tokens, settings, timings; notices on stderr."""
+    print("\nRewritten:")
+    for i, cand in enumerate(out.candidates, 1):
+        tokens = "? CLIP tokens (no CLIP tokenizer)" if cand.tokens is None else f"{cand.tokens} CLIP tokens"
+        print(f"{i:2d}. {cand.text or '(nothing usable)'}\n      {tokens}, seed {cand.seed}")
+        if cand.warning:
+            print(f"      warning: {cand.warning}")
+    if out.dropped:
+        print(f"Left out {len(out.dropped)} retrieved prompts: " +
+              "; ".join(f"{d['id'][:10]} ({d['reason']})" for d in out.dropped[:5]))
+    shown = ", ".join(f"{k} {v}" for k, v in out.suggested.items() if k != "from")
+    if shown:
+        print(f"Suggested settings (median of {out.suggested.get('from', 0)} neighbours' images): {shown}")
+    t = out.timings
+    print(f"{out.model} ({out.layout} layout): first token {t.first_token_s:.2f} s, {t.tokens_per_s:.1f} tokens/s, "
+          f"{t.prompt_tokens} prompt tokens ({t.cached_tokens} cached), retrieval {t.retrieval_s:.2f} s, "
+          f"load {t.load_s:.2f} s, total {t.total_s:.2f} s")
+    if out.notice:
+        print(f"note: {out.notice}", file=sys.stderr)
+
+
 @command("stats")
 def _stats(studio: Studio, a: argparse.Namespace) -> Any:
     return studio.stats()
@@ -168,6 +229,8 @@ def _show(name: str, out: Any, as_json: bool) -> None:
         _print_results(out)
     elif hasattr(out, "describe"):  # GenerationResult, CompareResult
         print(out.describe())
+    elif name == "rewrite":
+        _print_rewrite(out)
     elif name == "ingest":
         print(out["summary"])
     elif name == "stats":

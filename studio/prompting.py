@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import re
+import statistics
 import unicodedata
 from dataclasses import dataclass
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+from studio.errors import InputError
+
+if TYPE_CHECKING:
+    from studio.results import Hit
 
 MAX_IDEA_CHARS = 1_000  # an idea is a sentence or two; past this it is a paste accident
+MAX_CANDIDATES = 8
+MAX_K = 20
 MAX_EXAMPLE_CHARS = 300  # about CLIP's 77 tokens: what SDXL would read of a stored prompt anyway
 
 # Text that a tokenizer may turn into control tokens (create_completion tokenizes with special=True),
@@ -35,6 +43,13 @@ CHATTER = re.compile(
     re.I,
 )
 TRAILING_CHATTER = re.compile(r"\s*[(\[]?\b(?:note|explanation|this prompt|i hope|let me know|feel free)\b.*$", re.I)
+# "a photorealistic colored pencil sketch of …": the medium, not the subject, opens many prompts.
+MEDIUM_OF = re.compile(
+    r"^\s*(?:(?:an?|the)\s+)?(?:[\w'-]+\s+){0,4}?(?:painting|photo(?:graph)?|sketch|portrait|illustration|drawing|"
+    r"render(?:ing)?|image|picture|poster|concept\s+art|artwork|photography|still|oil|watercolou?r)\s+of\s+",
+    re.I,
+)
+IDEA_WORDS = 8
 QUOTES = "\"“”„«»`"
 _BIDI = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f"))
 _STOP_WORDS = frozenset(
@@ -59,11 +74,33 @@ class Example:
 
     id: str
     text: str
+    short: str | None = None  # the pair's idea, when written by hand (FALLBACK_EXAMPLES)
 
     @property
     def idea(self) -> str:
-        """A short idea for the few-shot pair: the prompt's first clause, as people start with the subject."""
-        return " ".join(re.split(r"[,.;:(\[|]", self.text, maxsplit=1)[0].split()[:6]) or self.text[:40]
+        """A short idea for the few-shot pair: the prompt's first clause (people start with the subject),
+        without a leading medium ("a painting of") and cut to a few words: the pair then shows the model
+        that a prompt keeps the idea and adds style to it."""
+        if self.short:
+            return self.short
+        clause = re.split(r"[,.;:(\[|]", self.text, maxsplit=1)[0]
+        clause = MEDIUM_OF.sub("", clause).strip() or clause
+        kept = clause.split()[:IDEA_WORDS]
+        while len(kept) > 1 and kept[-1].lower() in _STOP_WORDS:  # "on trial for" -> "on trial"
+            kept.pop()
+        return " ".join(kept) or self.text[:40]
+
+
+# Shown to the model only when nothing was retrieved (no CLIP yet, an empty store, k=0): without any
+# pair, a small model answers the idea in prose. Results say that no retrieved examples were used.
+FALLBACK_EXAMPLES = (
+    Example("builtin-1", "a lighthouse on a cliff above a stormy sea, dramatic clouds, golden hour light, oil "
+            "painting, highly detailed, trending on artstation", "a lighthouse on a cliff"),
+    Example("builtin-2", "portrait of an old fisherman, weathered face, soft window light, 85mm photograph, "
+            "shallow depth of field, sharp focus", "an old fisherman"),
+    Example("builtin-3", "a fox in a snowy forest, morning mist, soft pastel colors, digital illustration, "
+            "studio ghibli, cinematic composition", "a fox in the snow"),
+)
 
 
 @dataclass(frozen=True)
@@ -208,3 +245,74 @@ def has_style(text: str) -> bool:
     """A prompt with modifiers after its subject ("…, oil painting, by …") teaches style; a bare
     subject ("lady sylvanas windrunner") only teaches the model to repeat the idea."""
     return len(_fragments(text)) >= 2 and len(words(text)) >= 5
+
+
+# -- what goes in: the idea and the examples ------------------------------------------------
+def clean_idea(idea: str) -> str:
+    """The idea as one line, or InputError that says what to type."""
+    if not isinstance(idea, str):
+        raise InputError("The idea must be text, for example: a cat sleeping on a sofa.")
+    text = one_line(SPECIAL.sub(" ", idea))
+    if not text:
+        raise InputError("Type an idea to rewrite, for example: a cat sleeping on a sofa.")
+    if len(text) > MAX_IDEA_CHARS:
+        raise InputError(f"That idea is {len(text):,} characters; an idea is a sentence or two. Shorten it to "
+                         f"under {MAX_IDEA_CHARS:,} characters (a prompt SDXL reads fully is about 300).")
+    return text
+
+
+def check_counts(k: int, n: int) -> None:
+    if not isinstance(n, int) or not 1 <= n <= MAX_CANDIDATES:
+        raise InputError(f"n={n!r}: ask for 1 to {MAX_CANDIDATES} candidates.")
+    if not isinstance(k, int) or not 0 <= k <= MAX_K:
+        raise InputError(f"k={k!r}: use 0 to {MAX_K} retrieved examples.")
+
+
+def pick_examples(hits: Sequence[Hit], k: int) -> tuple[list[Hit], list[Example], list[dict[str, str]]]:
+    """The first k hits that are safe and not near-duplicates of a closer one, those with style
+    modifiers first (closest first within each group); the rest listed with a reason."""
+    safe: list[tuple[Hit, Example]] = []
+    dropped: list[dict[str, str]] = []
+    for hit in hits:
+        text, why = sanitise_example(hit.prompt)
+        if text is not None and (twin := next((e for _, e in safe if near_duplicate(e.text, text)), None)):
+            why = f"near-duplicate of {twin.id}"
+        if text is None or why:
+            dropped.append({"id": hit.id, "prompt": hit.prompt, "reason": why or "unusable"})
+        else:
+            safe.append((hit, Example(hit.id, text)))
+    styled = [pair for pair in safe if has_style(pair[1].text)]
+    chosen = {id(p) for p in (styled + [p for p in safe if not has_style(p[1].text)])[:k]}
+    picked = [pair for pair in safe if id(pair) in chosen]
+    picked.sort(key=lambda pair: not has_style(pair[1].text))  # stable: closest first within each group
+    return [h for h, _ in picked], [e for _, e in picked], dropped
+
+
+def suggest_settings(hits: Sequence[Hit]) -> dict[str, Any]:
+    """Median cfg and steps of the neighbours' images (and their most common sampler and size)."""
+    rows = [s for h in hits for s in (h.settings or [h.metadata])]
+    out: dict[str, Any] = {}
+    for key, kind in (("cfg", float), ("steps", int)):
+        values = [float(r[key]) for r in rows if isinstance(r.get(key), (int, float))]
+        if values:
+            median = statistics.median(values)
+            out[key] = round(median, 1) if kind is float else int(round(median))
+    for key in ("sampler", "size"):
+        values = [str(r[key]) for r in rows if r.get(key)]
+        if values:
+            out[key] = max(set(values), key=values.count)
+    if out:
+        out["from"] = sum(1 for r in rows if "cfg" in r or "steps" in r)
+    return out
+
+
+def idea_note(idea: str) -> str | None:
+    """A word for ideas CLIP will read badly: SDXL's text encoders (and the starter LLM) know English best."""
+    letters = [c for c in idea if c.isalpha()]
+    if not letters:
+        return ("The idea has no words (only emoji, digits or symbols); the model guesses what they mean. "
+                "Describe the picture in words for a faithful prompt.")
+    if sum(not c.isascii() for c in letters) > len(letters) / 3:
+        return ("The idea is not in English: SDXL's CLIP text encoders read English best, so the prompt should "
+                "end up in English; a small model may misread other languages (a larger GGUF does better).")
+    return None

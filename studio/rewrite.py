@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import gc
 import random
-import statistics
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Sequence
 
 from studio.errors import InputError, StudioError
 from studio.llm import STARTER_NOTICE, cpu_notice, load_llama
-from studio.prompting import (
-    MAX_IDEA_CHARS, SPECIAL, BuiltPrompt, Example, chat_messages, clean_output, fewshot_prompt, has_style, llama2_chat,
-    near_duplicate, one_line, problems, sanitise_example,
+from studio.prompting import (  # noqa: F401 - clean_idea, check_counts, pick_examples, suggest_settings: public here too
+    FALLBACK_EXAMPLES, MAX_CANDIDATES, MAX_K, BuiltPrompt, Example, chat_messages, check_counts, clean_idea,
+    clean_output, fewshot_prompt, idea_note, llama2_chat, pick_examples, problems, suggest_settings,
 )
 
 if TYPE_CHECKING:
@@ -23,8 +22,6 @@ if TYPE_CHECKING:
     from studio.results import Hit
 
 CLIP_LIMIT = 77  # SDXL's two text encoders read 77 tokens (start and end included) and drop the rest
-MAX_CANDIDATES = 8
-MAX_K = 20
 LAYOUTS = ("auto", "chat", "fewshot")
 
 
@@ -33,14 +30,15 @@ class Candidate:
     """One rewritten prompt: the cleaned text, its CLIP token count, and what may be wrong with it."""
 
     text: str
-    tokens: int  # CLIP tokens, start and end included
+    tokens: int | None  # CLIP tokens, start and end included; None when no CLIP tokenizer is available
     warning: str | None = None
     raw: str = ""  # what the model streamed, before cleaning
     seed: int = 0
     temperature: float = 0.0
     attempts: int = 1
     problems: list[str] = field(default_factory=list)  # left after the retries (shown in `warning`)
-    llm_tokens: int = 0
+    llm_tokens: int = 0  # tokens the LLM generated for this attempt (a retry's prefill not counted)
+    prefill: str = ""  # a retry's start, written by us: the previous attempt (or the idea) and a comma
 
 
 @dataclass
@@ -68,6 +66,7 @@ class RewriteResult:
     timings: Timings
     dropped: list[dict[str, str]] = field(default_factory=list)  # retrieved but not shown: id, prompt, reason
     notice: str | None = None  # e.g. the starter-model notice: say it where the result is shown
+    retrieval: str | None = None  # why no examples were retrieved (no CLIP, another CLIP's store), if so
 
     @property
     def text(self) -> str:
@@ -86,7 +85,7 @@ class RewriteResult:
                 "retrieved": [h.to_dict() for h in self.retrieved], "retrieved_ids": self.retrieved_ids,
                 "examples": self.examples, "dropped": self.dropped, "suggested": self.suggested,
                 "model": self.model, "starter": self.starter, "layout": self.layout, "notice": self.notice,
-                "timings": asdict(self.timings)}
+                "retrieval": self.retrieval, "timings": asdict(self.timings)}
 
 
 @dataclass
@@ -107,64 +106,6 @@ class RewriteEvent:
     examples: list[str] | None = None
     suggested: dict[str, Any] | None = None
     result: RewriteResult | None = None
-
-
-def clean_idea(idea: str) -> str:
-    """The idea as one line, or InputError that says what to type."""
-    if not isinstance(idea, str):
-        raise InputError("The idea must be text, for example: a cat sleeping on a sofa.")
-    text = one_line(SPECIAL.sub(" ", idea))
-    if not text:
-        raise InputError("Type an idea to rewrite, for example: a cat sleeping on a sofa.")
-    if len(text) > MAX_IDEA_CHARS:
-        raise InputError(f"That idea is {len(text):,} characters; an idea is a sentence or two. Shorten it to "
-                         f"under {MAX_IDEA_CHARS:,} characters (a prompt SDXL reads fully is about 300).")
-    return text
-
-
-def check_counts(k: int, n: int) -> None:
-    if not isinstance(n, int) or not 1 <= n <= MAX_CANDIDATES:
-        raise InputError(f"n={n!r}: ask for 1 to {MAX_CANDIDATES} candidates.")
-    if not isinstance(k, int) or not 0 <= k <= MAX_K:
-        raise InputError(f"k={k!r}: use 0 to {MAX_K} retrieved examples.")
-
-
-def pick_examples(hits: Sequence[Hit], k: int) -> tuple[list[Hit], list[Example], list[dict[str, str]]]:
-    """The first k hits that are safe and not near-duplicates of a closer one, those with style
-    modifiers first (closest first within each group); the rest listed with a reason."""
-    safe: list[tuple[Hit, Example]] = []
-    dropped: list[dict[str, str]] = []
-    for hit in hits:
-        text, why = sanitise_example(hit.prompt)
-        if text is not None and (twin := next((e for _, e in safe if near_duplicate(e.text, text)), None)):
-            why = f"near-duplicate of {twin.id}"
-        if text is None or why:
-            dropped.append({"id": hit.id, "prompt": hit.prompt, "reason": why or "unusable"})
-        else:
-            safe.append((hit, Example(hit.id, text)))
-    styled = [pair for pair in safe if has_style(pair[1].text)]
-    chosen = {id(p) for p in (styled + [p for p in safe if not has_style(p[1].text)])[:k]}
-    picked = [pair for pair in safe if id(pair) in chosen]
-    picked.sort(key=lambda pair: not has_style(pair[1].text))  # stable: closest first within each group
-    return [h for h, _ in picked], [e for _, e in picked], dropped
-
-
-def suggest_settings(hits: Sequence[Hit]) -> dict[str, Any]:
-    """Median cfg and steps of the neighbours' images (and their most common sampler and size)."""
-    rows = [s for h in hits for s in (h.settings or [h.metadata])]
-    out: dict[str, Any] = {}
-    for key, kind in (("cfg", float), ("steps", int)):
-        values = [float(r[key]) for r in rows if isinstance(r.get(key), (int, float))]
-        if values:
-            median = statistics.median(values)
-            out[key] = round(median, 1) if kind is float else int(round(median))
-    for key in ("sampler", "size"):
-        values = [str(r[key]) for r in rows if r.get(key)]
-        if values:
-            out[key] = max(set(values), key=values.count)
-    if out:
-        out["from"] = sum(1 for r in rows if "cfg" in r or "steps" in r)
-    return out
 
 
 def pick_layout(requested: str, metadata: dict[str, str], name: str, starter: bool) -> str:
@@ -198,6 +139,7 @@ class Rewriter:
         self.path: Path | None = None  # set by load()
         self.gpu = False
         self._lock = threading.Lock()
+        self._close_pending = False  # close() was called during a generation
 
     @classmethod
     def load(cls, settings: Settings, **options: Any) -> "Rewriter":
@@ -290,94 +232,152 @@ class Rewriter:
 
     def stream(self, idea: str, hits: Sequence[Hit], *, k: int = 5, n: int = 1,
                count_tokens: Callable[[str], int] | None = None, seed: int | None = None,
-               max_tokens: int | None = None, retrieval_s: float = 0.0, load_s: float = 0.0) -> Iterator[RewriteEvent]:
-        """Rewrite `idea` n times in the style of the first k usable hits, as events (see RewriteEvent)."""
+               max_tokens: int | None = None, retrieval_s: float = 0.0, load_s: float = 0.0,
+               retrieval_note: str | None = None) -> Iterator[RewriteEvent]:
+        """Rewrite `idea` n times in the style of the first k usable hits, as events (see RewriteEvent).
+        A failed attempt (empty, the idea again, a copy, chatter) is retried warmer, starting from the
+        previous attempt (or the idea) and a comma, so that the model has to add to it.
+        count_tokens: CLIP's token counter (None: counts are reported as None).
+        retrieval_note: why there are no hits (no CLIP, another CLIP's store); it joins the notice."""
         started = time.perf_counter()
         idea = clean_idea(idea)
         check_counts(k, n)
         used, examples, dropped = pick_examples(hits, k)
         suggested = suggest_settings(used)
         yield RewriteEvent("retrieved", hits=used, examples=[e.text for e in examples], suggested=suggested)
-        built = self.build(idea, examples)
-        known = [(h.id, h.prompt) for h in used] + [(e.id, e.text) for e in examples]
-        base_seed = random.randrange(2**31) if seed is None else int(seed)
-        budget = max_tokens or self.max_tokens
-        timings = Timings(retrieval_s=retrieval_s, load_s=load_s)
-        decoded, decode_s = 0, 0.0
-        candidates: list[Candidate] = []
+        shown = examples or list(FALLBACK_EXAMPLES)  # nothing retrieved: the layout still needs pairs
+        built = self.build(idea, shown)
+        known = [(h.id, h.prompt) for h in used] + [(e.id, e.text) for e in shown]
+        run = _Run(idea, built, known, random.randrange(2**31) if seed is None else int(seed),
+                   max_tokens or self.max_tokens, Timings(retrieval_s=retrieval_s, load_s=load_s))
         with self._lock:
             if self.llm is None:
                 raise StudioError("The LLM was unloaded; call Studio.rewrite again to reload it.")
-            prompt_tokens = self.tokens(built.text)
-            if len(prompt_tokens) + budget >= self.llm.n_ctx():
-                raise InputError(f"The idea and examples take {len(prompt_tokens)} tokens, more than the model's "
-                                 f"context of {self.llm.n_ctx()} allows; use a shorter idea or a smaller k.")
-            timings.prompt_tokens, timings.cached_tokens = len(prompt_tokens), self.cached_tokens(prompt_tokens)
-            for index in range(n):
-                best: Candidate | None = None
-                for attempt in range(self.retries + 1):
-                    # Candidates differ by seed and a slightly warmer temperature; retries warm up further.
-                    cand = Candidate("", 0, seed=base_seed + index + 1000 * attempt, attempts=attempt + 1,
-                                     temperature=round(min(self.temperature + 0.1 * index + 0.15 * attempt, 1.3), 2))
-                    yield RewriteEvent("start", index, attempt=attempt, seed=cand.seed,
-                                       reason="; ".join(best.problems) if best else None)
-                    t0 = time.perf_counter()
-                    first = last = None
-                    finish = None
-                    for piece, reason in self.complete(built.text, seed=cand.seed, temperature=cand.temperature,
-                                                       max_tokens=budget, stop=built.stop):
-                        finish = reason or finish
-                        if not piece:
-                            continue
-                        last = time.perf_counter()
-                        if first is None:
-                            first = last
-                            if index == 0 and attempt == 0:
-                                timings.first_token_s = first - t0
-                        cand.raw += piece
-                        yield RewriteEvent("token", index, text=piece, partial=cand.raw, attempt=attempt)
-                    cand.llm_tokens = self.count(cand.raw)
-                    timings.generated_tokens += cand.llm_tokens
-                    if first is not None and last is not None and cand.llm_tokens > 1:
-                        decoded, decode_s = decoded + cand.llm_tokens - 1, decode_s + (last - first)
-                    cand.text = clean_output(cand.raw, cut_off=finish == "length")
-                    cand.problems = problems(cand.text, idea, known)
-                    if best is None or len(cand.problems) < len(best.problems):
-                        best = cand
-                    if not cand.problems:
-                        break
-                assert best is not None
-                finish_candidate(best, count_tokens)
-                candidates.append(best)
-                yield RewriteEvent("candidate", index, text=best.text, candidate=best)
-        timings.tokens_per_s = decoded / decode_s if decode_s > 0 else 0.0
+            try:
+                prompt_tokens = self.tokens(built.text)
+                if len(prompt_tokens) + run.budget >= self.llm.n_ctx():
+                    raise InputError(f"The idea and examples take {len(prompt_tokens)} tokens, more than the "
+                                     f"model's context of {self.llm.n_ctx()} allows; use a shorter idea or a smaller k.")
+                run.timings.prompt_tokens = len(prompt_tokens)
+                run.timings.cached_tokens = self.cached_tokens(prompt_tokens)
+                for index in range(n):
+                    best = yield from self._candidate(run, index)
+                    finish_candidate(best, count_tokens)
+                    run.candidates.append(best)
+                    yield RewriteEvent("candidate", index, text=best.text, candidate=best)
+            finally:
+                if self._close_pending:  # close() gave up waiting for this generation: free it now
+                    self._free()
+        timings = run.timings
+        timings.tokens_per_s = run.decoded / run.decode_s if run.decode_s > 0 else 0.0
         timings.total_s = retrieval_s + load_s + (time.perf_counter() - started)
-        result = RewriteResult(idea, candidates, used, [e.text for e in examples], suggested, self.name,
-                               self.starter, self.layout, timings, dropped, self.notice)
+        if k and not examples and not retrieval_note:
+            retrieval_note = ("No stored prompt close to the idea passed the filters, so built-in examples "
+                              "stood in; ingest DiffusionDB (`python -m studio ingest`) for grounded rewrites.")
+        notice = " ".join(n for n in (idea_note(idea), retrieval_note, self.notice) if n) or None
+        result = RewriteResult(idea, run.candidates, used, [e.text for e in examples], suggested, self.name,
+                               self.starter, self.layout, timings, dropped, notice, retrieval_note)
         yield RewriteEvent("done", result=result)
 
-    def close(self) -> None:
-        """Free the model's memory (RAM, VRAM). Waits for a running generation, at most 30 s."""
-        got = self._lock.acquire(timeout=30)
+    def _candidate(self, run: "_Run", index: int) -> Generator[RewriteEvent, None, Candidate]:
+        """One candidate: attempts until one has no problems (or retries run out); the best is returned."""
+        best: Candidate | None = None
+        for attempt in range(self.retries + 1):
+            # Candidates differ by seed and a slightly warmer temperature; retries warm up further.
+            cand = Candidate("", None, seed=run.seed + index + 1000 * attempt, attempts=attempt + 1,
+                             temperature=round(min(self.temperature + 0.1 * index + 0.15 * attempt, 1.3), 2),
+                             prefill=retry_prefill(best, run.idea) if best is not None else "")
+            yield RewriteEvent("start", index, attempt=attempt, seed=cand.seed,
+                               reason="; ".join(best.problems) if best else None)
+            text = run.built.text
+            if cand.prefill:  # the model continues our start, so it must add to a prompt that keeps the subject
+                text += ("" if text[-1:] in ("\n", " ") else " ") + cand.prefill
+                cand.raw = cand.prefill
+                yield RewriteEvent("token", index, text=cand.prefill, partial=cand.raw, attempt=attempt)
+            generated, finish = "", None
+            t0 = time.perf_counter()
+            first = last = None
+            for piece, reason in self.complete(text, seed=cand.seed, temperature=cand.temperature,
+                                               max_tokens=run.budget, stop=run.built.stop):
+                finish = reason or finish
+                if not piece:
+                    continue
+                last = time.perf_counter()
+                if first is None:
+                    first = last
+                    if index == 0 and attempt == 0:
+                        run.timings.first_token_s = first - t0
+                cand.raw += piece
+                generated += piece
+                yield RewriteEvent("token", index, text=piece, partial=cand.raw, attempt=attempt)
+            cand.llm_tokens = self.count(generated)
+            run.timings.generated_tokens += cand.llm_tokens
+            if first is not None and last is not None and cand.llm_tokens > 1:
+                run.decoded += cand.llm_tokens - 1
+                run.decode_s += last - first
+            cand.text = clean_output(cand.raw, cut_off=finish == "length")
+            cand.problems = problems(cand.text, run.idea, run.known)
+            if best is None or len(cand.problems) < len(best.problems):
+                best = cand
+            if not cand.problems:
+                break
+        assert best is not None
+        return best
+
+    def close(self, wait: float = 30.0) -> None:
+        """Free the model's memory (RAM, VRAM). Waits up to `wait` s for a running generation; if one is
+        still running then (a stream left open), the model is freed as soon as that stream ends."""
+        got = self._lock.acquire(timeout=wait)
+        if not got:
+            self._close_pending = True  # freeing a llama context mid-generation would crash the process
+            got = self._lock.acquire(blocking=False)  # the stream may have ended just before the flag was set
+            if not got:
+                return
         try:
-            llm, self.llm = self.llm, None
-            if llm is not None:
-                llm.close()
+            self._free()
         finally:
-            if got:
-                self._lock.release()
+            self._lock.release()
+
+    def _free(self) -> None:
+        llm, self.llm = self.llm, None
+        self._close_pending = False
+        if llm is not None:
+            llm.close()
         gc.collect()
 
 
+@dataclass
+class _Run:
+    """The state one stream() shares between its candidates."""
+
+    idea: str
+    built: BuiltPrompt
+    known: list[tuple[str, str]]  # (id, text) of the retrieved prompts: a candidate must not copy them
+    seed: int
+    budget: int  # max tokens per attempt
+    timings: Timings
+    candidates: list[Candidate] = field(default_factory=list)
+    decoded: int = 0  # tokens after each attempt's first, and the seconds they took: decode speed
+    decode_s: float = 0.0
+
+
+def retry_prefill(best: Candidate, idea: str) -> str:
+    """Where a retry starts: the best attempt so far when it was only too short (it kept the subject and
+    is not a copy), else the idea; then a comma, so that the model goes on with style words."""
+    only_short = all(p in ("adds almost nothing to the idea", "same as the idea") for p in best.problems)
+    base = best.text if best.text and only_short else idea
+    return base.rstrip(" ,.;:!?") + ","
+
+
 def finish_candidate(cand: Candidate, count_tokens: Callable[[str], int] | None) -> None:
-    """CLIP token count and the warning shown next to the candidate."""
-    cand.tokens = count_tokens(cand.text) if count_tokens and cand.text else 0
+    """CLIP token count (None without a CLIP tokenizer) and the warning shown next to the candidate."""
+    cand.tokens = (count_tokens(cand.text) if cand.text else 0) if count_tokens else None
     notes = []
     if not cand.text:
         notes.append("The model gave no usable prompt; try again, or a larger model (see `python -m studio models`).")
     elif cand.problems:
         notes.append("Check this one: " + "; ".join(cand.problems) + f" (after {cand.attempts} attempts).")
-    if cand.tokens > CLIP_LIMIT:
+    if cand.tokens is not None and cand.tokens > CLIP_LIMIT:
         notes.append(f"{cand.tokens} CLIP tokens: SDXL's text encoders read only the first {CLIP_LIMIT}, "
                      "so the words past that are ignored; shorten it.")
     cand.warning = " ".join(notes) or None

@@ -6,8 +6,8 @@ import time
 from collections.abc import Iterator
 from typing import Callable
 
-from studio.errors import StudioError
-from studio.results import Filters
+from studio.errors import ModelMissingError, StoreMismatchError, StoreUnavailableError, StudioError
+from studio.results import Filters, Hit
 from studio.rewrite import RewriteEvent, RewriteResult, Rewriter
 
 
@@ -47,10 +47,32 @@ class Rewriting:
         rewriter = self.rewriter
         load_s = time.perf_counter() - started if fresh else 0.0
         started = time.perf_counter()
-        # Over-fetch: near-duplicates and unsafe records are dropped before k examples are kept.
-        hits = self.search(idea, "prompts", k=max(3 * k, k + 8), filters=filters).results if k else []
-        yield from rewriter.stream(idea, hits, k=k, n=n, count_tokens=self.embedder.count_tokens, seed=seed,
-                                   max_tokens=max_tokens, retrieval_s=time.perf_counter() - started, load_s=load_s)
+        hits, note, no_clip = self._examples_for(idea, k, filters)
+        counter = None if no_clip else self._clip_counter()  # no CLIP: token counts are unknown (None)
+        yield from rewriter.stream(idea, hits, k=k, n=n, count_tokens=counter, seed=seed, max_tokens=max_tokens,
+                                   retrieval_s=time.perf_counter() - started, load_s=load_s, retrieval_note=note)
+
+    def _examples_for(self, idea: str, k: int, filters: Filters) -> tuple[list[Hit], str | None, bool]:
+        """(the stored prompts closest to the idea, why there are none, whether CLIP is missing).
+        Over-fetched: near-duplicates and unsafe records are dropped before k are kept. A rewrite
+        still works without CLIP or a store, with built-in examples and a notice that says so."""
+        if not k:
+            return [], None, False
+        try:
+            return self.search(idea, "prompts", k=max(3 * k, k + 8), filters=filters).results, None, False
+        except ModelMissingError as exc:
+            return [], ("No CLIP model, so no stored prompts were retrieved: this rewrite has no examples to "
+                        "borrow style from. Get CLIP once while online with `python -m studio models --download "
+                        f"clip` (or set STUDIO_CLIP_MODEL to a local CLIP folder). ({exc})"), True
+        except (StoreMismatchError, StoreUnavailableError) as exc:
+            return [], f"No stored prompts were retrieved, so this rewrite has no style examples: {exc}", False
+
+    def _clip_counter(self) -> Callable[[str], int] | None:
+        """CLIP's token counter when CLIP is loaded or loadable; None otherwise (counts are then unknown)."""
+        try:
+            return self.embedder.count_tokens
+        except StudioError:
+            return None
 
     def rewrite(self, idea: str, k: int = 5, n: int = 1, filters: Filters = Filters(),
                 on_token: Callable[[int, str], None] | None = None, *, seed: int | None = None,
