@@ -29,14 +29,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def credentials(args: argparse.Namespace, env: dict[str, str]) -> tuple[str, str] | None:
-    """STUDIO_AUTH=user:password; required when the page is reachable from other machines."""
+    """STUDIO_AUTH=user:password; required when the page is reachable from other machines, except in a
+    Hugging Face Space (SPACE_ID set), where the Space's own visibility decides who may open it."""
     raw = env.get("STUDIO_AUTH", "")
     if raw:
         user, sep, password = raw.partition(":")
         if not (sep and user and password):
             raise SystemExit("STUDIO_AUTH must look like user:password.")
         return user, password
-    if (args.host not in LOOPBACK or args.share) and not args.no_auth:
+    in_space = bool(env.get("SPACE_ID")) and not args.share
+    if (args.host not in LOOPBACK or args.share) and not args.no_auth and not in_space:
         raise SystemExit(
             f"Refusing to serve on {'a public share link' if args.share else args.host} without a password: "
             "anyone who can reach it could use your GPU and read your library. Set STUDIO_AUTH=user:password, "
@@ -52,12 +54,14 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
     # Gradio keeps the images it shows in its cache: keep that cache with the user's data.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.home / "cache" / "gradio"))
 
-    from studio.firstrun import FirstRun
+    from studio.firstrun import FirstRun, use_prebuilt_store
     from studio.service import Studio
     from studio.ui import build_ui
 
+    if not args.no_sample and use_prebuilt_store(settings):
+        print(f"Prompt Studio: copied the prebuilt sample index into {settings.store_dir}", file=sys.stderr)
     studio = Studio(settings)
-    first_run = FirstRun(studio, ingest_sample=not args.no_sample).start()
+    first_run = FirstRun(studio, ingest_sample=not args.no_sample)
     demo = build_ui(studio, first_run)
     print(f"Prompt Studio: store {settings.chroma_url or settings.store_dir}", file=sys.stderr)
     settings.outputs_dir.mkdir(parents=True, exist_ok=True)
@@ -66,7 +70,11 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
         inbrowser=False, max_file_size=MAX_UPLOAD,
         # Only generated images and the shipped sample may be fetched as files; nothing else on disk.
         allowed_paths=[str(settings.outputs_dir), str(settings.sample_dir / "images")],
+        prevent_thread_lock=True,
     )
+    # Only now: loading CLIP (torch, transformers) competes for the CPU and the GIL, and the page comes first.
+    first_run.start()
+    demo.block_thread()
     return 0
 
 

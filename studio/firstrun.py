@@ -1,13 +1,29 @@
-"""First launch: load CLIP and, into an empty store, ingest the shipped sample, in the background."""
+"""First launch: load CLIP and, into an empty store, ingest the shipped sample (or copy a prebuilt
+index of it, as a Hugging Face Space ships), in the background."""
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from studio.errors import StudioError
+from studio.config import PROJECT_ROOT, Settings
 from studio.service import Studio
+
+# Where scripts/build_space_index.py writes a store of the shipped sample embedded with the real CLIP.
+PREBUILT_STORE = PROJECT_ROOT / "data" / "space-index" / "store"
+
+
+def use_prebuilt_store(settings: Settings, prebuilt: Path = PREBUILT_STORE) -> bool:
+    """Copy a prebuilt store into an empty STUDIO_HOME (before the Studio opens it), so a Space starts
+    searchable without embedding the sample first. False: none shipped, a store exists, or a server is used."""
+    if settings.chroma_url or settings.store_dir.exists() or not (prebuilt / "chroma.sqlite3").is_file():
+        return False
+    shutil.copytree(prebuilt, settings.store_dir)
+    return True
 
 
 @dataclass

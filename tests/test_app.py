@@ -1,92 +1,51 @@
-"""The real app: `python launch.py` on 127.0.0.1, called with gradio_client and driven in headless Chromium."""
+"""The real app: `python launch.py` on 127.0.0.1 with tiny real models, called through gradio_client."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import httpx
 import pytest
 
-from tests.conftest import ROOT, SAMPLE_IMAGES
+from tests.appserver import ARTIFACTS, CHROMIUM, SMALL, browser, free_port, ready_client, serve, stop
+from tests.conftest import ROOT, SAMPLE, SAMPLE_IMAGES
 
-ARTIFACTS = ROOT / "test-artifacts"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _serve(home: Path, clip: str, models_dir: Path) -> tuple[subprocess.Popen, str]:
-    port = _free_port()
-    env = os.environ | {"STUDIO_HOME": str(home), "STUDIO_CLIP_MODEL": clip, "STUDIO_MODELS_DIR": str(models_dir)}
-    log = open(home.parent / f"launch-{port}.log", "w")
-    proc = subprocess.Popen([sys.executable, "launch.py", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"launch.py exited: {(home.parent / f'launch-{port}.log').read_text()[-2000:]}")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return proc, url
-        except httpx.HTTPError:
-            time.sleep(0.3)
-    proc.kill()
-    pytest.fail("launch.py did not answer within 90 s")
+CORAL = ("cyberpunk coral emperor, highly detailed, digital painting, trending on artstation, concept art, sharp "
+         "focus, illustration, art by artgerm and greg rutkowski and magali villeneuve")
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path) -> Iterator[str]:
+def app(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path, tiny_sdxl_dir: Path) -> Iterator[str]:
     """The studio on a fresh STUDIO_HOME: it ingests the shipped sample on its own, in the background."""
     base = tmp_path_factory.mktemp("app")
-    proc, url = _serve(base / "home", str(tiny_clip_dir), base / "models")
+    proc, url = serve(base / "home", str(tiny_clip_dir), base / "models", sdxl=str(tiny_sdxl_dir))
     yield url
-    proc.terminate()
-    proc.wait(20)
+    stop(proc)
 
 
 @pytest.fixture(scope="module")
-def client(app: str):
-    from gradio_client import Client
-
-    client = Client(app, verbose=False)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:  # first launch: wait until the sample ingest has finished
-        try:
-            if _sample_done(client):
-                return client
-        except Exception:  # CLIP still loading: the handler says "not ready" until then
-            pass
-        time.sleep(1)
-    pytest.fail("the sample was not ingested within 120 s")
+def client(app: str) -> Any:
+    return ready_client(app)
 
 
-def _sample_done(client) -> bool:
-    """The sample's images are ingested last, so three searchable images mean the whole sample is in."""
-    gallery = client.predict("a castle", "images", False, 3, api_name="/search")[1]
-    return len(gallery) == 3
+def test_every_event_has_its_api_name(client) -> None:
+    names = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
+    assert {"/search", "/reverse", "/rewrite", "/generate", "/compare", "/history", "/stats", "/ingest"} <= names
 
 
 def test_search_and_reverse_through_gradio_client(client) -> None:
     from gradio_client import handle_file
 
-    table, gallery, note, raw = client.predict("cyberpunk coral emperor, highly detailed, digital painting, "
-                                               "trending on artstation, concept art, sharp focus, illustration, "
-                                               "art by artgerm and greg rutkowski and magali villeneuve",
-                                               "prompts", False, 5, api_name="/search")
+    table, gallery, note, raw = client.predict(CORAL, "prompts", False, 5, api_name="/search")
     assert table["data"][0][1].startswith("cyberpunk coral emperor") and "5 results" in note
     assert {"id", "prompt", "distance", "metadata"} <= raw["results"][0].keys()
+    assert len(gallery) == 3  # the gallery shows the idea's images whichever list the table shows
+    table, _, note, _ = client.predict(CORAL, "prompts", False, 5, "mine", api_name="/search")
+    assert all(row[8] == "generated" for row in table["data"])  # the source filter: only our own images' prompts
     image = SAMPLE_IMAGES / "2m-part-000001_from-poloclub-example-loading.png"
     table, gallery, note, raw = client.predict(handle_file(str(image)), False, 3, api_name="/reverse")
     assert table["data"][0][1].startswith("symmetry!! a tiny cute chinese") and table["data"][0][3] == 75054762
@@ -100,53 +59,98 @@ def test_bad_input_is_a_message_not_a_trace(client, tmp_path: Path) -> None:
         client.predict("   ", "prompts", False, 5, api_name="/search")
     fake = tmp_path / "notes.png"
     fake.write_text("not a picture")
-    with pytest.raises(Exception) as err:
+    with pytest.raises(Exception, match="Could not read notes.png as an image") as err:
         client.predict(handle_file(str(fake)), False, 3, api_name="/reverse")
     assert "Traceback" not in str(err.value)
+    with pytest.raises(Exception, match="width=100: use a multiple of 8"):
+        client.predict("a fox", "", 1, 2, 5.0, 100, 64, "Euler", "standard", 1, api_name="/generate")
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_search_box_in_a_real_browser(client, app: str) -> None:
-    from playwright.sync_api import sync_playwright
+def test_rewrite_streams_a_prompt_grounded_in_retrieved_ones(client) -> None:
+    retrieved, prompt, notes, raw = client.predict("a lighthouse in a storm", 3, False, api_name="/rewrite")
+    assert len(retrieved["data"]) >= 1 and retrieved["headers"][:2] == ["similarity", "prompt"]
+    assert prompt.strip() and prompt == raw["candidates"][0]["text"]
+    assert "CLIP tokens" in notes and "starter model" in notes  # the starter-model notice, where it applies
+    assert raw["retrieved_ids"] and raw["starter"] is True
 
-    ARTIFACTS.mkdir(exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        page.goto(app)
-        page.get_by_label("Idea").fill("a lighthouse in a storm, oil painting")
-        page.get_by_role("button", name="Search").click()
-        page.get_by_text("10 results").wait_for(timeout=30_000)
-        assert page.locator("table").first.inner_text().count("\n") >= 5
-        page.screenshot(path=str(ARTIFACTS / "search.png"), full_page=True)
-        browser.close()
+
+def test_generate_saves_and_remembers(client) -> None:
+    preview, gallery, info, raw = client.predict("a red fox in the snow", "", 7, SMALL["steps"], SMALL["cfg"],
+                                                 SMALL["width"], SMALL["height"], "Euler", "standard", 2,
+                                                 api_name="/generate")
+    assert [g["caption"] for g in gallery] == ["seed 7", "seed 8"] and preview
+    assert raw["request"]["seed"] == 7 and raw["steps_done"] == 2 and not raw["cancelled"]
+    saved = [Path(s["file"]) for s in raw["saved"]]
+    assert len(saved) == 2 and all(p.is_file() and p.parent.name == "outputs" for p in saved)
+    pics, note, hist = client.predict("", None, 10, api_name="/history")
+    assert "newest first" in note and hist["results"][0]["prompt"] == "a red fox in the snow"
+    pics, note, hist = client.predict("red fox", None, 10, api_name="/history")
+    assert "closest to the text" in note and len(pics) >= 2
+
+
+def test_cancel_stops_a_running_generation(client) -> None:
+    import time
+
+    job = client.submit("a slow fox", "", 3, 150, 5.0, 64, 64, "Euler", "standard", 1, api_name="/generate")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and "Step" not in str(job.outputs()[-1:] or ""):
+        time.sleep(0.1)  # wait for the first preview: the job is denoising
+    assert "Cancelling" in client.predict(api_name="/cancel")  # the same client: the same session's job
+    preview, gallery, info, raw = job.result(timeout=60)
+    assert raw["cancelled"] and raw["steps_done"] < 150 and gallery == [] and "nothing saved" in info
+
+
+def test_compare_three_images_one_seed(client) -> None:
+    *columns, note, raw, earlier = client.predict("a lighthouse in a storm", 11, SMALL["steps"], SMALL["cfg"],
+                                                 SMALL["width"], SMALL["height"], "Euler", "standard",
+                                                 api_name="/compare")
+    images, diffs = columns[:3], columns[3:]
+    assert [e["variant"] for e in raw["entries"]] == ["original", "retrieved", "rewritten"]
+    assert all(e["request"]["seed"] == 11 and isinstance(e["score"], float) for e in raw["entries"])
+    assert all(img["value"] and "CLIP" in img["label"] for img in images)
+    assert [d["token"] for d in diffs[0]] == ["a lighthouse in a storm "]  # the idea against itself: no change
+    assert any(d["class_or_confidence"] == "added" for d in diffs[2])  # the rewrite adds words, shown as such
+    assert raw["comparison_id"] in [c[1] for c in earlier["choices"]]
+    reopened = client.predict(raw["comparison_id"], api_name="/reopen_comparison")
+    assert "Reopened" in reopened[6] and all(img["value"] for img in reopened[:3])
+
+
+def test_library_stats_models_and_ingest(client) -> None:
+    stats_md, raw = client.predict(api_name="/stats")
+    assert "prompts" in stats_md and "diffusiondb" in stats_md
+    assert any(ix["kind"] == "prompts" and ix["count"] > 4000 for ix in raw["indexes"])
+    models = client.predict(api_name="/models")
+    assert "CLIP" in models and "SDXL" in models and "starter model" in models
+    msg, _, _ = client.predict(str(SAMPLE / "metadata-fullparams-promptsdvis-first99.csv"), None, 0,
+                               api_name="/ingest")
+    assert "already stored" in msg
 
 
 def test_without_clip_the_page_says_what_is_missing(tmp_path: Path) -> None:
-    proc, url = _serve(tmp_path / "home", "openai/clip-vit-base-patch32", tmp_path / "models")
+    proc, url = serve(tmp_path / "home", "openai/clip-vit-base-patch32", tmp_path / "models")
     try:
         from gradio_client import Client
 
         client = Client(url, verbose=False)
         with pytest.raises(Exception, match="python -m studio models --download clip"):
             client.predict("a castle", "prompts", False, 5, api_name="/search")
+        with pytest.raises(Exception, match="SDXL model"):  # no SDXL either: what to do, not a trace
+            client.predict("a fox", "", 1, 2, 5.0, 64, 64, "Euler", "standard", 1, api_name="/generate")
+        assert "download sdxl" in client.predict(api_name="/models")
         if Path(CHROMIUM).exists():
             from playwright.sync_api import sync_playwright
 
             with sync_playwright() as p:
-                browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-                page = browser.new_page()
+                b = browser(p)
+                page = b.new_page(viewport={"width": 1280, "height": 900})
                 page.goto(url)
                 page.get_by_text("Not ready").wait_for(timeout=30_000)
                 assert "python -m studio models --download clip" in page.inner_text("body")
                 ARTIFACTS.mkdir(exist_ok=True)
                 page.screenshot(path=str(ARTIFACTS / "missing-clip.png"), full_page=True)
-                browser.close()
+                b.close()
     finally:
-        proc.terminate()
-        proc.wait(20)
+        stop(proc)
 
 
 def test_only_outputs_and_sample_images_are_served(app: str, tmp_path: Path) -> None:
@@ -161,10 +165,31 @@ def test_only_outputs_and_sample_images_are_served(app: str, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize("args,env", [(["--host", "0.0.0.0"], {}), (["--share"], {}),
-                                      (["--host", "0.0.0.0"], {"STUDIO_AUTH": "nopassword"})])
+                                      (["--host", "0.0.0.0"], {"STUDIO_AUTH": "nopassword"}),
+                                      (["--share"], {"SPACE_ID": "someone/prompt-studio"})])
 def test_refuses_to_serve_beyond_this_machine_without_credentials(args: list[str], env: dict, tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, "launch.py", "--port", str(_free_port()), *args], cwd=ROOT,
+    out = subprocess.run([sys.executable, "launch.py", "--port", str(free_port()), *args], cwd=ROOT,
                          capture_output=True, text=True, timeout=60,
                          env=os.environ | {"STUDIO_HOME": str(tmp_path)} | env)
     assert out.returncode != 0
     assert "STUDIO_AUTH" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_space_gets_smaller_defaults_and_a_prebuilt_index(sample_studio, tmp_path: Path) -> None:
+    from studio.config import Settings
+    from studio.firstrun import use_prebuilt_store
+    from studio.ui.defaults import ui_defaults
+
+    home = ui_defaults(Settings(), {})
+    space = ui_defaults(Settings(), {"SPACE_ID": "someone/prompt-studio"})
+    turbo = ui_defaults(Settings(sdxl_model="stabilityai/sdxl-turbo"), {"SPACE_ID": "someone/prompt-studio"})
+    assert (home.width, home.steps, home.space) == (1024, 30, False)
+    assert (space.width, space.steps, space.space) == (768, 20, True)
+    assert (turbo.width, turbo.profile, turbo.steps, turbo.cfg) == (512, "fast", 4, 0.0)
+    prebuilt = sample_studio.settings.store_dir  # stands in for data/space-index/store
+    fresh = Settings(home=tmp_path / "home", clip_model=sample_studio.settings.clip_model, offline=True)
+    assert use_prebuilt_store(fresh, prebuilt) and not use_prebuilt_store(fresh, prebuilt)  # only into an empty home
+    from studio.service import Studio
+
+    copy = Studio(fresh, embedder=sample_studio.embedder)
+    assert not copy.is_empty() and copy.search("a castle", "prompts", 3).results

@@ -1,0 +1,164 @@
+"""Shared by the tabs: readable errors, the GPU queue (and ZeroGPU), work streamed from a thread, cancel."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import queue
+import threading
+from typing import Any, Callable, Iterator
+
+import gradio as gr
+
+from studio.errors import InputError, StudioError
+from studio.images import open_image
+
+log = logging.getLogger("studio.ui")
+
+# GPU work (the LLM, SDXL) runs one job at a time in its own queue; searches keep the default one.
+GPU = {"concurrency_limit": 1, "concurrency_id": "gpu"}
+
+
+def message_for(exc: BaseException) -> str:
+    """What the page says: a StudioError's own message; anything else named, with where to look."""
+    if isinstance(exc, StudioError):
+        return str(exc)
+    return (f"Something went wrong: {type(exc).__name__}: {exc}. Nothing was lost; the details are in the "
+            "terminal that runs the studio.")
+
+
+def _to_gr_error(exc: Exception) -> gr.Error:
+    if not isinstance(exc, StudioError):
+        log.error("unexpected error in a handler", exc_info=exc)
+    return gr.Error(message_for(exc), print_exception=False)
+
+
+def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A handler whose failures reach the page as a message, never a stack trace. Keeps the
+    signature (gr.Progress and gr.Request parameters are found through __wrapped__)."""
+    if inspect.isgeneratorfunction(fn):
+        @functools.wraps(fn)
+        def stream(*args: Any, **kwargs: Any) -> Iterator[Any]:
+            try:
+                yield from fn(*args, **kwargs)
+            except gr.Error:
+                raise
+            except Exception as exc:
+                raise _to_gr_error(exc) from None
+        return stream
+
+    @functools.wraps(fn)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except gr.Error:
+            raise
+        except Exception as exc:
+            raise _to_gr_error(exc) from None
+    return call
+
+
+def on_gpu(fn: Callable[..., Any], duration: int = 120) -> Callable[..., Any]:
+    """ZeroGPU (Hugging Face Spaces) lends a GPU only inside functions wrapped by `spaces.GPU`;
+    elsewhere the `spaces` package is absent and the handler runs as it is."""
+    try:
+        import spaces  # type: ignore[import-not-found]
+    except ImportError:
+        return fn
+    return spaces.GPU(duration=duration)(fn)
+
+
+def handler(fn: Callable[..., Any], gpu: bool = False) -> Callable[..., Any]:
+    return on_gpu(guarded(fn)) if gpu else guarded(fn)
+
+
+def uploaded_image(payload: Any) -> Any:
+    """An upload as the event's raw payload (preprocess=False) -> a PIL image, or InputError in words.
+    Raw, because gradio's own preprocessing answers a broken file with its own error, not ours."""
+    if not payload:
+        raise InputError("Drop an image first (PNG, JPEG or WebP).")
+    if isinstance(payload, dict):
+        path, name = payload.get("path"), payload.get("orig_name") or "the uploaded file"
+    else:
+        path, name = str(payload), "the uploaded file"
+    try:
+        return open_image(path, name=name)
+    except InputError as exc:  # the message would name gradio's temporary copy: name the user's file instead
+        raise InputError(f"Could not read {name} as an image: use a PNG, JPEG or WebP file that opens in an "
+                         "image viewer.") from exc
+
+
+class Cancels:
+    """One cancel flag per browser session (or API client): the Cancel button sets the flag of the
+    job that session is running; SDXL stops at its next step."""
+
+    def __init__(self) -> None:
+        self._flags: dict[str, threading.Event] = {}
+        self._lock = threading.Lock()
+
+    def new(self, session: str | None) -> threading.Event:
+        with self._lock:
+            flag = self._flags[session or ""] = threading.Event()
+            return flag
+
+    def cancel(self, session: str | None) -> bool:
+        with self._lock:
+            flag = self._flags.get(session or "")
+        if flag is None:
+            return False
+        flag.set()
+        return True
+
+
+def session_of(request: gr.Request | None) -> str | None:
+    return getattr(request, "session_hash", None) if request is not None else None
+
+
+def streamed(work: Callable[[Callable[..., None]], Any]) -> Iterator[tuple[str, Any]]:
+    """Run `work(emit)` in a thread and yield what it emits as ("event", payload), then ("done", result).
+    Lets a generator handler show previews the model reports from inside its loop."""
+    events: queue.Queue[tuple[str, Any]] = queue.Queue()
+
+    def run() -> None:
+        try:
+            events.put(("done", work(lambda *payload: events.put(("event", payload)))))
+        except BaseException as exc:  # handed to the handler's thread, which turns it into a message
+            events.put(("error", exc))
+
+    threading.Thread(target=run, daemon=True, name="studio-job").start()
+    while True:
+        kind, item = events.get()
+        if kind == "error":
+            raise item
+        yield kind, item
+        if kind == "done":
+            return
+
+
+def plain_json(value: Any) -> Any:
+    """A result dict for gr.JSON with each `path` key renamed `file`: gradio takes a {"path": ...} dict
+    for a file to copy into its cache and serve, which is not what a raw result means."""
+    if isinstance(value, dict):
+        return {("file" if k == "path" else k): plain_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [plain_json(v) for v in value]
+    return value
+
+
+def seed_or_none(value: Any) -> int | None:
+    """The seed box: empty or negative means a random seed (recorded with the result)."""
+    if value is None or value == "":
+        return None
+    try:
+        seed = int(float(value))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"seed={value!r}: use a whole number, or -1 for a random seed.") from exc
+    return None if seed < 0 else seed
+
+
+def as_int(value: Any, name: str) -> int:
+    try:
+        return int(float(value))
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"{name}={value!r}: use a whole number.") from exc

@@ -1,0 +1,80 @@
+"""Library: what the store holds, ingesting a file or folder with a progress bar, and model status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gradio as gr
+
+from studio.errors import InputError
+from studio.service import Studio
+from studio.ui.common import handler
+from studio.ui.defaults import UIDefaults
+from studio.ui.views import models_markdown, stats_markdown
+
+HOW_TO = """**When a model is missing** the rest of the studio keeps working:
+
+* **CLIP** (every search, the library): `python -m studio models --download clip` once while online, or put a CLIP
+  folder in `models/` and set `STUDIO_CLIP_MODEL`.
+* **LLM** (Rewrite, Compare): the starter model SmolLM2 works out of the box; for better rewrites put a Llama 2 7B
+  chat GGUF in `models/` or set `STUDIO_LLM_MODEL` (`python -m studio models --download llm`).
+* **SDXL** (Create, Compare): `python -m studio models --download sdxl` (about 7 GB), or set `STUDIO_SDXL_MODEL` to
+  a diffusers folder or a single `.safetensors` (SDXL-Turbo/Lightning: use the *fast* profile).
+
+Restart the studio after adding a model. See `models/README.md` for what goes where."""
+
+
+def library_tab(studio: Studio, defaults: UIDefaults) -> gr.Tab:
+    def stats() -> tuple[str, dict]:
+        s = studio.stats()
+        return stats_markdown(s), s
+
+    def models() -> str:
+        return models_markdown(studio.models())
+
+    def ingest(path: str, upload: Any, limit: float | None,
+               progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[str, str, dict]:
+        source = upload if upload else (path or "").strip()
+        if not source:
+            raise InputError("Give a file or folder: a DiffusionDB part folder or zip, a metadata .parquet/.csv, "
+                             "your outputs/ folder, or hub:2m:1-2 (online).")
+        if defaults.space and not upload:
+            raise InputError("In this demo Space, upload a file to ingest; reading the server's folders is off.")
+        progress(0, desc="Reading…")
+
+        def tick(phase: str, done: int, total: int) -> None:
+            progress((done, total) if total else None, desc=f"Ingesting {phase}", unit=phase)
+
+        limit_n = int(limit) if limit and limit > 0 else None
+        report = studio.ingest(str(source), limit=limit_n, progress=tick)
+        text, raw = stats()
+        return f"✅ {report.summary()}", text, raw
+
+    with gr.Tab("Library", id="library") as tab:
+        with gr.Row():
+            with gr.Column(scale=3):
+                gr.Markdown("### What the library holds")
+                stats_md = gr.Markdown()
+                refresh = gr.Button("Refresh", size="sm")
+            with gr.Column(scale=2):
+                gr.Markdown("### Models")
+                models_md = gr.Markdown()
+        gr.Markdown("### Add to the library")
+        with gr.Row():
+            path = gr.Textbox(label="A file or folder on this machine", scale=3, interactive=not defaults.space,
+                              placeholder="data/diffusiondb-sample/metadata-2m-every400th-image_name-prompt.csv")
+            upload = gr.File(label="…or upload one (.csv, .parquet, .zip, .json)", type="filepath", scale=2,
+                             file_types=[".csv", ".parquet", ".zip", ".json"])
+            limit = gr.Number(value=0, precision=0, label="At most (0: all)", scale=1)
+        go = gr.Button("Ingest", variant="primary")
+        ingest_msg = gr.Markdown()
+        with gr.Accordion("When a model is missing", open=False):
+            gr.Markdown(HOW_TO)
+        with gr.Accordion("Raw statistics (JSON)", open=False):
+            raw = gr.JSON()
+        refresh.click(handler(stats), None, [stats_md, raw], api_name="stats")
+        tab.select(handler(stats), None, [stats_md, raw], api_visibility="private")
+        tab.select(handler(models), None, models_md, api_name="models")
+        go.click(handler(ingest), [path, upload, limit], [ingest_msg, stats_md, raw], api_name="ingest",
+                 concurrency_limit=1, concurrency_id="ingest")
+    return tab

@@ -1,0 +1,88 @@
+"""Serving the real app for the app and browser tests: `python launch.py` on 127.0.0.1 in a subprocess."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+
+ARTIFACTS = ROOT / "test-artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+SMALL = {"steps": 2, "cfg": 5.0, "width": 64, "height": 64}  # the tiny SDXL: seconds, not minutes
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def serve(home: Path, clip: str, models_dir: Path, sdxl: str | None = None) -> tuple[subprocess.Popen, str]:
+    """Start launch.py on a free port; return once it answers HTTP 200 (models load in the background)."""
+    port = free_port()
+    env = os.environ | {"STUDIO_HOME": str(home), "STUDIO_CLIP_MODEL": clip, "STUDIO_MODELS_DIR": str(models_dir),
+                        "STUDIO_DEVICE": "cpu"}
+    if sdxl:
+        env["STUDIO_SDXL_MODEL"] = sdxl
+    home.parent.mkdir(parents=True, exist_ok=True)
+    log_path = home.parent / f"launch-{port}.log"
+    log = open(log_path, "w")
+    proc = subprocess.Popen([sys.executable, "launch.py", "--port", str(port)], cwd=ROOT, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"launch.py exited: {log_path.read_text()[-2000:]}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return proc, url
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    proc.kill()
+    pytest.fail("launch.py did not answer within 90 s")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
+def ready_client(url: str) -> Any:
+    """A gradio_client Client, once the first launch has ingested the whole shipped sample."""
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:  # the sample's images are ingested last: three searchable images mean it is all in
+            if len(client.predict("a castle", "images", False, 3, api_name="/search")[1]) == 3:
+                return client
+        except Exception:  # CLIP still loading: the handler says "not ready" until then
+            pass
+        time.sleep(1)
+    pytest.fail("the sample was not ingested within 120 s")
+
+
+def browser(p: Any) -> Any:
+    return p.chromium.launch(executable_path=CHROMIUM, args=[
+        "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--disable-sync", "--no-first-run"])
+
+
+needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
+                                    reason="Debian's chromium is not installed (.ci/run installs it)")
