@@ -25,6 +25,8 @@ SAMPLE_SOURCES = ("metadata-2m-every400th-image_name-prompt.csv", "metadata-full
 TEXT_WEIGHT = 0.1
 # Image-image similarity at which a stored image is taken to be the very same picture (re-encoded).
 SAME_IMAGE = 0.995
+# Over-fetch for post-filtering stops growing here when a source filter can go to Chroma instead.
+MAX_OVERFETCH = 4096
 
 
 class Studio(Rewriting, Generating):
@@ -69,17 +71,23 @@ class Studio(Rewriting, Generating):
 
     # -- search ----------------------------------------------------------------------------
     def _query(self, kind: str, vector: Any, k: int, filters: Filters) -> tuple[list[Record], int]:
-        """Nearest records that pass the filters. Chroma's `where` costs ~0.5 s at 1M vectors, so
-        we over-fetch unfiltered neighbours and filter here, widening only when too few pass."""
-        total = self.store.count(kind)
-        n, hidden = max(4 * k, 32), 0
+        """The k nearest records that pass the filters, and how many closer ones they hid.
+
+        Chroma's `where` costs ~0.5 s at 1M vectors, so we over-fetch unfiltered neighbours and
+        filter here, widening only when too few pass. A rare source (your own images among
+        millions) would need a huge fetch: past MAX_OVERFETCH, Chroma filters on the source.
+        No count() either: Chroma counts by scanning, and a query for more than it holds returns
+        what there is, so fewer records than asked for means the end."""
+        n, where = max(4 * k, 32), None
         while True:
-            records = self.store.query(kind, vector, n)
-            kept = [r for r in records if filters.allows(r.metadata, kind)]
-            hidden = len(records) - len(kept)
-            if len(kept) >= k or n >= total:
-                return kept[:k], hidden
-            n = min(n * 4, total)
+            records = self.store.query(kind, vector, n, where=where)
+            kept, hidden = _take(records, k, lambda meta: filters.allows(meta, kind))
+            if len(kept) >= k or len(records) < n:
+                return kept, hidden
+            if n >= MAX_OVERFETCH and filters.source and where is None:
+                n, where = max(4 * k, 32), {"source": filters.source}
+            else:
+                n *= 4
 
     @staticmethod
     def _text(text: str) -> str:
@@ -202,3 +210,17 @@ class Studio(Rewriting, Generating):
         except StoreMismatchError as exc:
             return str(exc)
         return None
+
+
+def _take(records: list[Record], k: int, allows: Callable[[dict[str, Any]], bool]) -> tuple[list[Record], int]:
+    """The first k allowed records, and how many were held back before the k-th (what a user missed)."""
+    kept: list[Record] = []
+    hidden = 0
+    for rec in records:
+        if len(kept) == k:
+            break
+        if allows(rec.metadata):
+            kept.append(rec)
+        else:
+            hidden += 1
+    return kept, hidden

@@ -168,10 +168,10 @@ class PromptStore:
 
     def query(self, kind: str, vector: np.ndarray, n: int, where: dict | None = None) -> list[Record]:
         col = self.collections[kind]
-        n = max(1, min(n, col.count()))
+        # Chroma returns fewer than n_results when it holds fewer: no count() (a scan) per query.
         res = col.query(
             query_embeddings=np.asarray(vector, np.float32).reshape(1, -1),
-            n_results=n,
+            n_results=max(1, n),
             where=where,
             include=["documents", "metadatas", "distances"],
         )

@@ -94,3 +94,27 @@ def test_bad_queries_say_what_to_do(sample_studio: Studio, tmp_path: Path) -> No
         sample_studio.reverse(fake)
     with pytest.raises(InputError, match="No such image"):
         sample_studio.similar_images(tmp_path / "missing.png")
+
+
+def test_hidden_counts_only_what_ranked_above_the_results(studio: Studio, tmp_path: Path) -> None:
+    rows = pd.read_csv(SAMPLE / "metadata-fullparams-promptsdvis-first99.csv").iloc[:6].copy()
+    rows["prompt_nsfw"] = [0.9, 0.1, 0.5, 0.49, None, 0.0]
+    rows.to_csv(tmp_path / "scored.csv", index=False)
+    studio.ingest(str(tmp_path / "scored.csv"))
+    # The verbatim prompt is the nearest and safe: nothing was held back above it.
+    assert studio.search(rows["prompt"][1], k=1).hidden == 0
+
+
+def test_a_rare_source_is_found_among_many(studio: Studio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Past MAX_OVERFETCH neighbours, the source filter goes to Chroma: one own record among 5,000."""
+    import studio.service as service
+
+    studio.ingest(str(SAMPLE / "metadata-2m-every400th-image_name-prompt.csv"))
+    mine = pd.DataFrame({"prompt": ["my own prompt about a teapot"]})
+    mine.to_csv(tmp_path / "mine.csv", index=False)
+    studio.ingest(str(tmp_path / "mine.csv"), source_tag="user")
+    monkeypatch.setattr(service, "MAX_OVERFETCH", 64)
+    for query in ("a castle on a hill, oil painting", "portrait of a knight"):
+        found = studio.search(query, k=3, filters=Filters(source="user")).results
+        assert [h.prompt for h in found] == ["my own prompt about a teapot"]
+        assert found[0].metadata["source"] == "user"
