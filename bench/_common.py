@@ -56,7 +56,9 @@ def set_threads(threads: int | None) -> None:
 
 
 def percentile(values: Sequence[float], q: float) -> float:
-    """Nearest-rank percentile (q in 0..100) of a non-empty sample."""
+    """Nearest-rank percentile (q in 0..100); NaN for an empty sample (an arm with no such queries)."""
+    if not values:
+        return math.nan
     ordered = sorted(values)
     rank = max(1, math.ceil(q / 100 * len(ordered)))
     return ordered[rank - 1]

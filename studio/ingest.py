@@ -201,7 +201,7 @@ def _ingest_prompts(groups: Sequence[PromptGroup], store: PromptStore, embedder:
             yield chunk, old
 
     writer = Writer(store)
-    bar = _bar(len(groups), "prompts", "prompt")
+    bar, done = _bar(len(groups), "prompts", "prompt"), 0
     try:
         for chunk, old in prefetch(prepare()):
             new = [g for g in chunk if g.id not in old]
@@ -218,8 +218,9 @@ def _ingest_prompts(groups: Sequence[PromptGroup], store: PromptStore, embedder:
                 writer.put(lambda i=[g.id for g in new], v=vectors, m=metas, d=texts: store.upsert("prompts", i, v, m, d))
                 report.prompts_new += len(new)
             bar.update(len(chunk))
+            done += len(chunk)  # not bar.n: a disabled bar (TQDM_DISABLE) does not count
             if progress:
-                progress("prompts", bar.n, len(groups))
+                progress("prompts", done, len(groups))
     finally:
         bar.close()
         writer.close()
@@ -242,7 +243,7 @@ def _ingest_images(rows: Sequence[Row], store: PromptStore, embedder: Any, sourc
             yield len(chunk), len(stored), todo, pixels
 
     writer = Writer(store)
-    bar = _bar(len(rows), "images", "image")
+    bar, done = _bar(len(rows), "images", "image"), 0
     try:
         for seen, stored, todo, pixels in prefetch(prepare()):
             report.images_unchanged += stored
@@ -253,8 +254,9 @@ def _ingest_images(rows: Sequence[Row], store: PromptStore, embedder: Any, sourc
                            store.upsert("images", i, v, m, d))
                 report.images_new += len(todo)
             bar.update(seen)
+            done += seen
             if progress:
-                progress("images", bar.n, len(rows))
+                progress("images", done, len(rows))
     finally:
         bar.close()
         writer.close()

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -15,7 +18,7 @@ from studio.errors import InputError
 from studio.ingest import normalise, prompt_id
 from studio.service import Studio
 from studio.sources import parse_hub, read_source
-from tests.conftest import SAMPLE, SAMPLE_IMAGES
+from tests.conftest import ROOT, SAMPLE, SAMPLE_IMAGES
 
 EVERY400 = SAMPLE / "metadata-2m-every400th-image_name-prompt.csv"
 FULLPARAMS = SAMPLE / "metadata-fullparams-promptsdvis-first99.csv"
@@ -201,3 +204,24 @@ def test_interrupted_ingest_resumes_to_the_same_store(settings, embedder, tmp_pa
     # And a third run changes nothing at all.
     again = resumed.ingest(str(part))
     assert (again.prompts_new, again.prompts_updated, again.images_new) == (0, 0, 0)
+
+
+def test_progress_counts_even_with_bars_disabled(settings, tmp_path: Path) -> None:
+    """The UI's progress comes from the callback, not from tqdm, which TQDM_DISABLE=1 (read when tqdm
+    is imported, hence a fresh process) turns into a bar that counts nothing."""
+    part = make_part(tmp_path / "part-000001")
+    code = (
+        "import sys; from studio.config import Settings; from studio.service import Studio\n"
+        f"s = Settings(home=Path({str(tmp_path / 'home')!r}), clip_model={settings.clip_model!r}, offline=True,"
+        " device='cpu', batch_size=2)\n"
+        "seen = {}\n"
+        f"Studio(s).ingest({str(part)!r}, progress=lambda w, d, t: seen.__setitem__(w, (d, t)))\n"
+        "print(seen)"
+    )
+    env = os.environ | {"TQDM_DISABLE": "1", "PYTHONPATH": str(ROOT)}
+    out = subprocess.run([sys.executable, "-c", "from pathlib import Path\n" + code], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    seen = eval(out.stdout.strip().splitlines()[-1])  # noqa: S307 - our own dict of ints
+    assert seen["prompts"][0] == seen["prompts"][1] > 0
+    assert seen["images"][0] == seen["images"][1] > 0
