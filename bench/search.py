@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import math
 import re
 import sys
 import time
@@ -230,7 +231,7 @@ def summarise(title: str, times: dict[str, list[tuple[Any, float]]], keep: Calla
     stats = {name: (C.percentile(t, 50), C.percentile(t, 95)) for name, t in picked.items()}
     print(f"\n## {title}")
     print(C.table(["arm", "queries", "p50 ms", "p95 ms", "mean ms"],
-                  [(name, len(t), *stats[name], sum(t) / len(t)) for name, t in picked.items()]))
+                  [(name, len(t), *stats[name], sum(t) / len(t) if t else math.nan) for name, t in picked.items()]))
     return stats
 
 
