@@ -147,8 +147,9 @@ def download(role: str, settings: Settings) -> ModelLocation:
         else:
             huggingface_hub.snapshot_download(repo, local_dir=target, allow_patterns=_ALLOW.get(role))
     except Exception as exc:  # network down, gated repo, disk full: say which and what to do
+        first_line = (str(exc).strip().splitlines() or [""])[0][:200]  # hub errors run to paragraphs
         raise ModelMissingError(
-            f"Could not download {repo!r} ({type(exc).__name__}: {exc}). "
+            f"Could not download {repo!r} ({type(exc).__name__}: {first_line}). "
             f"Check the connection, or place the files in {target} by hand."
         ) from exc
     found = locate(role, settings)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ import pytest
 from studio.config import Settings
 from studio.errors import InputError, ModelMissingError
 from studio.weights import ensure, locate, starter_llm
+from tests.conftest import ROOT
 
 
 def test_local_path_and_models_folder(tiny_clip_dir: Path, tmp_path: Path) -> None:
@@ -53,3 +57,19 @@ def test_settings_from_env(tmp_path: Path) -> None:
         Settings.from_env({"STUDIO_DEVICE": "tpu"})
     with pytest.raises(InputError, match="clip, llm, sdxl"):
         locate("vae", s)
+
+
+def test_a_failed_download_says_so_in_one_line(tmp_path: Path) -> None:
+    """Online by our settings, but the hub is unreachable: a closed port on 127.0.0.1 (no network is
+    touched). huggingface_hub reads its settings at import, hence a fresh process."""
+    code = (
+        "from pathlib import Path; from studio.config import Settings; from studio.weights import ensure\n"
+        f"s = Settings(clip_model='openai/clip-vit-base-patch32', models_dir=Path({str(tmp_path)!r}), offline=False)\n"
+        "try:\n    ensure('clip', s)\nexcept Exception as exc:\n    print(repr(str(exc)))\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env |= {"HF_ENDPOINT": "http://127.0.0.1:9", "PYTHONPATH": str(ROOT), "HF_HUB_ETAG_TIMEOUT": "2"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
+    message = eval(out.stdout.strip().splitlines()[-1])  # noqa: S307 - the repr printed above
+    assert message.startswith("Could not download 'openai/clip-vit-base-patch32'"), message
+    assert "\n" not in message and str(tmp_path / "clip-vit-base-patch32") in message
