@@ -69,7 +69,7 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
         server_name=args.host, server_port=args.port, share=args.share, auth=auth, show_error=True,
         inbrowser=False, max_file_size=MAX_UPLOAD,
         # Only generated images and the shipped sample may be fetched as files; nothing else on disk.
-        allowed_paths=[str(settings.outputs_dir), str(settings.sample_dir / "images")],
+        allowed_paths=[str(d) for d in settings.served_dirs],
         prevent_thread_lock=True,
     )
     # Only now: loading CLIP (torch, transformers) competes for the CPU and the GIL, and the page comes first.

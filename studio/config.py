@@ -49,6 +49,11 @@ class Settings:
     def outputs_dir(self) -> Path:
         return self.home / "outputs"
 
+    @property
+    def served_dirs(self) -> tuple[Path, Path]:
+        """The only folders the web app serves files from: generated images and the sample's images."""
+        return self.outputs_dir, Path(self.sample_dir) / "images"
+
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None, **overrides: object) -> "Settings":
         """Read STUDIO_* variables; keyword overrides (CLI flags) win over the environment."""
