@@ -31,6 +31,7 @@ from tests.tiny_sdxl import build_tiny_sdxl  # noqa: E402
 
 SAMPLE = ROOT / "data" / "diffusiondb-sample"
 SAMPLE_IMAGES = SAMPLE / "images"
+SMALL = dict(width=64, height=64, steps=2)  # the tiny SDXL's sizes: a whole run well under a second
 
 
 @pytest.fixture(scope="session")
