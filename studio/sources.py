@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from studio.errors import InputError
+from studio.results import SETTING_KEYS
 
 IMAGE_SUFFIXES = {".png", ".webp", ".jpg", ".jpeg"}
 # DiffusionDB's uint8 sampler codes (its README); the HF loader writes the names instead.
@@ -130,25 +131,23 @@ def read_outputs(folder: Path) -> Iterator[Row]:
             chunk = chunk_from_parameters(params, path)
         if not chunk or not chunk.get("image_id") or not str(chunk.get("prompt") or "").strip():
             continue
-        settings = _settings({k: chunk.get(k) for k in ("seed", "cfg", "steps", "sampler", "width", "height")})
+        settings = _settings({k: chunk.get(k) for k in SETTING_KEYS})
         yield Row(str(chunk["image_id"]), str(chunk["prompt"]), "outputs", {**settings, "studio": chunk},
                   str(path.resolve()))
 
 
 def is_outputs_folder(folder: Path) -> bool:
-    """A folder of our generated PNGs, not a DiffusionDB part: no part JSON/zip/table, and our chunk."""
-    from PIL import Image
-
-    from studio.pngmeta import STUDIO_KEY
+    """A folder of generated PNGs (ours, or A1111's), not a DiffusionDB part: no part JSON/zip/table,
+    and a PNG that carries generation metadata."""
+    from studio.pngmeta import read_png
 
     if not folder.is_dir() or any(p.suffix in {".json", ".zip", ".csv", ".parquet"} for p in folder.iterdir()):
         return False
     for path in folder.glob("*.png"):
         try:
-            with Image.open(path) as img:
-                if STUDIO_KEY in (getattr(img, "text", None) or {}):
-                    return True
-        except (OSError, SyntaxError, ValueError):
+            if any(read_png(path)):
+                return True
+        except InputError:
             continue
     return False
 

@@ -257,3 +257,16 @@ def test_compare_stores_three_linked_records_with_one_seed(gen_studio: Studio):
     linked = gen_studio.store.get("images", where={"comparison_id": out.comparison_id})
     assert sorted(r.metadata["variant"] for r in linked) == ["original", "retrieved", "rewritten"]
     assert all(r.metadata["idea"] == "a dragon over a city" and "score" in r.metadata for r in linked)
+
+
+def test_a_folder_of_a1111_pngs_is_ingested_as_the_users(gen_studio: Studio, tmp_path: Path):
+    foreign = tmp_path / "a1111"
+    foreign.mkdir()
+    info = PngImagePlugin.PngInfo()
+    info.add_text("parameters", "a tower\nNegative prompt: fog\nSteps: 20, Sampler: Euler a, CFG scale: 7, "
+                                "Seed: 42, Size: 64x64, Model: sdxl")
+    Image.new("RGB", (64, 64), "gray").save(foreign / "00001-42.png", pnginfo=info)
+    report = gen_studio.ingest(str(foreign))
+    assert report.images_new == 1
+    (record,) = gen_studio.store.get("images")
+    assert record.metadata["source"] == "user" and record.metadata["seed"] == 42
