@@ -140,7 +140,7 @@ def _similar(studio: Studio, a: argparse.Namespace) -> Any:
 @command("ingest")
 def _ingest(studio: Studio, a: argparse.Namespace) -> Any:
     report = studio.ingest(a.source, limit=a.limit, source_tag=a.tag)
-    return {"summary": report.summary(), **{k: v for k, v in vars(report).items()}}
+    return {"summary": report.summary(), **vars(report)}
 
 
 @command("generate")

@@ -85,9 +85,6 @@ def variants(idea: str, rewrite: Any) -> tuple[list[Variant], list[str]]:
     return out, notes
 
 
-def clip_scores(embedder: Any, idea: str, images: list[Any]) -> list[float]:
-    """Cosine similarity of each image to the idea text (the embedder's vectors are L2-normalised)."""
-    if not images:
-        return []
-    text = embedder.embed_texts([idea])[0]
-    return [float(v) for v in np.asarray(embedder.embed_images(images)) @ np.asarray(text)]
+def clip_score(image_vector: Any, idea_vector: Any) -> float:
+    """Cosine similarity of an image to the idea text (the embedder's vectors are L2-normalised)."""
+    return float(np.asarray(image_vector) @ np.asarray(idea_vector))

@@ -60,10 +60,8 @@ class Settings:
         env = dict(os.environ if env is None else env)
         base = cls()
         values: dict[str, object] = {
-            "home": Path(env["STUDIO_HOME"]).expanduser() if env.get("STUDIO_HOME") else base.home,
-            "models_dir": Path(env["STUDIO_MODELS_DIR"]).expanduser()
-            if env.get("STUDIO_MODELS_DIR")
-            else base.models_dir,
+            "home": env.get("STUDIO_HOME") or base.home,
+            "models_dir": env.get("STUDIO_MODELS_DIR") or base.models_dir,
             "clip_model": env.get("STUDIO_CLIP_MODEL") or base.clip_model,
             "llm_model": env.get("STUDIO_LLM_MODEL") or base.llm_model,
             "sdxl_model": env.get("STUDIO_SDXL_MODEL") or base.sdxl_model,

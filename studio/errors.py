@@ -21,3 +21,13 @@ class StoreMismatchError(StudioError):
 
 class StoreUnavailableError(StudioError):
     """The Chroma store cannot be opened or reached."""
+
+
+def bounded_text(text: str, limit: int, empty: str, too_long: str) -> str:
+    """`text` when it is not empty and at most `limit` characters; else InputError with `empty`, or
+    with `too_long` formatted with n (its length) and limit."""
+    if not text:
+        raise InputError(empty)
+    if len(text) > limit:
+        raise InputError(too_long.format(n=len(text), limit=limit))
+    return text

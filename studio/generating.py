@@ -9,13 +9,14 @@ from typing import Any, Callable
 from studio.config import Settings
 from studio.images import ImageSource, open_image
 from studio.results import SearchResult, label_of
+from studio.sources import IMAGE_SUFFIXES
 from studio.weights import locate
 
 
 class Generating:
     """Mixed into studio.service.Studio: uses its settings, _lock, embedder, store, search and rewrite."""
 
-    _generator: Any = None  # studio.generate.Generator; loaded on the first generate() when None
+    _generator: Any  # set by Studio.__init__
 
     @property
     def generator(self) -> Any:
@@ -28,7 +29,7 @@ class Generating:
                 self._generator = Generator.load(self.settings, placement=plan.placement if plan else None)
             return self._generator
 
-    def make_room(self, role: str, need: int | None = None) -> Any:
+    def make_room(self, role: str) -> Any:
         """Before `role` ("sdxl" | "llm") takes the GPU: unload the other one where VRAM is short
         (studio.memory.plan_load). Returns the MemoryPlan; None without CUDA (nothing to share)."""
         from studio.memory import cuda_memory, llm_need, plan_load
@@ -40,10 +41,9 @@ class Generating:
         if self._generator is not None:
             held["sdxl"] = self._generator.vram_bytes()
         rewriter = self._rewriter  # type: ignore[attr-defined]  # studio.rewriting.Rewriting
-        if rewriter is not None:  # without its own count, assume a fully offloaded GGUF
-            held["llm"] = rewriter.vram_bytes() if hasattr(rewriter, "vram_bytes") else _gguf_bytes(self.settings)
-        if role == "llm" and need is None:
-            need = llm_need(_gguf_bytes(self.settings))
+        if rewriter is not None:
+            held["llm"] = rewriter.vram_bytes()
+        need = llm_need(_gguf_bytes(self.settings)) if role == "llm" else None
         plan = plan_load(role, memory[0], held, need)
         for other in plan.unload:
             if other == "sdxl" and self._generator is not None:
@@ -82,16 +82,19 @@ class Generating:
         req = req.validated()
         result = self._ready_generator().generate(req, on_preview=on_preview, cancel=cancel)
         if result.images:
-            result.saved = write_back(result, self.settings.outputs_dir, lineage or Lineage(),
-                                      lambda: (self.store_for(create=True), self.embedder))
+            result.saved = write_back(result, self.settings.outputs_dir, lineage or Lineage(), self._connect)
         return result
+
+    def _connect(self) -> tuple[Any, Any]:
+        """The store and CLIP for write-back, opened only once the PNGs are safe on disk."""
+        return self.store_for(create=True), self.embedder
 
     def compare(self, idea: str, seed: int | None = None, *, on_preview: Callable[[str, Any], None] | None = None,
                 cancel: Any = None, **fields: Any) -> Any:
         """The idea as typed, the best retrieved prompt and the rewritten prompt, generated with one
         seed and the same settings (one image each), CLIP-scored against the idea and stored with a
         shared comparison id. on_preview(variant, Preview)."""
-        from studio.compare import CompareEntry, CompareResult, clip_scores, new_comparison_id, variants
+        from studio.compare import CompareEntry, CompareResult, clip_score, new_comparison_id, variants
         from studio.generate import GenerationRequest
         from studio.writeback import Lineage, write_back
 
@@ -101,19 +104,25 @@ class Generating:
         tried, notes = variants(idea, rewritten)
         out = CompareResult(idea, int(base.seed or 0), new_comparison_id(), notes=notes)
         retrieved_ids = [hit.id for hit in rewritten.retrieved]
+        idea_vector = self.embedder.embed_texts([idea])[0]  # once; each image is embedded once, for score and store
         for v in tried:
             preview = (lambda p, name=v.name: on_preview(name, p)) if on_preview else None
             result = self._ready_generator().generate(replace(base, prompt=v.prompt), on_preview=preview, cancel=cancel)
             if result.cancelled:
                 out.cancelled = True
                 break
-            score = clip_scores(self.embedder, idea, result.images[:1])[0]
+            vectors = self.embedder.embed_images(result.images[:1])
+            score = clip_score(vectors[0], idea_vector)
             lineage = Lineage(idea=idea, retrieved_ids=retrieved_ids, llm_model=getattr(rewritten, "model", None),
                               parent=v.parent, comparison_id=out.comparison_id, variant=v.name, score=score)
-            result.saved = write_back(result, self.settings.outputs_dir, lineage,
-                                      lambda: (self.store_for(create=True), self.embedder))
+            result.saved = write_back(result, self.settings.outputs_dir, lineage, self._connect, image_vectors=vectors)
             out.entries.append(CompareEntry(v.name, v.prompt, result, score))
         return out
+
+    def comparison(self, comparison_id: str) -> list[Any]:
+        """The stored images (Hits) of one compare(), found by their shared comparison id."""
+        records = self.store.get("images", where={"comparison_id": comparison_id})
+        return [self._hit(r, "images") for r in records]
 
     def history(self, query: str | ImageSource | None = None, limit: int = 20) -> SearchResult:
         """Our own generations: newest first, or (query: text, or an image) the closest ones."""
@@ -127,7 +136,7 @@ class Generating:
         else:
             vector = self.embedder.embed_images([open_image(query)])[0]
         # Chroma's `where` here, not the over-fetch of _query: our images are few among millions.
-        records = self.store.query("images", vector, limit, where=mine) if self.store.count("images") else []
+        records = self.store.query("images", vector, limit, where=mine)
         return SearchResult(label_of(query), "history", [self._hit(r, "images") for r in records])
 
 
@@ -138,4 +147,4 @@ def _gguf_bytes(settings: Settings) -> int:
 
 def _is_image_path(text: str) -> bool:
     path = Path(text.strip())
-    return len(text) < 4096 and path.suffix.lower() in {".png", ".jpg", ".jpeg", ".webp"} and path.is_file()
+    return len(text) < 4096 and path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()

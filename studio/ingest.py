@@ -14,12 +14,12 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from studio.errors import InputError
 from studio.images import open_image
+from studio.results import SETTING_KEYS
 from studio.sources import Row, read_location
 from studio.store import PromptStore
 
 T = TypeVar("T")
 # Settings kept on both prompt and image records (those of the prompt's representative image).
-SETTING_KEYS = ("seed", "cfg", "steps", "sampler", "width", "height")
 IMAGE_KEYS = SETTING_KEYS + ("image_nsfw", "prompt_nsfw", "part_id", "user_name", "timestamp")
 
 

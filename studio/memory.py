@@ -28,10 +28,15 @@ class MemoryPlan:
     reason: str = ""
 
 
-def llm_need(gguf_bytes: int, context_tokens: int = 2048, kv_per_token: int = 512 * 1024) -> int:
-    """A GGUF fully offloaded to the GPU: weights, KV cache (fp16 K and V: 512 KiB a token for
-    Llama 2 7B's 32 layers x 4096 dims) and ~0.5 GB of llama.cpp scratch buffers."""
-    return int(gguf_bytes * 1.1) + context_tokens * kv_per_token + GIB // 2
+def llm_resident(gguf_bytes: int, context_tokens: int = 2048, kv_per_token: int = 512 * 1024) -> int:
+    """What a GGUF fully offloaded to the GPU holds: weights and KV cache (fp16 K and V: 512 KiB a
+    token for Llama 2 7B's 32 layers x 4096 dims)."""
+    return int(gguf_bytes * 1.1) + context_tokens * kv_per_token
+
+
+def llm_need(gguf_bytes: int, context_tokens: int = 2048) -> int:
+    """What loading it takes: llm_resident() and ~0.5 GB of llama.cpp scratch buffers."""
+    return llm_resident(gguf_bytes, context_tokens) + GIB // 2
 
 
 def plan_load(role: str, free: int, loaded: Mapping[str, int], need: int | None = None) -> MemoryPlan:

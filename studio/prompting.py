@@ -8,7 +8,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
-from studio.errors import InputError
+from studio.errors import InputError, bounded_text
 
 if TYPE_CHECKING:
     from studio.results import Hit
@@ -252,13 +252,10 @@ def clean_idea(idea: str) -> str:
     """The idea as one line, or InputError that says what to type."""
     if not isinstance(idea, str):
         raise InputError("The idea must be text, for example: a cat sleeping on a sofa.")
-    text = one_line(SPECIAL.sub(" ", idea))
-    if not text:
-        raise InputError("Type an idea to rewrite, for example: a cat sleeping on a sofa.")
-    if len(text) > MAX_IDEA_CHARS:
-        raise InputError(f"That idea is {len(text):,} characters; an idea is a sentence or two. Shorten it to "
-                         f"under {MAX_IDEA_CHARS:,} characters (a prompt SDXL reads fully is about 300).")
-    return text
+    return bounded_text(one_line(SPECIAL.sub(" ", idea)), MAX_IDEA_CHARS,
+                        "Type an idea to rewrite, for example: a cat sleeping on a sofa.",
+                        "That idea is {n:,} characters; an idea is a sentence or two. Shorten it to "
+                        "under {limit:,} characters (a prompt SDXL reads fully is about 300).")
 
 
 def check_counts(k: int, n: int) -> None:
@@ -281,10 +278,7 @@ def pick_examples(hits: Sequence[Hit], k: int) -> tuple[list[Hit], list[Example]
             dropped.append({"id": hit.id, "prompt": hit.prompt, "reason": why or "unusable"})
         else:
             safe.append((hit, Example(hit.id, text)))
-    styled = [pair for pair in safe if has_style(pair[1].text)]
-    chosen = {id(p) for p in (styled + [p for p in safe if not has_style(p[1].text)])[:k]}
-    picked = [pair for pair in safe if id(pair) in chosen]
-    picked.sort(key=lambda pair: not has_style(pair[1].text))  # stable: closest first within each group
+    picked = sorted(safe, key=lambda pair: not has_style(pair[1].text))[:k]  # stable: closest first in each group
     return [h for h, _ in picked], [e for _, e in picked], dropped
 
 

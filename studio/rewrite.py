@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Sequence
 
 from studio.errors import InputError, StudioError
 from studio.llm import STARTER_NOTICE, cpu_notice, load_llama
-from studio.prompting import (  # noqa: F401 - clean_idea, check_counts, pick_examples, suggest_settings: public here too
-    FALLBACK_EXAMPLES, MAX_CANDIDATES, MAX_K, BuiltPrompt, Example, chat_messages, check_counts, clean_idea,
+from studio.prompting import (
+    FALLBACK_EXAMPLES, BuiltPrompt, Example, chat_messages, check_counts, clean_idea,
     clean_output, fewshot_prompt, idea_note, llama2_chat, pick_examples, problems, suggest_settings,
 )
 
@@ -157,7 +157,9 @@ class Rewriter:
         """About what the model holds on the GPU (weights and KV cache); 0 on the CPU or unloaded."""
         if not self.gpu or self.llm is None or self.path is None or not self.path.is_file():
             return 0
-        return int(self.path.stat().st_size * 1.1) + self.llm.n_ctx() * 512 * 1024
+        from studio.memory import llm_resident
+
+        return llm_resident(self.path.stat().st_size, self.llm.n_ctx())
 
     # -- prompt ----------------------------------------------------------------------------
     def build(self, idea: str, examples: Sequence[Example]) -> BuiltPrompt:

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Callable
 
 from studio.errors import ModelMissingError, StoreMismatchError, StoreUnavailableError, StudioError
+from studio.prompting import check_counts, clean_idea
 from studio.results import Filters, Hit
 from studio.rewrite import RewriteEvent, RewriteResult, Rewriter
 
@@ -38,8 +39,6 @@ class Rewriting:
                        seed: int | None = None, max_tokens: int | None = None) -> Iterator[RewriteEvent]:
         """rewrite() as events for the UI: "retrieved", then per candidate "start", "token"…,
         "candidate", and last "done" carrying the RewriteResult (see studio.rewrite.RewriteEvent)."""
-        from studio.rewrite import check_counts, clean_idea
-
         idea = clean_idea(idea)  # bad input is refused before any model loads
         check_counts(k, n)
         started = time.perf_counter()

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from studio.config import Settings
-from studio.errors import InputError, StoreMismatchError
+from studio.errors import InputError, StoreMismatchError, bounded_text
 from studio.images import ImageSource, open_image
 from studio.generating import Generating
 from studio.ingest import IngestReport, ingest_rows, prompt_id
@@ -91,13 +91,9 @@ class Studio(Rewriting, Generating):
 
     @staticmethod
     def _text(text: str) -> str:
-        text = (text or "").strip()
-        if not text:
-            raise InputError("Type an idea or a prompt to search for.")
-        if len(text) > MAX_QUERY_CHARS:
-            raise InputError(f"That text is {len(text):,} characters; CLIP reads only the first 77 tokens "
-                             f"(about 300 characters). Shorten it to under {MAX_QUERY_CHARS:,}.")
-        return text
+        return bounded_text((text or "").strip(), MAX_QUERY_CHARS, "Type an idea or a prompt to search for.",
+                            "That text is {n:,} characters; CLIP reads only the first 77 tokens "
+                            "(about 300 characters). Shorten it to under {limit:,}.")
 
     def search(self, text: str, target: str = "prompts", k: int = 10, filters: Filters = Filters()) -> SearchResult:
         """An idea -> the closest stored prompts, or (target="images") images of that style."""

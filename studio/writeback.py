@@ -14,11 +14,11 @@ from PIL import Image
 
 from studio.images import open_image
 from studio.ingest import IngestReport, batched, prompt_id
+from studio.results import SETTING_KEYS
 from studio.pngmeta import Parameters, write_png
 from studio.sources import read_outputs
 from studio.store import PromptStore
 
-SETTINGS = ("seed", "cfg", "steps", "sampler", "width", "height")
 OUTPUTS_PART = "outputs"  # the `counts` key of generated images on a prompt record
 
 
@@ -93,7 +93,7 @@ def _created(chunk: dict[str, Any]) -> float:
 
 
 def image_metadata(chunk: dict[str, Any], path: Path, source: str = "generated") -> dict[str, Any]:
-    meta = {key: chunk.get(key) for key in SETTINGS}
+    meta = {key: chunk.get(key) for key in SETTING_KEYS}
     meta.update(_flat_lineage(chunk), prompt_id=prompt_id(chunk["prompt"]), prompt=chunk["prompt"],
                 negative_prompt=chunk.get("negative_prompt") or None, file=str(Path(path).resolve()), source=source,
                 part=OUTPUTS_PART, profile=chunk.get("profile"), timestamp=chunk.get("timestamp"),
@@ -109,7 +109,7 @@ def prompt_metadata(chunk: dict[str, Any], old: dict[str, Any] | None, generated
     counts[OUTPUTS_PART] = generated  # set, never add: writing the same image twice changes nothing
     if old:
         return {**old, "counts": json.dumps(counts, sort_keys=True), "image_count": sum(counts.values())}
-    meta = {key: chunk.get(key) for key in SETTINGS}
+    meta = {key: chunk.get(key) for key in SETTING_KEYS}
     meta.update(_flat_lineage(chunk), image_id=chunk["image_id"], source=source, created=_created(chunk),
                 negative_prompt=chunk.get("negative_prompt") or None, counts=json.dumps(counts, sort_keys=True),
                 image_count=generated)
@@ -117,12 +117,14 @@ def prompt_metadata(chunk: dict[str, Any], old: dict[str, Any] | None, generated
 
 
 def store_outputs(items: Sequence[tuple[dict[str, Any], Image.Image, Path]], store: PromptStore, embedder: Any,
-                  source: str = "generated") -> None:
+                  source: str = "generated", image_vectors: Any = None) -> None:
     """Step 2: image records, then prompt records (so a prompt record never lacks its image).
-    Idempotent: ids come from the PNG, counts are recounted, so a repeat or a repair changes nothing."""
+    Idempotent: ids come from the PNG, counts are recounted, so a repeat or a repair changes nothing.
+    `image_vectors`: the images' CLIP vectors when the caller has them already (compare scores with them)."""
     if not items:
         return
-    image_vectors = embedder.embed_images([img for _, img, _ in items])
+    if image_vectors is None:
+        image_vectors = embedder.embed_images([img for _, img, _ in items])
     store.upsert("images", [c["image_id"] for c, _, _ in items], image_vectors,
                  [image_metadata(c, p, source) for c, _, p in items], [c["prompt"] for c, _, _ in items])
     firsts: dict[str, dict[str, Any]] = {}
@@ -143,13 +145,13 @@ def store_outputs(items: Sequence[tuple[dict[str, Any], Image.Image, Path]], sto
 
 
 def write_back(result: Any, folder: Path, lineage: Lineage,
-               connect: Callable[[], tuple[PromptStore, Any]]) -> list[SavedImage]:
+               connect: Callable[[], tuple[PromptStore, Any]], image_vectors: Any = None) -> list[SavedImage]:
     """Save every image, then store them. A store failure is reported on each SavedImage, not
     raised: the files hold everything, and `python -m studio ingest <outputs>` adds them later."""
     saved = save_outputs(result, folder, lineage)
     try:
         store, embedder = connect()
-        store_outputs([(chunk, img, s.path) for s, chunk, img in saved], store, embedder)
+        store_outputs([(chunk, img, s.path) for s, chunk, img in saved], store, embedder, image_vectors=image_vectors)
     except Exception as exc:  # Chroma down, disk full, a model missing: the PNGs are safe on disk
         why = (f"{type(exc).__name__}: {exc}. The image is saved; run `python -m studio ingest {folder}` "
                "to add it to the store.")

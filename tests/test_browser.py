@@ -13,7 +13,7 @@ from tests.appserver import ARTIFACTS, SMALL, browser, needs_chromium, ready_cli
 from tests.conftest import SAMPLE_IMAGES
 
 pytestmark = needs_chromium
-TIMEOUT = 40_000  # ms; the first rewrite loads the LLM
+TIMEOUT = 90_000  # ms; the first rewrite loads the LLM, on 2 cores shared with the sample ingest
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,12 @@ from typing import Any
 import gradio as gr
 
 from studio.compare import VARIANTS
-from studio.generate import MAX_SIDE, MAX_STEPS, MIN_SIDE, PROFILES, SCHEDULERS
+from studio.generate import MAX_CFG, MAX_SIDE, MAX_STEPS, MIN_SIDE, PROFILES, SCHEDULERS
 from studio.results import Hit
 from studio.service import Studio
 from studio.ui.common import GPU, Cancels, as_int, handler, plain_json, seed_or_none, session_of, streamed
 from studio.ui.defaults import UIDefaults
-from studio.ui.views import comparison_choices, diff_spans
+from studio.ui.views import comparison_choices, diff_spans, picture
 
 TITLES = {"original": "Your idea, as typed", "retrieved": "Best retrieved prompt", "rewritten": "Rewritten prompt"}
 COLORS = {"added": "#9be7a8", "dropped": "#f4a7a7"}
@@ -81,18 +81,11 @@ def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> None:
             return []
 
     def reopen(comparison_id: str) -> Any:
-        hits: list[Hit] = [h for h in studio.history(None, limit=2000).results
-                           if h.metadata.get("comparison_id") == comparison_id]
+        hits: list[Hit] = studio.comparison(comparison_id)
         if not hits:
             raise gr.Error("That comparison is not in the library any more.", print_exception=False)
-        from studio.images import open_image
-
         idea = hits[0].metadata.get("idea") or ""
-        entries = []
-        for h in hits:
-            data = studio.image_bytes(h)
-            image = open_image(data, name=h.id) if data is not None else None
-            entries.append((h.metadata.get("variant"), h.prompt, image, h.metadata.get("score")))
+        entries = [(h.metadata.get("variant"), h.prompt, picture(studio, h), h.metadata.get("score")) for h in hits]
         entries = [e for e in entries if e[0] in VARIANTS]
         m = hits[0].metadata
         msg = f"Reopened: “{idea}” · seed **{m.get('seed')}** · comparison `{comparison_id}`"
@@ -117,7 +110,7 @@ def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> None:
                 sampler = gr.Dropdown(list(SCHEDULERS), value=defaults.sampler, label="Sampler")
             with gr.Row():
                 steps = gr.Slider(1, MAX_STEPS, value=defaults.steps, step=1, label="Steps")
-                cfg = gr.Slider(0, 30, value=defaults.cfg, step=0.5, label="CFG")
+                cfg = gr.Slider(0, MAX_CFG, value=defaults.cfg, step=0.5, label="CFG")
                 width = gr.Slider(MIN_SIDE, MAX_SIDE, value=defaults.width, step=8, label="Width")
                 height = gr.Slider(MIN_SIDE, MAX_SIDE, value=defaults.height, step=8, label="Height")
         msg = gr.Markdown(elem_id="compare-note")

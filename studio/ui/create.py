@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from studio.errors import InputError
-from studio.generate import MAX_IMAGES, MAX_SIDE, MAX_STEPS, MIN_SIDE, PROFILES, SCHEDULERS, scheduler_name
+from studio.generate import MAX_CFG, MAX_IMAGES, MAX_SIDE, MAX_STEPS, MIN_SIDE, PROFILES, SCHEDULERS, scheduler_name
 from studio.results import Filters, Hit
 from studio.service import Studio
 from studio.ui.common import GPU, Cancels, as_int, handler, plain_json, seed_or_none, session_of, streamed
@@ -49,7 +49,7 @@ def settings_updates(settings: dict[str, Any], with_seed: bool = True, with_size
         out[0] = int(s["seed"])
     if isinstance(s.get("steps"), (int, float)) and 1 <= s["steps"] <= MAX_STEPS:
         out[1] = int(s["steps"])
-    if isinstance(s.get("cfg"), (int, float)) and 0 <= s["cfg"] <= 30:
+    if isinstance(s.get("cfg"), (int, float)) and 0 <= s["cfg"] <= MAX_CFG:
         out[2] = float(s["cfg"])
     try:
         w, h = int(s.get("width") or 0), int(s.get("height") or 0)
@@ -153,7 +153,7 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
                 n = gr.Slider(1, MAX_IMAGES, value=1, step=1, label="Images")
             with gr.Row():
                 steps = gr.Slider(1, MAX_STEPS, value=defaults.steps, step=1, label="Steps")
-                cfg = gr.Slider(0, 30, value=defaults.cfg, step=0.5, label="CFG")
+                cfg = gr.Slider(0, MAX_CFG, value=defaults.cfg, step=0.5, label="CFG")
                 width = gr.Slider(MIN_SIDE, MAX_SIDE, value=defaults.width, step=8, label="Width")
                 height = gr.Slider(MIN_SIDE, MAX_SIDE, value=defaults.height, step=8, label="Height")
             suggest = gr.Button("Use suggested settings (from the retrieved neighbours)", size="sm")

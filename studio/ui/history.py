@@ -7,11 +7,10 @@ from typing import Any
 
 import gradio as gr
 
-from studio.images import open_image
 from studio.results import Hit
 from studio.service import Studio
 from studio.ui.common import as_int, handler, uploaded_image
-from studio.ui.views import details_markdown, served_path
+from studio.ui.views import details_markdown, picture
 
 
 @dataclass
@@ -38,14 +37,9 @@ def history_tab(studio: Studio) -> HistoryControls:
             raise
         shown, pics = [], []
         for hit in result.results:
-            picture = served_path(hit, studio.settings.served_dirs)  # outputs/: sent as the file it is
-            if picture is None:
-                data = studio.image_bytes(hit)
-                if data is None:
-                    continue
-                picture = open_image(data, name=hit.id)
-            shown.append(hit)
-            pics.append((picture, f"{hit.prompt[:80]} · seed {hit.metadata.get('seed')}"))
+            if (pic := picture(studio, hit)) is not None:
+                shown.append(hit)
+                pics.append((pic, f"{hit.prompt[:80]} · seed {hit.metadata.get('seed')}"))
         how = "newest first" if query is None else ("closest to the image" if payload else "closest to the text")
         msg = f"{len(shown)} of your images, {how}." if shown else "Nothing generated yet (or nothing matches)."
         return pics, msg, result.to_dict(), [_entry(h) | {"details": details_markdown(h)} for h in shown]

@@ -42,21 +42,23 @@ def served_path(hit: Hit, served: tuple[Path, ...]) -> str | None:
         return None
 
 
+def picture(studio: Any, hit: Hit) -> Image.Image | str | None:
+    """What a gallery shows for an image hit: its file where the app serves it, else its decoded
+    pixels; None when they are gone or damaged (it drops out of the gallery, not the search)."""
+    if (path := served_path(hit, studio.settings.served_dirs)) is not None:
+        return path
+    data = studio.image_bytes(hit)
+    if data is None:
+        return None
+    try:
+        return open_image(data, name=hit.id)
+    except Exception:
+        return None
+
+
 def gallery(studio: Any, hits: list[Hit]) -> list[tuple[Image.Image | str, str]]:
     """The hits whose pixels are still on disk, captioned with the start of their prompt."""
-    out: list[tuple[Image.Image | str, str]] = []
-    served = studio.settings.served_dirs
-    for hit in hits:
-        if (path := served_path(hit, served)) is not None:
-            out.append((path, hit.prompt[:120]))
-            continue
-        data = studio.image_bytes(hit)
-        if data is not None:
-            try:
-                out.append((open_image(data, name=hit.id), hit.prompt[:120]))
-            except Exception:  # a damaged file on disk drops out of the gallery, not the search
-                continue
-    return out
+    return [(pic, hit.prompt[:120]) for hit in hits if (pic := picture(studio, hit)) is not None]
 
 
 def note(result: SearchResult) -> str:
