@@ -43,7 +43,7 @@ def clip_dir(folder: Path | None = None) -> Path:
 
 def load_embedder(folder: Path) -> Any:
     from studio.config import Settings
-    from studio.embed import ClipEmbedder
+    from studio.search.embed import ClipEmbedder
 
     return ClipEmbedder.load(Settings(clip_model=str(folder), offline=True, device="cpu"))
 

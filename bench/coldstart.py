@@ -67,7 +67,7 @@ def round_trips(queries: int, clip: Path) -> tuple[list[float], list[float], lis
     from gradio_client import Client
 
     from studio.config import Settings
-    from studio.service import Studio
+    from studio.studio import Studio
     from studio.ui import build_ui
     from studio.ui.views import gallery
 

@@ -3,7 +3,7 @@
 CPU (default): the tiny SDXL of tests/tiny_sdxl.py (real diffusers code path, random weights) at a
 small size; prints s/image and it/s of both arms, and the process's peak memory.
 CUDA (--device cuda --shape-true): SDXL base's real UNet, VAE and text-encoder configs
-(studio/sdxl_config), random weights, fp16: the compute of stabilityai/stable-diffusion-xl-base-1.0.
+(studio/generate/sdxl_config), random weights, fp16: the compute of stabilityai/stable-diffusion-xl-base-1.0.
 Defaults there: 1024x1024, 30 steps, batch 1, DPM++ 2M Karras (the standard profile), cfg 6.
 --compile adds torch.compile'd UNet arms next to the eager ones (the same weights, swapped in per run).
 Published anchors (diffusers, fp16, 1024x1024, 30 steps): 2.5 s/image on an H100, 3.7 s on an A100.
@@ -55,7 +55,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
     p.add_argument("--rounds", type=int, default=None, help="timed runs per arm (default 5 cuda, 10 cpu tiny, 1 cpu shape-true)")
     p.add_argument("--dtype", choices=["auto", "float16", "bfloat16", "float32"], default="auto",
-                   help="auto: float16 on cuda, float32 on cpu (as studio.sdxl_load.precision)")
+                   help="auto: float16 on cuda, float32 on cpu (as studio.generate.loading.precision)")
     p.add_argument("--compile", action="store_true", help="also time a torch.compile'd UNet")
     p.add_argument("--compile-mode", default="default",
                    help="torch.compile mode (default; max-autotune-no-cudagraphs; max-autotune)")
@@ -78,7 +78,7 @@ def parse_args() -> argparse.Namespace:
 def torch_dtype(args: argparse.Namespace) -> Any:
     import torch
 
-    from studio.sdxl_load import precision
+    from studio.generate.loading import precision
 
     return precision(args.device) if args.dtype == "auto" else getattr(torch, args.dtype)
 
@@ -89,7 +89,7 @@ def count_params(device: str = "meta") -> dict[str, int]:
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from studio.sdxl_load import SDXL_CONFIG
+    from studio.generate.loading import SDXL_CONFIG
 
     cfg = str(SDXL_CONFIG)
     with torch.device(device):
@@ -114,13 +114,13 @@ def build_pipe(args: argparse.Namespace, dtype: Any) -> tuple[Any, str, float]:
 
         folder = C.CACHE / "sdxl-tokenizers"
         pipe = build_shape_true_sdxl(device=args.device, dtype=dtype, tokenizer_dir=folder)
-        label = "shape-true SDXL base 1.0 (studio/sdxl_config, random weights)"
+        label = "shape-true SDXL base 1.0 (studio/generate/sdxl_config, random weights)"
     else:
         from tests.tiny_sdxl import build_tiny_sdxl
 
         pipe = build_tiny_sdxl(C.CACHE / "tiny-sdxl").to(device=args.device, dtype=dtype)
         label = "tiny SDXL (tests/tiny_sdxl.py, random weights)"
-    # As studio.sdxl_load.load_pipeline: SDPA attention; SDXL's own VAE decodes in float32 under fp16.
+    # As studio.generate.loading.load_pipeline: SDPA attention; SDXL's own VAE decodes in float32 under fp16.
     pipe.unet.set_attn_processor(AttnProcessor2_0())
     if dtype == torch.float16:
         pipe.vae.register_to_config(force_upcast=not args.no_upcast)
@@ -185,7 +185,9 @@ def main() -> int:
         print("--device cuda: torch sees no CUDA GPU here. Run it where one is (or use --device cpu).")
         return 2
 
-    from studio.generate import GenerationRequest, Generator
+    from studio.generate.request import GenerationRequest
+
+    from studio.generate.generator import Generator
 
     dtype = torch_dtype(args)
     pipe, label, built = build_pipe(args, dtype)

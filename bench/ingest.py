@@ -52,7 +52,7 @@ def parse_args() -> argparse.Namespace:
 # -- data ----------------------------------------------------------------------------------
 def prompt_slices(total: int, rounds: int, folder: Path) -> list[tuple[Path, list[str]]]:
     """Real sample rows, first row per unique prompt, cut into `rounds` CSVs (same columns as the sample)."""
-    from studio.ingest import normalise, prompt_id
+    from studio.search.store import normalise, prompt_id
 
     with open(C.SAMPLE_CSV, encoding="utf-8", newline="") as f:
         reader = csv.DictReader(f)
@@ -157,10 +157,10 @@ def report(kind: str, unit: str, encode: Arm, add: Arm, ingest: Arm, extra: list
 
 def bench_prompts(args: argparse.Namespace, tmp: Path, embedder: Any, batch: int) -> bool:
     from studio.config import Settings
-    from studio.ingest import group_rows, IngestReport, prompt_metadata
-    from studio.service import Studio
-    from studio.sources import read_table
-    from studio.store import PromptStore, open_client
+    from studio.ingest.pipeline import group_rows, IngestReport, prompt_metadata
+    from studio.studio import Studio
+    from studio.ingest.sources import read_table
+    from studio.search.store import PromptStore, open_client
 
     slices = prompt_slices(args.prompts, args.rounds, tmp)
     n = sum(len(texts) for _, texts in slices)
@@ -202,10 +202,11 @@ def bench_prompts(args: argparse.Namespace, tmp: Path, embedder: Any, batch: int
 def bench_images(args: argparse.Namespace, tmp: Path, embedder: Any, batch: int) -> bool:
     from studio.config import Settings
     from studio.images import open_image
-    from studio.ingest import IngestReport, group_rows, image_metadata
-    from studio.service import Studio
-    from studio.sources import read_folder, read_location
-    from studio.store import PromptStore, open_client
+    from studio.ingest.pipeline import IngestReport, group_rows, image_metadata
+    from studio.studio import Studio
+    from studio.images import read_location
+    from studio.ingest.sources import read_folder
+    from studio.search.store import PromptStore, open_client
 
     start = time.perf_counter()
     parts = image_parts(args.images, args.rounds, tmp / "parts")

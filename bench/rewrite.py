@@ -46,7 +46,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("-k", type=int, default=5, help="retrieved examples (default 5)")
     p.add_argument("--max-tokens", type=int, default=64, help="token budget per completion (default 64)")
     p.add_argument("--llm-model", help="a GGUF (default: STUDIO_LLM_MODEL, else the starter model)")
-    p.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: studio.llm.default_threads)")
+    p.add_argument("--threads", type=int, default=None, help="llama.cpp threads (default: studio.rewrite.llamacpp.default_threads)")
     p.add_argument("--clip", type=Path, default=None, help="CLIP folder (default: build the shape-true ViT-B/32)")
     return p.parse_args()
 
@@ -72,10 +72,10 @@ def raw_completion(llm: Any, text: str, *, seed: int, temperature: float, max_to
 def main() -> int:
     args = parse_args()
     from studio.config import Settings
-    from studio.llm import default_threads
-    from studio.prompting import FALLBACK_EXAMPLES, pick_examples
-    from studio.rewrite import Rewriter
-    from studio.service import Studio
+    from studio.rewrite.llamacpp import default_threads
+    from studio.rewrite.prompting import FALLBACK_EXAMPLES, pick_examples
+    from studio.rewrite.rewriter import Rewriter
+    from studio.studio import Studio
 
     clip = args.clip or C.clip_dir()
     home = Path(tempfile.mkdtemp(prefix="rewrite-bench-"))
@@ -87,7 +87,7 @@ def main() -> int:
     rewriter = Rewriter.load(settings, n_threads=threads, max_tokens=args.max_tokens, retries=0)
     load_s = time.perf_counter() - t0
     studio.rewriter = rewriter
-    llm = rewriter.llm
+    llm = rewriter.backend.llm  # the llama_cpp.Llama behind LlamaCppBackend: the raw arm calls it directly
     print(f"machine: {C.machine()}")
     print(f"llm: {rewriter.name} ({rewriter.layout} layout), {threads} threads, gpu={rewriter.gpu}, "
           f"loaded in {load_s:.2f} s; k={args.k}, max_tokens={args.max_tokens}, retries=0, {args.reps} reps")

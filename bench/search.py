@@ -83,7 +83,7 @@ VARIANT_NOISE = (0.2, 0.45)
 
 def sample_prompts() -> list[str]:
     """The sample's real prompts, unique by normalised text (5000-row CSV, then the 99-row one)."""
-    from studio.ingest import normalise
+    from studio.search.store import normalise
 
     out: dict[str, str] = {}
     for name in ("metadata-2m-every400th-image_name-prompt.csv", "metadata-fullparams-promptsdvis-first99.csv"):
@@ -127,7 +127,7 @@ def fill(store: Any, n: int, share: float, embedder: Any, folder: Path, seed: in
     one or two artist modifiers) whose vectors lie near their base's; ingest-like metadata. Returns facts."""
     import numpy as np
 
-    from studio.ingest import prompt_id
+    from studio.search.store import prompt_id
 
     rng = np.random.default_rng(seed)
     base = sample_prompts()
@@ -180,7 +180,7 @@ def fill(store: Any, n: int, share: float, embedder: Any, folder: Path, seed: in
 def open_store(args: argparse.Namespace, embedder: Any) -> tuple[Any, Path, dict[str, Any]]:
     import shutil
 
-    from studio.store import PromptStore, open_client
+    from studio.search.store import PromptStore, open_client
 
     folder = args.store or C.CACHE / f"search-store-{args.prompts}"
     marker = folder / "bench-store.json"
@@ -256,7 +256,7 @@ def widening(studio: Any, vectors: list[Any], k: int, filters: Any) -> str:
     try:
         for v in vectors:
             calls.append([])
-            studio._query("prompts", v, k, filters)
+            studio.searcher.query("prompts", v, k, filters)
     finally:
         del store.query  # back to the class method
     spread: dict[str, int] = {}
@@ -272,7 +272,8 @@ def main() -> int:
     import numpy as np
 
     from studio.config import Settings
-    from studio.service import Filters, Studio
+    from studio.search.results import Filters
+    from studio.studio import Studio
 
     start = time.perf_counter()
     embedder = C.open_clip("search.py", args.clip, args.quick)
@@ -334,8 +335,8 @@ def main() -> int:
     print(f"\n# post-filter fetches inside NSFW clusters: {widening(studio, [vecs[c] for c in cluster], k, hide)}")
     store_arms = {
         "raw query": lambda t: col.query(query_embeddings=vecs[t].reshape(1, -1), n_results=k, include=include),
-        "studio _query (NSFW hidden)": lambda t: studio._query("prompts", vecs[t], k, hide),
-        "studio _query nsfw=True": lambda t: studio._query("prompts", vecs[t], k, show),
+        "studio _query (NSFW hidden)": lambda t: studio.searcher.query("prompts", vecs[t], k, hide),
+        "studio _query nsfw=True": lambda t: studio.searcher.query("prompts", vecs[t], k, show),
         "naive where query": lambda t: col.query(query_embeddings=vecs[t].reshape(1, -1), n_results=k,
                                                  where=NAIVE_WHERE, include=include),
     }

@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from studio.config import PROJECT_ROOT, Settings  # noqa: E402
 from studio.firstrun import PREBUILT_STORE  # noqa: E402
-from studio.service import Studio  # noqa: E402
+from studio.studio import Studio  # noqa: E402
 
 
 def relocate(studio: Studio, old_root: str, new_root: str) -> int:

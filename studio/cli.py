@@ -9,7 +9,8 @@ from typing import Any, Callable, Sequence
 
 from studio.config import Settings
 from studio.errors import StudioError
-from studio.service import Filters, SearchResult, Studio
+from studio.search.results import Filters, SearchResult
+from studio.studio import Studio
 
 COMMANDS: dict[str, Callable[[Studio, argparse.Namespace], Any]] = {}
 
@@ -43,7 +44,7 @@ def _filters(p: argparse.ArgumentParser) -> None:
 
 
 def _generation(p: argparse.ArgumentParser, batch: bool = True) -> None:
-    from studio.generate import PROFILES, SCHEDULERS
+    from studio.generate.request import PROFILES, SCHEDULERS
 
     p.add_argument("--negative", default="", help="negative prompt")
     p.add_argument("--seed", type=int, help="default: random (always printed and saved)")
@@ -104,6 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", parents=[common], help="start the web studio (same as python launch.py)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs credentials)")
+    p.add_argument("--no-auth", action="store_true", help="serve beyond this machine without a password")
+    p.add_argument("--no-sample", action="store_true", help="do not ingest the shipped sample into an empty store")
     return parser
 
 
@@ -250,10 +254,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             chroma_url=args.chroma_url, device=args.device, offline=args.offline,
         )
         if args.command == "serve":
-            import launch
+            from studio.app import main as serve
 
-            return launch.main(["--host", args.host, "--port", str(args.port)], settings=settings)
-        studio = Studio(settings)
+            flags = [f for f, on in (("--share", args.share), ("--no-auth", args.no_auth),
+                                     ("--no-sample", args.no_sample)) if on]
+            return serve(["--host", args.host, "--port", str(args.port), *flags], settings=settings)
+        studio = Studio.from_settings(settings)
         _show(args.command, COMMANDS[args.command](studio, args), args.json)
         return 0
     except StudioError as exc:

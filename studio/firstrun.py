@@ -11,7 +11,7 @@ from pathlib import Path
 
 from studio.errors import StudioError
 from studio.config import PROJECT_ROOT, Settings
-from studio.service import Studio
+from studio.studio import Studio
 
 # Where scripts/build_space_index.py writes a store of the shipped sample embedded with the real CLIP.
 PREBUILT_STORE = PROJECT_ROOT / "data" / "space-index" / "store"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zipfile
 from pathlib import Path
 from typing import IO, Union
 
@@ -66,3 +67,12 @@ def open_image(source: ImageSource, name: str | None = None) -> Image.Image:
         raise InputError(
             f"Could not read {label} as an image ({exc}). Use a PNG, JPEG or WebP file that opens in an image viewer."
         ) from exc
+
+
+def read_location(location: str) -> bytes:
+    """The bytes of an image stored at a path or inside a zip ("ZIP::MEMBER")."""
+    if "::" in location:
+        archive, member = location.split("::", 1)
+        with zipfile.ZipFile(archive) as zf:
+            return zf.read(member)
+    return Path(location).read_bytes()

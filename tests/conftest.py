@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 import pytest  # noqa: E402
 
 from studio.config import Settings  # noqa: E402
-from studio.service import Studio  # noqa: E402
+from studio.studio import Studio  # noqa: E402
 from tests.tiny import build_clip  # noqa: E402
 from tests.tiny_sdxl import build_tiny_sdxl  # noqa: E402
 
@@ -41,7 +41,7 @@ def tiny_clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def embedder(tiny_clip_dir: Path):
-    from studio.embed import ClipEmbedder
+    from studio.search.embed import ClipEmbedder
 
     return ClipEmbedder.load(Settings(clip_model=str(tiny_clip_dir), offline=True, device="cpu"))
 
@@ -78,7 +78,7 @@ def tiny_sdxl_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def generator(tiny_sdxl_dir: Path):
     """Loaded the way users load a diffusers folder (Generator.load -> from_pretrained), once."""
-    from studio.generate import Generator
+    from studio.generate.generator import Generator
 
     return Generator.load(Settings(sdxl_model=str(tiny_sdxl_dir), models_dir=tiny_sdxl_dir.parent, offline=True,
                                    device="cpu"))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from studio.embed import MAX_TOKENS
+from studio.search.embed import MAX_TOKENS
 from studio.errors import InputError
 from studio.images import MAX_SIDE, open_image, to_rgb
 from tests.conftest import SAMPLE_IMAGES

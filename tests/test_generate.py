@@ -13,8 +13,9 @@ from PIL import Image
 
 from studio.config import Settings
 from studio.errors import InputError, ModelMissingError
-from studio.generate import PROFILES, SCHEDULERS, GenerationRequest, Generator
-from studio.service import Studio
+from studio.generate.request import PROFILES, SCHEDULERS, GenerationRequest
+from studio.generate.generator import Generator
+from studio.studio import Studio
 from tests.conftest import SAMPLE_IMAGES, SMALL
 
 
@@ -50,7 +51,7 @@ def test_bad_request_is_refused_before_any_model_loads(settings: Settings, embed
     studio = Studio(settings.with_(sdxl_model=str(tmp_path / "no-such-model")), embedder=embedder)
     with pytest.raises(InputError, match="multiple of 8"):
         studio.generate("a cat", width=1000 + 1)
-    assert studio._generator is None
+    assert not studio.sdxl_loaded
     with pytest.raises(ModelMissingError):
         studio.generate("a cat")
 
@@ -102,7 +103,7 @@ def test_fast_profile_uses_trailing_timesteps_and_no_guidance(generator: Generat
 def test_previews_fire_with_real_taesdxl_images_of_the_right_size(generator: Generator):
     from safetensors.torch import load_file
 
-    from studio.taesd import taesd_dir
+    from studio.generate.taesd import taesd_dir
 
     seen = []
     result = generator.generate(GenerationRequest("a castle", seed=5, n=2, width=64, height=96, steps=4),
@@ -117,7 +118,7 @@ def test_previews_fire_with_real_taesdxl_images_of_the_right_size(generator: Gen
 
 
 def test_taesdxl_round_trip_of_a_real_diffusiondb_image():
-    from studio.taesd import decode, encode, load_taesd
+    from studio.generate.taesd import decode, encode, load_taesd
 
     image = Image.open(SAMPLE_IMAGES / "2m_first_1k-idx507_from-nobbettt-demo.png").convert("RGB")
     image = image.crop((0, 0, image.width // 8 * 8, image.height // 8 * 8))
@@ -164,7 +165,7 @@ def test_shipped_sdxl_configs_are_sdxl_base_shapes():
     from diffusers import AutoencoderKL, StableDiffusionXLPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
-    from studio.sdxl_load import SDXL_CONFIG
+    from studio.generate.loading import SDXL_CONFIG
 
     cfg = str(SDXL_CONFIG)
     with init_empty_weights():
@@ -178,7 +179,7 @@ def test_shipped_sdxl_configs_are_sdxl_base_shapes():
 
 
 def test_memory_plans():
-    from studio.memory import GIB, SDXL_WEIGHTS, held_by_sdxl, llm_need, plan_load
+    from studio.gpu import GIB, SDXL_WEIGHTS, held_by_sdxl, llm_need, plan_load
 
     assert plan_load("sdxl", 20 * GIB, {"llm": 5 * GIB}).placement == "gpu"  # room for both: nothing unloaded
     assert plan_load("sdxl", 20 * GIB, {"llm": 5 * GIB}).unload == ()

@@ -15,9 +15,9 @@ import pandas as pd
 import pytest
 
 from studio.errors import InputError
-from studio.ingest import normalise, prompt_id
-from studio.service import Studio
-from studio.sources import parse_hub, read_source
+from studio.search.store import normalise, prompt_id
+from studio.studio import Studio
+from studio.ingest.sources import parse_hub, read_source
 from tests.conftest import ROOT, SAMPLE, SAMPLE_IMAGES
 
 EVERY400 = SAMPLE / "metadata-2m-every400th-image_name-prompt.csv"
@@ -211,7 +211,7 @@ def test_progress_counts_even_with_bars_disabled(settings, tmp_path: Path) -> No
     is imported, hence a fresh process) turns into a bar that counts nothing."""
     part = make_part(tmp_path / "part-000001")
     code = (
-        "import sys; from studio.config import Settings; from studio.service import Studio\n"
+        "import sys; from studio.config import Settings; from studio.studio import Studio\n"
         f"s = Settings(home=Path({str(tmp_path / 'home')!r}), clip_model={settings.clip_model!r}, offline=True,"
         " device='cpu', batch_size=2)\n"
         "seen = {}\n"

@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from studio.errors import InputError
-from studio.ingest import normalise
-from studio.service import Filters, Studio
+from studio.search.store import normalise
+from studio.search.results import Filters
+from studio.studio import Studio
 from tests.conftest import SAMPLE, SAMPLE_IMAGES
 
 IMAGES = sorted(SAMPLE_IMAGES.glob("*.png"))
@@ -107,7 +108,7 @@ def test_hidden_counts_only_what_ranked_above_the_results(studio: Studio, tmp_pa
 
 def test_a_rare_source_is_found_among_many(studio: Studio, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Past MAX_OVERFETCH neighbours, the source filter goes to Chroma: one own record among 5,000."""
-    import studio.service as service
+    import studio.search.searcher as service
 
     studio.ingest(str(SAMPLE / "metadata-2m-every400th-image_name-prompt.csv"))
     mine = pd.DataFrame({"prompt": ["my own prompt about a teapot"]})

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from studio.errors import StoreMismatchError, StoreUnavailableError
-from studio.ingest import normalise
-from studio.service import Studio
-from studio.store import model_key
+from studio.search.store import normalise
+from studio.studio import Studio
+from studio.search.store import model_key
 from tests.conftest import SAMPLE, SAMPLE_IMAGES
 from tests.tiny import build_clip
 
@@ -23,7 +23,7 @@ CHROMA = Path(sys.executable).with_name("chroma")
 @pytest.fixture(scope="module")
 def other_clip(tmp_path_factory: pytest.TempPathFactory):
     from studio.config import Settings
-    from studio.embed import ClipEmbedder
+    from studio.search.embed import ClipEmbedder
 
     folder = build_clip(tmp_path_factory.mktemp("models") / "other-clip", seed=1, projection_dim=24)
     return ClipEmbedder.load(Settings(clip_model=str(folder), offline=True, device="cpu"))

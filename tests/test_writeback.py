@@ -12,9 +12,10 @@ from PIL import Image, PngImagePlugin
 
 from studio.config import Settings
 from studio.errors import InputError
-from studio.generate import GenerationRequest, Generator
-from studio.ingest import prompt_id
-from studio.pngmeta import (
+from studio.generate.request import GenerationRequest
+from studio.generate.generator import Generator
+from studio.search.store import prompt_id
+from studio.library.pngmeta import (
     PARAMETERS_KEY,
     STUDIO_KEY,
     Parameters,
@@ -22,9 +23,10 @@ from studio.pngmeta import (
     parse_parameters,
     read_png,
 )
-from studio.service import Studio
-from studio.sources import read_outputs, read_source
-from studio.writeback import Lineage, save_outputs
+from studio.studio import Studio
+from studio.ingest.outputs import read_outputs
+from studio.ingest.sources import read_source
+from studio.library.writeback import Lineage, save_outputs
 from tests.conftest import SAMPLE_IMAGES, SMALL
 
 # -- PNG metadata --------------------------------------------------------------------------
@@ -233,7 +235,7 @@ def test_outputs_folder_reader_and_a1111_pngs(gen_studio: Studio, tmp_path: Path
 def test_compare_variants_from_a_rewrite_result():
     from types import SimpleNamespace as NS
 
-    from studio.compare import variants
+    from studio.library.compare import variants
 
     hit = NS(id="p-best", prompt="a fox, highly detailed, by greg rutkowski")
     tried, notes = variants("a fox", NS(retrieved=[hit], candidates=[NS(text="a fox in snow, cinematic light")]))
@@ -245,7 +247,7 @@ def test_compare_variants_from_a_rewrite_result():
 
 
 def test_compare_stores_three_linked_records_with_one_seed(gen_studio: Studio):
-    from studio.rewrite import Rewriter
+    from studio.rewrite.rewriter import Rewriter
 
     gen_studio.ingest(str(SAMPLE_IMAGES))
     # The real starter LLM, told to be brief: the test is about the comparison, not the prose.

@@ -8,7 +8,7 @@ from typing import Any
 
 from tests.tiny import save_clip_tokenizer
 
-SDXL_CONFIG = Path(__file__).resolve().parent.parent / "studio" / "sdxl_config"
+from studio.generate.loading import SDXL_CONFIG  # the shipped SDXL base configs
 
 
 def _tokenizers(folder: Path) -> tuple[Any, Any, int]:
@@ -66,7 +66,7 @@ def build_tiny_sdxl(folder: Path, seed: int = 0) -> Any:
 
 
 def build_shape_true_sdxl(device: str = "cpu", dtype: Any = None, tokenizer_dir: Path | None = None) -> Any:
-    """SDXL base's real UNet, VAE and text-encoder configs (studio/sdxl_config), random weights.
+    """SDXL base's real UNet, VAE and text-encoder configs (studio/generate/sdxl_config), random weights.
 
     Same compute and memory as stabilityai/stable-diffusion-xl-base-1.0; the tokenizers are the
     offline ones of tests/tiny.py (the token count, hence the compute, is the same 77)."""

@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 
 from studio.firstrun import FirstRun
-from studio.service import Studio
+from studio.studio import Studio
 from studio.ui.common import Cancels
 from studio.ui.compare import compare_tab
 from studio.ui.create import CreateControls, create_tab, settings_updates

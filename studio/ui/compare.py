@@ -6,10 +6,10 @@ from typing import Any
 
 import gradio as gr
 
-from studio.compare import VARIANTS
-from studio.generate import MAX_CFG, MAX_SIDE, MAX_STEPS, MIN_SIDE, PROFILES, SCHEDULERS
-from studio.results import Hit
-from studio.service import Studio
+from studio.library.compare import VARIANTS
+from studio.generate.request import MAX_CFG, MAX_SIDE, MAX_STEPS, MIN_SIDE, PROFILES, SCHEDULERS
+from studio.search.results import Hit
+from studio.studio import Studio
 from studio.ui.common import GPU, Cancels, as_int, handler, plain_json, seed_or_none, session_of, streamed
 from studio.ui.defaults import UIDefaults
 from studio.ui.views import comparison_choices, diff_spans, picture

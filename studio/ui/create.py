@@ -8,9 +8,11 @@ from typing import Any
 import gradio as gr
 
 from studio.errors import InputError
-from studio.generate import MAX_CFG, MAX_IMAGES, MAX_SIDE, MAX_STEPS, MIN_SIDE, PROFILES, SCHEDULERS, scheduler_name
-from studio.results import Filters, Hit
-from studio.service import Studio
+from studio.generate.request import (
+    MAX_CFG, MAX_IMAGES, MAX_SIDE, MAX_STEPS, MIN_SIDE, PROFILES, SCHEDULERS, scheduler_name,
+)
+from studio.search.results import Filters, Hit
+from studio.studio import Studio
 from studio.ui.common import GPU, Cancels, as_int, handler, plain_json, seed_or_none, session_of, streamed
 from studio.ui.defaults import UIDefaults
 from studio.ui.views import missing_note, settings_line
@@ -100,14 +102,14 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
     def generate(prompt: str, negative: str, seed: Any, steps: float, cfg: float, width: float, height: float,
                  sampler: str, profile: str, n: float, lineage: dict | None = None,
                  request: gr.Request = None, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Any:
-        from studio.writeback import Lineage
+        from studio.library.writeback import Lineage
 
         fields = {"negative_prompt": negative or "", "seed": seed_or_none(seed), "steps": as_int(steps, "steps"),
                   "cfg": float(cfg), "width": as_int(width, "width"), "height": as_int(height, "height"),
                   "n": as_int(n, "n"), "scheduler": sampler or None, "profile": profile or "standard"}
         lin = Lineage(**{k: v for k, v in (lineage or {}).items() if k in Lineage.__dataclass_fields__})
         flag = cancels.new(session_of(request))
-        progress(0, desc="Loading SDXL…" if studio._generator is None else "Starting…")
+        progress(0, desc="Loading SDXL…" if not studio.sdxl_loaded else "Starting…")
         yield None, gr.skip(), "⏳ Starting (the first run loads SDXL)…", gr.skip()
         result = None
         for kind, item in streamed(lambda emit: studio.generate(prompt, on_preview=emit, cancel=flag,

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from studio.config import Settings
-from studio.generate import PROFILES
+from studio.generate.request import PROFILES
 
 FEW_STEP_MODELS = ("turbo", "lightning", "hyper", "lcm")  # distilled SDXL: the fast profile suits them
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import gradio as gr
 
-from studio.results import Filters
-from studio.service import Studio
+from studio.search.results import Filters
+from studio.studio import Studio
 from studio.ui.common import as_int, handler, uploaded_image
 from studio.ui.defaults import UIDefaults
 from studio.ui.views import COLUMNS, SOURCES, WIDTHS, gallery, note, rows

@@ -7,8 +7,8 @@ from typing import Any
 
 import gradio as gr
 
-from studio.results import Hit
-from studio.service import Studio
+from studio.search.results import Hit
+from studio.studio import Studio
 from studio.ui.common import as_int, handler, uploaded_image
 from studio.ui.views import details_markdown, picture
 

@@ -7,7 +7,7 @@ from typing import Any
 import gradio as gr
 
 from studio.errors import InputError
-from studio.service import Studio
+from studio.studio import Studio
 from studio.ui.common import handler
 from studio.ui.defaults import UIDefaults
 from studio.ui.views import models_markdown, stats_markdown

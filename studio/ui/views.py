@@ -12,7 +12,7 @@ from typing import Any
 from PIL import Image
 
 from studio.images import open_image
-from studio.results import Hit, SearchResult
+from studio.search.results import Hit, SearchResult
 
 COLUMNS = ["similarity", "prompt", "images", "seed", "cfg", "steps", "sampler", "size", "source"]
 WIDTHS = ["7%", "47%", "6%", "10%", "5%", "5%", "8%", "7%", "5%"]

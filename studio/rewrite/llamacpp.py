@@ -1,10 +1,12 @@
-"""Opening a GGUF with llama-cpp: which file, GPU layers, threads, and clear errors for bad files."""
+"""The llama-cpp backend: which GGUF, GPU layers, threads, clear errors for bad files, and LlamaCppBackend
+(the LLMBackend protocol over llama_cpp.Llama)."""
 
 from __future__ import annotations
 
 import os
 import threading
 from pathlib import Path
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from studio.config import DEFAULT_LLM, Settings
@@ -133,3 +135,60 @@ def load_llama(settings: Settings, n_ctx: int = 2048, n_threads: int | None = No
     loc = find_gguf(settings)
     gpu = settings.device != "cpu" and gpu is not False and gpu_offload()
     return open_llama(Path(str(loc.path)), n_ctx=n_ctx, n_threads=n_threads, gpu=gpu), loc, gpu
+
+
+class LlamaCppBackend:
+    """studio.rewrite.backend.LLMBackend over a llama_cpp.Llama (passed in; load_llama builds one)."""
+
+    def __init__(self, llm: Any) -> None:
+        self.llm = llm
+        self.metadata = dict(getattr(llm, "metadata", {}) or {})
+        self.bos_text = self._token_text(llm.token_bos())
+        self.eos_text = self._token_text(llm.token_eos())
+        bos = llm.token_bos()
+        self.adds_bos = bos is not None and bos >= 0 and llm.tokenize(b"a", add_bos=True)[:1] == [bos]
+
+    def _token_text(self, token: int | None) -> str:
+        if token is None or token < 0:
+            return ""
+        return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
+
+    @property
+    def n_ctx(self) -> int:
+        return int(self.llm.n_ctx())
+
+    def tokenize(self, text: str, *, bos: bool = True, special: bool = True) -> list[int]:
+        return list(self.llm.tokenize(text.encode("utf-8"), add_bos=bos, special=special))
+
+    def complete(self, text: str, *, seed: int, temperature: float, max_tokens: int,
+                 stop: Sequence[str]) -> Iterator[tuple[str, str | None]]:
+        """llama-cpp's own sampling: top-p 0.95, top-k 40, repeat penalty 1.1."""
+        for chunk in self.llm.create_completion(text, max_tokens=max_tokens, temperature=temperature, top_p=0.95,
+                                                top_k=40, repeat_penalty=1.1, seed=seed, stop=list(stop), stream=True):
+            choice = chunk["choices"][0]
+            yield choice["text"], choice.get("finish_reason")
+
+    def render_chat(self, template: str, messages: Sequence[dict[str, str]]) -> str:
+        from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+        formatter = Jinja2ChatFormatter(template, eos_token=self.eos_text, bos_token=self.bos_text)
+        return formatter(messages=list(messages)).prompt
+
+    def cached_tokens(self, tokens: Sequence[int]) -> int:
+        held = self.llm.input_ids[: self.llm.n_tokens]
+        same = 0
+        for a, b in zip(held, tokens):
+            if a != b:
+                break
+            same += 1
+        return same
+
+    def prefill(self, tokens: Sequence[int]) -> None:
+        self.llm.reset()
+        self.llm.eval(list(tokens))
+
+    def reset(self) -> None:
+        self.llm.reset()
+
+    def close(self) -> None:
+        self.llm.close()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -25,6 +27,16 @@ class Record:
     document: str | None
     metadata: dict[str, Any] = field(default_factory=dict)
     distance: float | None = None
+
+
+def normalise(prompt: str) -> str:
+    """The dedupe key: Unicode-normalised, whitespace collapsed, lower case."""
+    return " ".join(unicodedata.normalize("NFKC", prompt).split()).lower()
+
+
+def prompt_id(prompt: str) -> str:
+    """A prompt record's id: one record per normalised prompt text."""
+    return "p-" + hashlib.sha1(normalise(prompt).encode("utf-8")).hexdigest()[:24]
 
 
 def model_key(clip_model: str) -> str:

@@ -78,7 +78,7 @@ def load_pipeline(settings: Settings) -> tuple[Any, str]:
     from diffusers import StableDiffusionXLPipeline
     from diffusers.models.attention_processor import AttnProcessor2_0
 
-    from studio.embed import pick_device
+    from studio.search.embed import pick_device
     from studio.weights import ensure
 
     loc = ensure("sdxl", settings)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 from studio.errors import InputError, bounded_text
 
 if TYPE_CHECKING:
-    from studio.results import Hit
+    from studio.search.results import Hit
 
 MAX_IDEA_CHARS = 1_000  # an idea is a sentence or two; past this it is a paste accident
 MAX_CANDIDATES = 8
@@ -206,7 +206,7 @@ def clean_output(raw: str, cut_off: bool = False) -> str:
     lines = [line for line in lines if line and not line.endswith(":") and not CHATTER.match(line)] or [
         one_line(SPECIAL.sub(" ", raw or ""))
     ]
-    text = lines[0]
+    text = lines[0].strip(QUOTES + " ")  # '"Prompt: …"': the label inside the quotes goes too
     while (stripped := re.sub(r"^(?:[-*•]|\d+[.)])\s+|^" + LABEL.pattern, "", text, flags=re.I)) != text:
         text = stripped  # "1. Prompt: ..." -> "..."
     text = TRAILING_CHATTER.sub("", text)

@@ -1,35 +1,25 @@
-"""Ingest: rows -> dedupe -> CLIP embed -> Chroma upsert; encoding and writing overlap; resumable."""
+"""The one ingest pipeline: rows (any source, our outputs and write-back included) -> dedupe -> CLIP
+embed -> Chroma upsert; encoding and writing overlap; resumable."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import queue
 import threading
 import time
-import unicodedata
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from studio.errors import InputError
-from studio.images import open_image
-from studio.results import SETTING_KEYS
-from studio.sources import Row, read_location
-from studio.store import PromptStore
+from studio.images import open_image, read_location
+from studio.search.results import SETTING_KEYS
+from studio.ingest.sources import Row
+from studio.search.store import PromptStore, normalise, prompt_id
 
 T = TypeVar("T")
 # Settings kept on both prompt and image records (those of the prompt's representative image).
 IMAGE_KEYS = SETTING_KEYS + ("image_nsfw", "prompt_nsfw", "part_id", "user_name", "timestamp")
-
-
-def normalise(prompt: str) -> str:
-    """The dedupe key: Unicode-normalised, whitespace collapsed, lower case."""
-    return " ".join(unicodedata.normalize("NFKC", prompt).split()).lower()
-
-
-def prompt_id(prompt: str) -> str:
-    return "p-" + hashlib.sha1(normalise(prompt).encode("utf-8")).hexdigest()[:24]
 
 
 @dataclass
@@ -85,10 +75,13 @@ def group_rows(rows: Iterable[Row], report: IngestReport) -> tuple[list[PromptGr
     return list(groups.values()), list(images.values())
 
 
-def prompt_metadata(group: PromptGroup, source: str, old: dict[str, Any] | None) -> dict[str, Any]:
-    """Counts merge by part (set, never add), so running a source twice changes nothing."""
+def prompt_metadata(group: PromptGroup, source: str, old: dict[str, Any] | None,
+                    incremental: bool = False) -> dict[str, Any]:
+    """Counts merge by part (set, never add), so running a source twice changes nothing. `incremental`
+    (write-back: rows of new images only) adds to a part's count instead."""
     counts = json.loads(old.get("counts", "{}")) if old else {}
-    counts.update(group.counts)
+    for part, n in group.counts.items():
+        counts[part] = counts.get(part, 0) + n if incremental else n
     if old:  # the representative image and its settings are set once
         return {**old, "counts": json.dumps(counts, sort_keys=True), "image_count": sum(counts.values())}
     s = group.first.settings
@@ -97,17 +90,19 @@ def prompt_metadata(group: PromptGroup, source: str, old: dict[str, Any] | None)
         image_id=group.first.image_name,
         prompt_nsfw=s.get("prompt_nsfw"),
         image_nsfw=s.get("image_nsfw"),
-        source=source,
+        source=group.first.source or source,
         counts=json.dumps(counts, sort_keys=True),
         image_count=sum(counts.values()),
     )
+    meta.update({k: v for k, v in group.first.extra.items() if k not in ("profile", "timestamp")})
     return meta
 
 
 def image_metadata(row: Row, source: str) -> dict[str, Any]:
     meta = {key: row.settings.get(key) for key in IMAGE_KEYS}
     meta.update(prompt_id=prompt_id(row.prompt), prompt=row.prompt.strip(), file=row.location,
-                source=source, part=row.part)
+                source=row.source or source, part=row.part)
+    meta.update(row.extra)
     return meta
 
 
@@ -167,10 +162,10 @@ class Writer:
             raise self.error
 
 
-def _bar(total: int, desc: str, unit: str) -> Any:
+def _bar(total: int, desc: str, unit: str, show: bool = True) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, disable=not show)
 
 
 def ingest_rows(
@@ -182,30 +177,35 @@ def ingest_rows(
     batch_size: int = 64,
     limit: int | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    incremental: bool = False,
+    bars: bool = True,
 ) -> IngestReport:
-    """Write rows into the store: prompts first, then images; what is already stored is not re-embedded."""
+    """Write rows into the store: prompts first, then images; what is already stored is not re-embedded.
+    incremental: the rows are new images only (write-back), so their counts add to the stored ones.
+    bars: tqdm bars on stderr (off for the few images of a write-back)."""
     report = IngestReport(label)
     start = time.perf_counter()
     groups, images = group_rows(islice(rows, limit) if limit else rows, report)
-    _ingest_prompts(groups, store, embedder, source, batch_size, report, progress)
-    _ingest_images(images, store, embedder, source, max(1, batch_size // 2), report, progress)
+    _ingest_prompts(groups, store, embedder, source, batch_size, report, progress, incremental, bars)
+    _ingest_images(images, store, embedder, source, max(1, batch_size // 2), report, progress, bars)
     report.seconds = time.perf_counter() - start
     return report
 
 
 def _ingest_prompts(groups: Sequence[PromptGroup], store: PromptStore, embedder: Any, source: str,
-                    batch_size: int, report: IngestReport, progress: Callable | None) -> None:
+                    batch_size: int, report: IngestReport, progress: Callable | None, incremental: bool = False,
+                    bars: bool = True) -> None:
     def prepare() -> Iterator[tuple[list[PromptGroup], dict[str, dict]]]:
         for chunk in batched(groups, batch_size):
             old = {r.id: r.metadata for r in store.get("prompts", [g.id for g in chunk])}
             yield chunk, old
 
     writer = Writer(store)
-    bar, done = _bar(len(groups), "prompts", "prompt"), 0
+    bar, done = _bar(len(groups), "prompts", "prompt", bars), 0
     try:
         for chunk, old in prefetch(prepare()):
             new = [g for g in chunk if g.id not in old]
-            changed = [(g.id, prompt_metadata(g, source, old[g.id])) for g in chunk if g.id in old]
+            changed = [(g.id, prompt_metadata(g, source, old[g.id], incremental)) for g in chunk if g.id in old]
             changed = [(pid, meta) for pid, meta in changed if meta != old[pid]]
             report.prompts_unchanged += len(chunk) - len(new) - len(changed)
             report.prompts_updated += len(changed)
@@ -227,7 +227,7 @@ def _ingest_prompts(groups: Sequence[PromptGroup], store: PromptStore, embedder:
 
 
 def _ingest_images(rows: Sequence[Row], store: PromptStore, embedder: Any, source: str,
-                   batch_size: int, report: IngestReport, progress: Callable | None) -> None:
+                   batch_size: int, report: IngestReport, progress: Callable | None, bars: bool = True) -> None:
     def prepare() -> Iterator[tuple[int, int, list[Row], list[Any]]]:
         for chunk in batched(rows, batch_size):
             stored = store.existing_ids("images", [r.image_name for r in chunk])
@@ -236,19 +236,21 @@ def _ingest_images(rows: Sequence[Row], store: PromptStore, embedder: Any, sourc
                 if row.image_name in stored:
                     continue
                 try:
-                    pixels.append(open_image(read_location(row.location or ""), name=row.image_name))
+                    if row.vector is None:
+                        pixels.append(row.pixels if row.pixels is not None else
+                                      open_image(read_location(row.location or ""), name=row.image_name))
                     todo.append(row)
                 except (InputError, OSError, KeyError) as exc:
                     report.failed.append((row.image_name, str(exc)))
             yield len(chunk), len(stored), todo, pixels
 
     writer = Writer(store)
-    bar, done = _bar(len(rows), "images", "image"), 0
+    bar, done = _bar(len(rows), "images", "image", bars), 0
     try:
         for seen, stored, todo, pixels in prefetch(prepare()):
             report.images_unchanged += stored
             if todo:
-                vectors = embedder.embed_images(pixels, batch_size=batch_size)
+                vectors = _image_vectors(todo, pixels, embedder, batch_size)
                 metas = [image_metadata(r, source) for r in todo]
                 writer.put(lambda i=[r.image_name for r in todo], v=vectors, m=metas, d=[r.prompt.strip() for r in todo]:
                            store.upsert("images", i, v, m, d))
@@ -260,3 +262,11 @@ def _ingest_images(rows: Sequence[Row], store: PromptStore, embedder: Any, sourc
     finally:
         bar.close()
         writer.close()
+
+
+def _image_vectors(rows: Sequence[Row], pixels: Sequence[Any], embedder: Any, batch_size: int) -> Any:
+    """CLIP vectors for rows, in order: those a row brings (compare has them) and the rest embedded now."""
+    import numpy as np
+
+    fresh = iter(embedder.embed_images(pixels, batch_size=batch_size) if pixels else [])
+    return np.stack([np.asarray(r.vector, np.float32) if r.vector is not None else next(fresh) for r in rows])

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
 
 import numpy as np
 
@@ -88,3 +88,41 @@ def variants(idea: str, rewrite: Any) -> tuple[list[Variant], list[str]]:
 def clip_score(image_vector: Any, idea_vector: Any) -> float:
     """Cosine similarity of an image to the idea text (the embedder's vectors are L2-normalised)."""
     return float(np.asarray(image_vector) @ np.asarray(idea_vector))
+
+
+class Comparer:
+    """Runs a comparison with the parts it is given: rewrite(idea) -> RewriteResult, generate(request,
+    on_preview, cancel) -> GenerationResult, embedder() (scores), write(result, lineage, vectors) -> saved."""
+
+    def __init__(self, rewrite: Callable[[str], Any], generate: Callable[..., Any], embedder: Callable[[], Any],
+                 write: Callable[[Any, Any, Any], list[Any]]) -> None:
+        self.rewrite = rewrite
+        self.generate = generate
+        self.embedder = embedder
+        self.write = write
+
+    def compare(self, idea: str, base: Any, *, on_preview: Callable[[str, Any], None] | None = None,
+                cancel: Any = None) -> CompareResult:
+        """The idea as typed, the best retrieved prompt and the rewritten prompt, generated with the seed
+        and settings of `base` (a validated GenerationRequest, n=1), CLIP-scored against the idea."""
+        from studio.library.writeback import Lineage
+
+        rewritten = self.rewrite(idea)  # the LLM first; SDXL then makes room
+        tried, notes = variants(idea, rewritten)
+        out = CompareResult(idea, int(base.seed or 0), new_comparison_id(), notes=notes)
+        retrieved_ids = [hit.id for hit in rewritten.retrieved]
+        embedder = self.embedder()
+        idea_vector = embedder.embed_texts([idea])[0]  # once; each image is embedded once, for score and store
+        for v in tried:
+            preview = (lambda p, name=v.name: on_preview(name, p)) if on_preview else None
+            result = self.generate(replace(base, prompt=v.prompt), on_preview=preview, cancel=cancel)
+            if result.cancelled:
+                out.cancelled = True
+                break
+            vectors = embedder.embed_images(result.images[:1])
+            score = clip_score(vectors[0], idea_vector)
+            lineage = Lineage(idea=idea, retrieved_ids=retrieved_ids, llm_model=getattr(rewritten, "model", None),
+                              parent=v.parent, comparison_id=out.comparison_id, variant=v.name, score=score)
+            result.saved = self.write(result, lineage, vectors)
+            out.entries.append(CompareEntry(v.name, v.prompt, result, score))
+        return out

@@ -1,4 +1,5 @@
-"""Rewriter: a local GGUF LLM (llama-cpp) turns an idea into prompts in the style of retrieved ones."""
+"""Rewriter: a local LLM (an LLMBackend; llama-cpp for real) turns an idea into prompts in the style of
+retrieved ones: the retry and prefill rules, cleaning, checks and timings."""
 
 from __future__ import annotations
 
@@ -7,19 +8,21 @@ import random
 import threading
 import time
 from dataclasses import asdict, dataclass, field
+from collections.abc import Generator as Gen
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 from studio.errors import InputError, StudioError
-from studio.llm import STARTER_NOTICE, cpu_notice, load_llama
-from studio.prompting import (
+from studio.rewrite.backend import LLMBackend
+from studio.rewrite.llamacpp import STARTER_NOTICE, LlamaCppBackend, cpu_notice, load_llama
+from studio.rewrite.prompting import (
     FALLBACK_EXAMPLES, BuiltPrompt, Example, chat_messages, check_counts, clean_idea,
     clean_output, fewshot_prompt, idea_note, llama2_chat, pick_examples, problems, suggest_settings,
 )
 
 if TYPE_CHECKING:
     from studio.config import Settings
-    from studio.results import Hit
+    from studio.search.results import Hit
 
 CLIP_LIMIT = 77  # SDXL's two text encoders read 77 tokens (start and end included) and drop the rest
 LAYOUTS = ("auto", "chat", "fewshot")
@@ -123,15 +126,15 @@ def pick_layout(requested: str, metadata: dict[str, str], name: str, starter: bo
 
 
 class Rewriter:
-    """Writes prompts with a llama_cpp.Llama passed in (tests pass the small starter model).
-    One generation at a time: a llama context is not thread-safe."""
+    """Writes prompts with the LLMBackend passed in (LlamaCppBackend; tests pass a recording fake or the
+    small starter model). One generation at a time: a llama context is not thread-safe."""
 
-    def __init__(self, llm: Any, name: str, *, starter: bool = False, layout: str = "auto", max_tokens: int = 80,
+    def __init__(self, backend: LLMBackend, name: str, *, starter: bool = False, layout: str = "auto", max_tokens: int = 80,
                  temperature: float = 0.7, retries: int = 2, notice: str | None = None) -> None:
-        self.llm = llm
+        self.backend: LLMBackend | None = backend
         self.name = name
         self.starter = starter
-        self.layout = pick_layout(layout, dict(getattr(llm, "metadata", {}) or {}), name, starter)
+        self.layout = pick_layout(layout, dict(backend.metadata), name, starter)
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.retries = retries
@@ -149,32 +152,31 @@ class Rewriter:
                                    gpu=options.pop("gpu", None))
         notices = [STARTER_NOTICE if loc.starter else None, cpu_notice(settings, gpu)]
         notice = " ".join(n for n in notices if n) or None
-        rewriter = cls(llm, Path(str(loc.path)).name, starter=loc.starter, notice=notice, **options)
+        rewriter = cls(LlamaCppBackend(llm), Path(str(loc.path)).name, starter=loc.starter, notice=notice, **options)
         rewriter.path, rewriter.gpu = Path(str(loc.path)), gpu
         return rewriter
 
     def vram_bytes(self) -> int:
         """About what the model holds on the GPU (weights and KV cache); 0 on the CPU or unloaded."""
-        if not self.gpu or self.llm is None or self.path is None or not self.path.is_file():
+        if not self.gpu or self.backend is None or self.path is None or not self.path.is_file():
             return 0
-        from studio.memory import llm_resident
+        from studio.gpu import llm_resident
 
-        return llm_resident(self.path.stat().st_size, self.llm.n_ctx())
+        return llm_resident(self.path.stat().st_size, self.backend.n_ctx)
 
     # -- prompt ----------------------------------------------------------------------------
     def build(self, idea: str, examples: Sequence[Example]) -> BuiltPrompt:
         if self.layout == "fewshot":
             return fewshot_prompt(idea, examples)
         messages = chat_messages(idea, examples)
-        template = (getattr(self.llm, "metadata", {}) or {}).get("tokenizer.chat_template")
+        llm = self._live()
+        template = llm.metadata.get("tokenizer.chat_template")
         if template:
-            from llama_cpp.llama_chat_format import Jinja2ChatFormatter
-
-            bos, eos = self._token_text(self.llm.token_bos()), self._token_text(self.llm.token_eos())
-            text = Jinja2ChatFormatter(template, eos_token=eos, bos_token=bos)(messages=messages).prompt
-            if bos and text.startswith(bos) and self._adds_bos():
-                text = text[len(bos):]  # create_completion adds BOS itself; two BOS degrade the output
-            stop = tuple(s for s in (eos, "</s>", "[INST]") if s)
+            bos, eos = llm.bos_text, llm.eos_text
+            text = llm.render_chat(template, messages)
+            if bos and text.startswith(bos) and llm.adds_bos:
+                text = text[len(bos):]  # completion adds BOS itself; two BOS degrade the output
+            stop = tuple(dict.fromkeys(s for s in (eos, "</s>", "[INST]") if s))
         else:
             text, stop = llama2_chat(messages), ("</s>", "[INST]")
         header = messages[1]["content"].split("\n", 1)[0]
@@ -182,31 +184,21 @@ class Rewriter:
         prefix = text[: at + len(header)] if at >= 0 else ""
         return BuiltPrompt(text, prefix, stop, "chat")
 
-    def _token_text(self, token: int) -> str:
-        if token is None or token < 0:
-            return ""
-        return self.llm.detokenize([token], special=True).decode("utf-8", errors="ignore")
-
-    def _adds_bos(self) -> bool:
-        bos = self.llm.token_bos()
-        return bos >= 0 and self.llm.tokenize(b"a", add_bos=True)[:1] == [bos]
+    def _live(self) -> LLMBackend:
+        if self.backend is None:
+            raise StudioError("The LLM was unloaded; call Studio.rewrite again to reload it.")
+        return self.backend
 
     def tokens(self, text: str) -> list[int]:
-        """The token ids create_completion will evaluate for this text (BOS as the model wants)."""
-        return self.llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
+        """The token ids a completion will evaluate for this text (BOS as the model wants)."""
+        return self._live().tokenize(text, bos=True, special=True)
 
     def count(self, text: str) -> int:
-        return len(self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else 0
+        return len(self._live().tokenize(text, bos=False, special=False)) if text else 0
 
     def cached_tokens(self, tokens: Sequence[int]) -> int:
-        """How many leading tokens llama-cpp already holds (it reuses the longest common prefix)."""
-        held = self.llm.input_ids[: self.llm.n_tokens]
-        same = 0
-        for a, b in zip(held, tokens):
-            if a != b:
-                break
-            same += 1
-        return same
+        """How many leading tokens the model already holds (llama-cpp reuses the longest common prefix)."""
+        return self._live().cached_tokens(tokens)
 
     def warm(self, idea: str = "", examples: Sequence[Example] = ()) -> int:
         """Evaluate the fixed instruction prefix now, so the next rewrite starts after it; returns its tokens."""
@@ -214,23 +206,19 @@ class Rewriter:
         tokens = self.tokens(prefix)
         with self._lock:
             if self.cached_tokens(tokens) < len(tokens):
-                self.llm.reset()
-                self.llm.eval(tokens)
+                self._live().prefill(tokens)
         return len(tokens)
 
     def forget(self) -> None:
         """Drop llama-cpp's cached tokens (benchmarks measure a cold start with this)."""
         with self._lock:
-            self.llm.reset()
+            self._live().reset()
 
     # -- generation ------------------------------------------------------------------------
     def complete(self, text: str, *, seed: int, temperature: float, max_tokens: int,
                  stop: Sequence[str]) -> Iterator[tuple[str, str | None]]:
-        """(text piece, finish reason) as llama-cpp streams them. Sampling is llama-cpp's own."""
-        for chunk in self.llm.create_completion(text, max_tokens=max_tokens, temperature=temperature, top_p=0.95,
-                                                top_k=40, repeat_penalty=1.1, seed=seed, stop=list(stop), stream=True):
-            choice = chunk["choices"][0]
-            yield choice["text"], choice.get("finish_reason")
+        """(text piece, finish reason) as the backend streams them."""
+        return self._live().complete(text, seed=seed, temperature=temperature, max_tokens=max_tokens, stop=stop)
 
     def stream(self, idea: str, hits: Sequence[Hit], *, k: int = 5, n: int = 1,
                count_tokens: Callable[[str], int] | None = None, seed: int | None = None,
@@ -253,13 +241,12 @@ class Rewriter:
         run = _Run(idea, built, known, random.randrange(2**31) if seed is None else int(seed),
                    max_tokens or self.max_tokens, Timings(retrieval_s=retrieval_s, load_s=load_s))
         with self._lock:
-            if self.llm is None:
-                raise StudioError("The LLM was unloaded; call Studio.rewrite again to reload it.")
+            llm = self._live()
             try:
                 prompt_tokens = self.tokens(built.text)
-                if len(prompt_tokens) + run.budget >= self.llm.n_ctx():
+                if len(prompt_tokens) + run.budget >= llm.n_ctx:
                     raise InputError(f"The idea and examples take {len(prompt_tokens)} tokens, more than the "
-                                     f"model's context of {self.llm.n_ctx()} allows; use a shorter idea or a smaller k.")
+                                     f"model's context of {llm.n_ctx} allows; use a shorter idea or a smaller k.")
                 run.timings.prompt_tokens = len(prompt_tokens)
                 run.timings.cached_tokens = self.cached_tokens(prompt_tokens)
                 for index in range(n):
@@ -281,7 +268,7 @@ class Rewriter:
                                self.starter, self.layout, timings, dropped, notice, retrieval_note)
         yield RewriteEvent("done", result=result)
 
-    def _candidate(self, run: "_Run", index: int) -> Generator[RewriteEvent, None, Candidate]:
+    def _candidate(self, run: "_Run", index: int) -> Gen[RewriteEvent, None, Candidate]:
         """One candidate: attempts until one has no problems (or retries run out); the best is returned."""
         best: Candidate | None = None
         for attempt in range(self.retries + 1):
@@ -341,10 +328,10 @@ class Rewriter:
             self._lock.release()
 
     def _free(self) -> None:
-        llm, self.llm = self.llm, None
+        backend, self.backend = self.backend, None
         self._close_pending = False
-        if llm is not None:
-            llm.close()
+        if backend is not None:
+            backend.close()
         gc.collect()
 
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from studio.errors import InputError
-from studio.results import SETTING_KEYS
 
 IMAGE_SUFFIXES = {".png", ".webp", ".jpg", ".jpeg"}
 # DiffusionDB's uint8 sampler codes (its README); the HF loader writes the names instead.
@@ -28,22 +27,17 @@ HUB_REPO = "poloclub/diffusiondb"
 
 @dataclass(slots=True)
 class Row:
-    """One DiffusionDB image (or metadata line): its prompt, settings and, maybe, its pixels."""
+    """One image (or metadata line) of a source: its prompt, settings and, maybe, its pixels."""
 
     image_name: str
     prompt: str
     part: str  # the DiffusionDB part ("part-000001") or the file it came from
     settings: dict[str, Any] = field(default_factory=dict)
     location: str | None = None  # a file path, or "ZIP::MEMBER"; None for metadata-only rows
-
-
-def read_location(location: str) -> bytes:
-    """The bytes of an image stored at a path or inside a zip ("ZIP::MEMBER")."""
-    if "::" in location:
-        archive, member = location.split("::", 1)
-        with zipfile.ZipFile(archive) as zf:
-            return zf.read(member)
-    return Path(location).read_bytes()
+    source: str | None = None  # this row's `source` tag when it differs from the ingest's (our PNGs: generated)
+    extra: dict[str, Any] = field(default_factory=dict)  # more record metadata (a generation's lineage)
+    pixels: Any = None  # the decoded image when the caller has it (write-back), else read from `location`
+    vector: Any = None  # its CLIP image vector when the caller has it (compare scores with it)
 
 
 def _value(value: Any) -> Any:
@@ -91,6 +85,8 @@ def read_folder(folder: Path) -> Iterator[Row]:
     zips = sorted(folder.glob("*.zip"))
     tables = sorted(p for p in folder.iterdir() if p.suffix in {".csv", ".parquet"})
     if not jsons and not zips and not tables:
+        from studio.ingest.outputs import read_outputs
+
         rows = read_outputs(folder)  # a folder of our generated PNGs (or A1111's): their metadata says it all
         first = next(rows, None)
         if first is None:
@@ -114,42 +110,6 @@ def read_folder(folder: Path) -> Iterator[Row]:
         yield from read_zip(path)
     for path in tables:
         yield from read_table(path)
-
-
-def read_outputs(folder: Path) -> Iterator[Row]:
-    """PNGs with our `prompt-studio` chunk or A1111 `parameters` text -> Rows (the chunk in settings["studio"])."""
-    from studio.pngmeta import chunk_from_parameters, read_png
-
-    for path in sorted(Path(folder).glob("*.png")):
-        if path.name.startswith(".partial-"):
-            continue  # a write cut short (pngmeta writes atomically): not an image yet
-        try:
-            params, chunk = read_png(path)
-        except InputError:
-            continue
-        if chunk is None and params is not None:
-            chunk = chunk_from_parameters(params, path)
-        if not chunk or not chunk.get("image_id") or not str(chunk.get("prompt") or "").strip():
-            continue
-        settings = _settings({k: chunk.get(k) for k in SETTING_KEYS})
-        yield Row(str(chunk["image_id"]), str(chunk["prompt"]), "outputs", {**settings, "studio": chunk},
-                  str(path.resolve()))
-
-
-def is_outputs_folder(folder: Path) -> bool:
-    """A folder of generated PNGs (ours, or A1111's), not a DiffusionDB part: no part JSON/zip/table,
-    and a PNG that carries generation metadata."""
-    from studio.pngmeta import read_png
-
-    if not folder.is_dir() or any(p.suffix in {".json", ".zip", ".csv", ".parquet"} for p in folder.iterdir()):
-        return False
-    for path in folder.glob("*.png"):
-        try:
-            if any(read_png(path)):
-                return True
-        except InputError:
-            continue
-    return False
 
 
 def read_zip(path: Path, extra: dict[str, dict[str, Any]] | None = None) -> Iterator[Row]:

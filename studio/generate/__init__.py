@@ -1,0 +1,1 @@
+"""Generate: SDXL requests, loading and running, TAESDXL previews. Knows nothing of Chroma."""

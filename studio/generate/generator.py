@@ -1,0 +1,146 @@
+"""Generator over diffusers SDXL: a checked request -> images, fixed seeds, TAESD step previews, cancel."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from studio.config import Settings
+from studio.generate.request import (
+    CPU_WARNING, SCHEDULERS, CancelFlag, GenerationRequest, GenerationResult, Preview, scheduler_name,
+)
+
+log = logging.getLogger("studio.generate")
+
+
+class _Cancelled(Exception):
+    """Raised from the step callback: leaves the denoising loop at once, skipping the VAE decode."""
+
+
+class Generator:
+    """One SDXL pipeline (passed in; `load` builds it) and how to run it; one generation at a time."""
+
+    def __init__(self, pipe: Any, name: str = "sdxl", device: str = "cpu", placement: str | None = None,
+                 taesd_dir: Path | None = None, taesd: Any = None) -> None:
+        self.pipe = pipe
+        self.name = name
+        self.device = device
+        self.placement = placement or ("gpu" if device == "cuda" else "cpu")
+        self.taesd_dir = taesd_dir
+        self._taesd = taesd
+        self._base_scheduler = dict(pipe.scheduler.config)  # each request builds a fresh scheduler from this
+        self._lock = threading.Lock()  # the pipeline keeps per-call state: never run two calls at once
+        self.notes = [CPU_WARNING] if device == "cpu" else []
+        if device == "cpu":
+            log.warning(CPU_WARNING)
+        pipe.set_progress_bar_config(disable=True)
+
+    @classmethod
+    def load(cls, settings: Settings, placement: str | None = None) -> "Generator":
+        """From a diffusers folder, a single .safetensors, or a hub id (downloaded once when online)."""
+        from studio.generate.loading import load_pipeline
+
+        pipe, device = load_pipeline(settings)
+        from studio.generate.taesd import taesd_dir
+
+        gen = cls(pipe, name=settings.sdxl_model, device=device, placement="cpu", taesd_dir=taesd_dir(settings))
+        gen.place(placement or ("gpu" if device == "cuda" else "cpu"))
+        return gen
+
+    # -- placement ---------------------------------------------------------------------------
+    def place(self, placement: str) -> None:
+        """Move the pipeline: "gpu", "model_offload", "sequential_offload" or "cpu" (memory.MemoryPlan)."""
+        if self.device != "cuda" or placement == self.placement:
+            return
+        if self.placement.endswith("offload"):
+            return  # offloaded weights already leave the GPU after each run; hooks stay as they are
+        import torch
+
+        if placement == "gpu":
+            self.pipe.to("cuda")
+        elif placement == "model_offload":
+            self.pipe.enable_model_cpu_offload()
+        elif placement == "sequential_offload":
+            self.pipe.enable_sequential_cpu_offload()
+        elif placement == "cpu":
+            self.pipe.to("cpu")
+            torch.cuda.empty_cache()
+        else:
+            raise ValueError(f"unknown placement {placement!r}")
+        self.placement = placement
+
+    def vram_bytes(self) -> int:
+        from studio.gpu import held_by_sdxl
+
+        return held_by_sdxl(self.placement) if self.device == "cuda" else 0
+
+    # -- running -----------------------------------------------------------------------------
+    def scheduler_for(self, request: GenerationRequest) -> Any:
+        import diffusers
+
+        cls_name, overrides = SCHEDULERS[scheduler_name(request.scheduler or "Euler")]
+        if request.timestep_spacing:
+            overrides = {**overrides, "timestep_spacing": request.timestep_spacing}
+        return getattr(diffusers, cls_name).from_config(self._base_scheduler, **overrides)
+
+    def taesd(self) -> Any:
+        """The TAESDXL decoder on the pipeline's device, loaded on the first preview."""
+        if self._taesd is None:
+            from studio.generate.taesd import load_taesd
+
+            device = str(getattr(self.pipe, "_execution_device", self.device))
+            self._taesd = load_taesd(self.taesd_dir, device=device)
+        return self._taesd
+
+    def generate(self, request: GenerationRequest, on_preview: Callable[[Preview], None] | None = None,
+                 cancel: CancelFlag | None = None, preview_every: int | None = None) -> GenerationResult:
+        """Run one request. Previews every `preview_every` steps (default: ~8 per run); a set
+        `cancel` stops at the next step and returns a result with cancelled=True and no images."""
+        import torch
+
+        req = request.validated()
+        result = GenerationResult(req, [], self.name, self.device, notes=list(self.notes))
+        if cancel is not None and cancel.is_set():
+            result.cancelled = True
+            return result
+        every = preview_every or max(1, req.steps // 8)
+        stamps: list[float] = []
+
+        def on_step_end(pipe: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
+            stamps.append(time.perf_counter())
+            result.steps_done = i + 1
+            if cancel is not None and cancel.is_set():
+                raise _Cancelled()
+            if on_preview is not None and (i + 1) % every == 0 and i + 1 < req.steps:
+                from studio.generate.taesd import decode
+
+                on_preview(Preview(i + 1, req.steps, decode(self.taesd(), kwargs["latents"])))
+            return {}
+
+        with self._lock:
+            self.pipe.scheduler = self.scheduler_for(req)
+            # One CPU generator per image: image i is exactly what seed+i gives alone, on any device.
+            generators = [torch.Generator("cpu").manual_seed(s) for s in req.seeds]
+            start = time.perf_counter()
+            try:
+                out = self.pipe(
+                    prompt=req.prompt, negative_prompt=req.negative_prompt or None, width=req.width,
+                    height=req.height, num_inference_steps=req.steps, guidance_scale=req.cfg,
+                    num_images_per_prompt=req.n, generator=generators, callback_on_step_end=on_step_end,
+                    output_type="pil",
+                )
+            except _Cancelled:
+                self.pipe.maybe_free_model_hooks()  # offloaded models go back to the CPU as after a full run
+                result.cancelled = True
+                result.seconds = time.perf_counter() - start
+                return result
+            result.seconds = time.perf_counter() - start
+        result.images = list(out.images)
+        if len(stamps) >= 2:  # steps after the first: the first one also pays for warm-up
+            result.its = (len(stamps) - 1) / max(stamps[-1] - stamps[0], 1e-9)
+        elif stamps:
+            result.its = 1 / max(stamps[0] - start, 1e-9)
+        return result

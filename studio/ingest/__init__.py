@@ -1,0 +1,1 @@
+"""Ingest: sources (DiffusionDB, tables, our outputs) -> one streaming pipeline -> the store."""

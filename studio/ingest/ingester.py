@@ -1,0 +1,43 @@
+"""Ingester: any source (DiffusionDB, a metadata table, our outputs/) through the one pipeline into the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+from studio.config import Settings
+from studio.ingest.outputs import is_outputs_folder, read_outputs
+from studio.ingest.pipeline import IngestReport, ingest_rows
+from studio.ingest.sources import read_source
+from studio.search.store import PromptStore
+
+# The shipped sample, as ingested on first launch (the part-style JSON repeats the 99-row CSV).
+SAMPLE_SOURCES = ("metadata-2m-every400th-image_name-prompt.csv", "metadata-fullparams-promptsdvis-first99.csv", "images")
+Progress = Callable[[str, int, int], None]
+
+
+class Ingester:
+    """Reads a source and writes it with the CLIP from `embedder()` into `store(create=True)`."""
+
+    def __init__(self, settings: Settings, store: Callable[[bool], PromptStore], embedder: Callable[[], Any]) -> None:
+        self.settings = settings
+        self.store = store
+        self.embedder = embedder
+
+    def ingest(self, source: str, limit: int | None = None, source_tag: str = "diffusiondb",
+               progress: Progress | None = None) -> IngestReport:
+        path = Path(source).expanduser()
+        if is_outputs_folder(path):
+            # Our own PNGs (STUDIO_HOME/outputs), or another tool's: source generated / user, lineage kept.
+            rows, batch = read_outputs(path), max(1, self.settings.batch_size // 4)
+        else:
+            rows = read_source(source, self.settings.home / "cache" / "diffusiondb", self.settings.offline)
+            batch = self.settings.batch_size
+        store = self.store(True)
+        return ingest_rows(rows, store, self.embedder(), source=source_tag, label=source, batch_size=batch,
+                           limit=limit, progress=progress)
+
+    def ingest_sample(self, progress: Progress | None = None) -> list[IngestReport]:
+        sample = Path(self.settings.sample_dir)
+        return [self.ingest(str(sample / name), progress=progress) for name in SAMPLE_SOURCES
+                if (sample / name).exists()]

@@ -1,0 +1,1 @@
+"""Library: write-back with lineage, PNG metadata, compare and history."""

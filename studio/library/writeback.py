@@ -1,0 +1,104 @@
+"""Write-back: each generated image saved as a PNG first, then stored (image + prompt, with lineage)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from PIL import Image
+
+from studio.ingest.outputs import row_of
+from studio.ingest.pipeline import IngestReport, ingest_rows
+from studio.library.pngmeta import Parameters, write_png
+from studio.search.store import PromptStore, prompt_id
+
+
+@dataclass
+class Lineage:
+    """Where a generation came from; stored on its records and in its PNG."""
+
+    idea: str | None = None  # what the user typed before any rewrite
+    retrieved_ids: list[str] = field(default_factory=list)  # prompt ids given to the LLM as context
+    llm_model: str | None = None
+    parent: str | None = None  # the record this generation derives from (a prompt or image id)
+    comparison_id: str | None = None  # shared by the images of one compare()
+    variant: str | None = None  # in a comparison: "original" | "retrieved" | "rewritten"
+    score: float | None = None  # CLIP similarity of the image to the idea
+
+
+@dataclass
+class SavedImage:
+    """One written image: the file always; `stored` once its records are in Chroma."""
+
+    path: Path
+    image_id: str
+    prompt_id: str
+    seed: int
+    stored: bool = False
+    error: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "path": str(self.path)}
+
+
+def chunk_for(result: Any, index: int, lineage: Lineage, now: datetime) -> dict[str, Any]:
+    """Our JSON chunk for image `index` of a GenerationResult: settings, model and lineage."""
+    req = result.request
+    return {"app": "prompt-studio", "image_id": str(uuid.uuid4()), "prompt": req.prompt,
+            "negative_prompt": req.negative_prompt, "seed": req.seeds[index], "steps": req.steps, "cfg": req.cfg,
+            "sampler": req.scheduler, "width": req.width, "height": req.height, "profile": req.profile,
+            "model": result.model, "timestamp": now.isoformat(timespec="milliseconds"), "lineage": asdict(lineage)}
+
+
+def parameters_for(chunk: dict[str, Any]) -> Parameters:
+    from studio.generate.request import model_label
+
+    return Parameters(chunk["prompt"], chunk.get("negative_prompt") or "", chunk["steps"], chunk["sampler"],
+                      chunk["cfg"], chunk["seed"], chunk["width"], chunk["height"], model_label(chunk["model"]))
+
+
+def save_outputs(result: Any, folder: Path, lineage: Lineage) -> list[tuple[SavedImage, dict[str, Any], Image.Image]]:
+    """Step 1: the PNG files, each with A1111 `parameters` and our lineage chunk. Nothing is lost after this."""
+    now = datetime.now(timezone.utc)
+    saved = []
+    for i, image in enumerate(result.images):
+        chunk = chunk_for(result, i, lineage, now)
+        name = f"{now:%Y%m%d-%H%M%S}-{chunk['seed']}-{chunk['image_id'][:8]}.png"
+        path = write_png(image, Path(folder) / name, parameters_for(chunk), chunk)
+        saved.append((SavedImage(path, chunk["image_id"], prompt_id(chunk["prompt"]), chunk["seed"]), chunk, image))
+    return saved
+
+
+def store_outputs(items: Sequence[tuple[dict[str, Any], Image.Image, Path]], store: PromptStore, embedder: Any,
+                  image_vectors: Any = None) -> IngestReport:
+    """Step 2: the images and their prompts into the store, through the one ingest pipeline (the rows a
+    repair of outputs/ would read from these PNGs). Counts add up without a scan: only images not yet
+    stored are written. `image_vectors`: the images' CLIP vectors when the caller has them (compare)."""
+    vectors = list(image_vectors) if image_vectors is not None else [None] * len(items)
+    rows = [row_of(chunk, str(Path(path).resolve()), pixels=image, vector=v)
+            for (chunk, image, path), v in zip(items, vectors)]
+    stored = store.existing_ids("images", [r.image_name for r in rows])
+    rows = [r for r in rows if r.image_name not in stored]
+    return ingest_rows(rows, store, embedder, source="generated", label="write-back", incremental=True, bars=False)
+
+
+def write_back(result: Any, folder: Path, lineage: Lineage,
+               connect: Callable[[], tuple[PromptStore, Any]], image_vectors: Any = None) -> list[SavedImage]:
+    """Save every image, then store them. A store failure is reported on each SavedImage, not
+    raised: the files hold everything, and `python -m studio ingest <outputs>` adds them later."""
+    saved = save_outputs(result, folder, lineage)
+    try:
+        store, embedder = connect()
+        store_outputs([(chunk, img, s.path) for s, chunk, img in saved], store, embedder, image_vectors=image_vectors)
+    except Exception as exc:  # Chroma down, disk full, a model missing: the PNGs are safe on disk
+        why = (f"{type(exc).__name__}: {exc}. The image is saved; run `python -m studio ingest {folder}` "
+               "to add it to the store.")
+        for s, _, _ in saved:
+            s.error = why
+        return [s for s, _, _ in saved]
+    for s, _, _ in saved:
+        s.stored = True
+    return [s for s, _, _ in saved]

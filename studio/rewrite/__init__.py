@@ -1,0 +1,1 @@
+"""Rewrite: the LLM backend seam and its llama-cpp backend, the RAG prompt, and the Rewriter."""

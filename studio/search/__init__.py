@@ -1,0 +1,1 @@
+"""Search: CLIP embeddings, the Chroma store, typed results and the four searches."""

@@ -1,0 +1,237 @@
+"""Studio: a thin façade that composes the services (search, ingest, rewrite, the GPU's models, the
+library) and is the one API the UI, the CLI and scripts call. Studio.from_settings() builds it."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any, Callable
+
+from studio.config import Settings
+from studio.errors import StoreMismatchError
+from studio.gpu import Gpu, MemoryPlan, Slot
+from studio.images import ImageSource
+from studio.ingest.ingester import Ingester
+from studio.ingest.pipeline import IngestReport
+from studio.library.compare import Comparer
+from studio.library.history import History
+from studio.rewrite.service import RewriteService
+from studio.search.results import Filters, Hit, SearchResult
+from studio.search.searcher import Searcher, query_text
+from studio.search.store import PromptStore, open_client
+from studio.weights import ROLES, locate
+
+Progress = Callable[[str, int, int], None]
+
+
+class Studio:
+    """Parts may be passed in (tests pass tiny real models and recording fakes); the rest load on first
+    use, each in its own slot, so a slow load (the LLM, SDXL) never blocks a search.
+    `loaders` overrides how a part loads: {"clip": () -> embedder, "llm": (plan) -> Rewriter,
+    "sdxl": (plan) -> Generator, "chroma": () -> client}."""
+
+    def __init__(self, settings: Settings, embedder: Any = None, client: Any = None, generator: Any = None,
+                 rewriter: Any = None, *, loaders: dict[str, Callable[..., Any]] | None = None) -> None:
+        self.settings = settings
+        load = dict(loaders or {})
+        self.clip: Slot[Any] = Slot("clip", load.get("clip") or self._load_clip, embedder)
+        self.chroma: Slot[Any] = Slot("chroma", load.get("chroma") or self._open_client, client)
+        self.gpu = Gpu(settings.device, load_llm=load.get("llm") or self._load_llm,
+                       load_sdxl=load.get("sdxl") or self._load_sdxl, llm_bytes=self._gguf_bytes,
+                       llm=rewriter, sdxl=generator)
+        self._store: PromptStore | None = None
+        self._store_created = False
+        self._store_lock = threading.Lock()
+        self.searcher = Searcher(self.clip.get, lambda: self.store)
+        self.ingester = Ingester(settings, self.store_for, self.clip.get)
+        self.rewriting = RewriteService(self.gpu.llm, self.searcher.search, self.clip.get)
+        self.history_ = History(lambda: self.store, self.clip.get)
+        self.comparer = Comparer(self.rewrite, self._generate_once, self.clip.get, self._write_back)
+
+    @classmethod
+    def from_settings(cls, settings: Settings | None = None, **parts: Any) -> "Studio":
+        """The studio for these settings (default: the STUDIO_* environment), models loading on first use."""
+        return cls(settings or Settings.from_env(), **parts)
+
+    # -- default loaders (heavy imports happen here, never at import time) -----------------
+    def _load_clip(self) -> Any:
+        from studio.search.embed import ClipEmbedder
+
+        return ClipEmbedder.load(self.settings)
+
+    def _open_client(self) -> Any:
+        return open_client(self.settings.store_dir, self.settings.chroma_url)
+
+    def _load_llm(self, plan: MemoryPlan | None) -> Any:
+        from studio.rewrite.rewriter import Rewriter
+
+        return Rewriter.load(self.settings, gpu=None if plan is None else plan.placement == "gpu")
+
+    def _load_sdxl(self, plan: MemoryPlan | None) -> Any:
+        from studio.generate.generator import Generator
+
+        return Generator.load(self.settings, placement=plan.placement if plan else None)
+
+    def _gguf_bytes(self) -> int:
+        loc = locate("llm", self.settings)
+        return loc.path.stat().st_size if loc.path is not None and loc.path.is_file() else 0
+
+    # -- parts -------------------------------------------------------------------------------
+    @property
+    def embedder(self) -> Any:
+        return self.clip.get()
+
+    @property
+    def client(self) -> Any:
+        return self.chroma.get()
+
+    def store_for(self, create: bool) -> PromptStore:
+        with self._store_lock:
+            if self._store is None or (create and not self._store_created):
+                embedder = self.embedder
+                self._store = PromptStore(self.client, embedder.name, embedder.dim, create=create)
+                self._store_created = create
+            return self._store
+
+    @property
+    def store(self) -> PromptStore:
+        return self.store_for(create=False)
+
+    @property
+    def rewriter(self) -> Any:
+        """The local LLM (studio.rewrite.rewriter.Rewriter), loaded on first use and again after unload_llm()."""
+        return self.gpu.llm.get()
+
+    @rewriter.setter
+    def rewriter(self, value: Any) -> None:
+        self.gpu.llm.set(value)
+
+    @property
+    def llm_loaded(self) -> bool:
+        return self.gpu.llm.loaded
+
+    @property
+    def generator(self) -> Any:
+        """SDXL (studio.generate.generator.Generator), loaded once on first use, after making room on the GPU."""
+        return self.gpu.sdxl.get()
+
+    @property
+    def sdxl_loaded(self) -> bool:
+        return self.gpu.sdxl.loaded
+
+    def make_room(self, role: str) -> MemoryPlan | None:
+        return self.gpu.make_room(role)
+
+    def unload_llm(self) -> bool:
+        """Free the LLM's RAM/VRAM (so SDXL can claim the GPU); the next rewrite reloads it. False: none loaded."""
+        return self.gpu.unload_llm()
+
+    # -- search ------------------------------------------------------------------------------
+    def search(self, text: str, target: str = "prompts", k: int = 10, filters: Filters = Filters()) -> SearchResult:
+        """An idea -> the closest stored prompts, or (target="images") images of that style."""
+        return self.searcher.search(text, target, k, filters)
+
+    def similar_images(self, image: ImageSource, k: int = 10, filters: Filters = Filters()) -> SearchResult:
+        """An image -> the stored images closest to it."""
+        return self.searcher.similar_images(image, k, filters)
+
+    def reverse(self, image: ImageSource, k: int = 10, filters: Filters = Filters()) -> SearchResult:
+        """An image -> the prompts that likely made it, each with the settings of its images."""
+        return self.searcher.reverse(image, k, filters)
+
+    def image_bytes(self, hit: Hit) -> bytes | None:
+        return self.searcher.image_bytes(hit)
+
+    # -- ingest and status -------------------------------------------------------------------
+    def ingest(self, source: str, limit: int | None = None, source_tag: str = "diffusiondb",
+               progress: Progress | None = None) -> IngestReport:
+        return self.ingester.ingest(source, limit, source_tag, progress)
+
+    def ingest_sample(self, progress: Progress | None = None) -> list[IngestReport]:
+        return self.ingester.ingest_sample(progress)
+
+    def is_empty(self) -> bool:
+        """No collections at all yet (a new store): first launch ingests the sample."""
+        return not any(c.name.startswith("prompts__") for c in self.client.list_collections())
+
+    def stats(self) -> dict[str, Any]:
+        """Counts per collection and source; works without CLIP weights."""
+        out: dict[str, Any] = {"store": self.settings.chroma_url or str(self.settings.store_dir), "indexes": []}
+        for col in self.client.list_collections():
+            meta = col.metadata or {}
+            kind = meta.get("kind") or col.name.split("__")[0]
+            by_source: dict[str, int] = {}
+            for m in col.get(include=["metadatas"])["metadatas"] if col.count() <= 200_000 else []:
+                by_source[(m or {}).get("source", "?")] = by_source.get((m or {}).get("source", "?"), 0) + 1
+            out["indexes"].append({"collection": col.name, "kind": kind, "clip_model": meta.get("clip_model"),
+                                   "dim": meta.get("dim"), "count": col.count(), "by_source": by_source})
+        return out
+
+    def models(self) -> list[dict[str, Any]]:
+        """Each role: where it would load from and whether it is there (no network)."""
+        return [{"role": role, "ref": (loc := locate(role, self.settings)).ref, "found": loc.found,
+                 "path": str(loc.path) if loc.path else None, "starter": loc.starter, "status": loc.describe()}
+                for role in ROLES]
+
+    def check_store(self) -> str | None:
+        """None when the store opens with this CLIP; else the message that says why not."""
+        try:
+            self.store  # noqa: B018 - opening is the check
+        except StoreMismatchError as exc:
+            return str(exc)
+        return None
+
+    # -- rewrite -----------------------------------------------------------------------------
+    def rewrite_stream(self, idea: str, k: int = 5, n: int = 1, filters: Filters = Filters(), *,
+                       seed: int | None = None, max_tokens: int | None = None) -> Iterator[Any]:
+        return self.rewriting.stream(idea, k, n, filters, seed=seed, max_tokens=max_tokens)
+
+    def rewrite(self, idea: str, k: int = 5, n: int = 1, filters: Filters = Filters(),
+                on_token: Callable[[int, str], None] | None = None, *, seed: int | None = None,
+                max_tokens: int | None = None) -> Any:
+        return self.rewriting.rewrite(idea, k, n, filters, on_token, seed=seed, max_tokens=max_tokens)
+
+    # -- generate, compare, history ----------------------------------------------------------
+    def generate(self, request: Any, *, on_preview: Callable[[Any], None] | None = None, cancel: Any = None,
+                 lineage: Any = None, **fields: Any) -> Any:
+        """A prompt (or a GenerationRequest) -> GenerationResult: images saved to outputs/ as PNGs with
+        A1111 metadata, then stored (source=generated) with `lineage` (studio.library.writeback.Lineage).
+        `fields` (negative_prompt, seed, steps, cfg, width, height, n, scheduler, profile) fill the
+        request; bad values are refused before any model loads. `cancel`: a threading.Event."""
+        from studio.generate.request import GenerationRequest
+
+        if isinstance(request, GenerationRequest):
+            req = replace(request, **fields) if fields else request
+        else:
+            req = GenerationRequest(prompt=request, **fields)
+        result = self._generate_once(req.validated(), on_preview=on_preview, cancel=cancel)
+        if result.images:
+            result.saved = self._write_back(result, lineage, None)
+        return result
+
+    def _generate_once(self, request: Any, *, on_preview: Any = None, cancel: Any = None) -> Any:
+        return self.gpu.ready_sdxl().generate(request, on_preview=on_preview, cancel=cancel)
+
+    def _write_back(self, result: Any, lineage: Any, vectors: Any) -> list[Any]:
+        from studio.library.writeback import Lineage, write_back
+
+        connect = lambda: (self.store_for(create=True), self.embedder)  # noqa: E731 - opened once the PNGs are safe
+        return write_back(result, self.settings.outputs_dir, lineage or Lineage(), connect, image_vectors=vectors)
+
+    def compare(self, idea: str, seed: int | None = None, *, on_preview: Callable[[str, Any], None] | None = None,
+                cancel: Any = None, **fields: Any) -> Any:
+        """The idea as typed, the best retrieved prompt and the rewritten prompt, generated with one
+        seed and the same settings (one image each), CLIP-scored against the idea and stored with a
+        shared comparison id. on_preview(variant, Preview)."""
+        from studio.generate.request import GenerationRequest
+
+        idea = query_text(idea)
+        base = replace(GenerationRequest(prompt=idea, seed=seed, **fields), n=1).validated()  # the seed is fixed here
+        return self.comparer.compare(idea, base, on_preview=on_preview, cancel=cancel)
+
+    def comparison(self, comparison_id: str) -> list[Hit]:
+        return self.history_.comparison(comparison_id)
+
+    def history(self, query: str | ImageSource | None = None, limit: int = 20) -> SearchResult:
+        return self.history_.history(query, limit)
