@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from studio.errors import InputError
-from studio.ingest.sources import Row, _settings
+from studio.ingest.cells import typed_settings
+from studio.ingest.sources import Row
 from studio.search.results import SETTING_KEYS
 
 OUTPUTS_PART = "outputs"  # the `counts` key of generated images on a prompt record
@@ -38,7 +39,7 @@ def chunk_source(chunk: dict[str, Any]) -> str:
 
 
 def row_of(chunk: dict[str, Any], location: str, pixels: Any = None, vector: Any = None) -> Row:
-    settings = _settings({k: chunk.get(k) for k in SETTING_KEYS})
+    settings = typed_settings({k: chunk.get(k) for k in SETTING_KEYS})
     return Row(str(chunk["image_id"]), str(chunk["prompt"]), OUTPUTS_PART, settings, location,
                source=chunk_source(chunk), extra=chunk_fields(chunk), pixels=pixels, vector=vector)
 

@@ -42,6 +42,8 @@ class IngestReport:
     images_unchanged: int = 0
     skipped_rows: int = 0  # empty prompts
     failed: list[tuple[str, str]] = field(default_factory=list)  # (image, why) for unreadable images
+    cells_left_out: int = 0  # table cells not of their type (seed 'x'): left out, never stored as text
+    cell_notes: list[str] = field(default_factory=list)  # the first few of them, said in the summary
     seconds: float = 0.0
 
     def summary(self) -> str:
@@ -50,6 +52,9 @@ class IngestReport:
                 f"{self.images_unchanged} already stored")
         if self.skipped_rows:
             text += f"; {self.skipped_rows} rows with an empty prompt skipped"
+        if self.cells_left_out:
+            shown = "; ".join(self.cell_notes[:3])
+            text += f"; {self.cells_left_out} cells of the wrong type left out ({shown}{' ...' if self.cells_left_out > 3 else ''})"
         if self.failed:
             shown = "; ".join(f"{name}: {why}" for name, why in self.failed[:5])
             text += f"; {len(self.failed)} unreadable images skipped ({shown}{' ...' if len(self.failed) > 5 else ''})"
@@ -62,6 +67,9 @@ def group_rows(rows: Iterable[Row], report: IngestReport) -> tuple[list[PromptGr
     images: dict[str, Row] = {}
     for row in rows:
         report.rows += 1
+        if row.notes:
+            report.cells_left_out += len(row.notes)
+            report.cell_notes.extend(row.notes[: max(0, 20 - len(report.cell_notes))])
         if not normalise(row.prompt):
             report.skipped_rows += 1
             continue

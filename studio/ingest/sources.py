@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import re
 import zipfile
 from dataclasses import dataclass, field
@@ -11,11 +10,10 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from studio.errors import InputError
+from studio.ingest.cells import plain, typed_settings
 
 IMAGE_SUFFIXES = {".png", ".webp", ".jpg", ".jpeg"}
-# DiffusionDB's uint8 sampler codes (its README); the HF loader writes the names instead.
-SAMPLERS = {1: "ddim", 2: "plms", 3: "k_euler", 4: "k_euler_ancestral", 5: "k_heun",
-            6: "k_dpm_2", 7: "k_dpm_2_ancestral", 8: "k_lms", 9: "others"}
+TABLE_BATCH = 65_536  # rows per record batch: a few MB of Python objects at a time, whatever the table's size
 # Column names of the metadata table, and the names we store them under.
 _COLUMNS = {"image_name": "image_name", "image_filename": "image_name", "prompt": "prompt", "part_id": "part_id",
             "seed": "seed", "step": "steps", "steps": "steps", "cfg": "cfg", "sampler": "sampler",
@@ -38,30 +36,7 @@ class Row:
     extra: dict[str, Any] = field(default_factory=dict)  # more record metadata (a generation's lineage)
     pixels: Any = None  # the decoded image when the caller has it (write-back), else read from `location`
     vector: Any = None  # its CLIP image vector when the caller has it (compare scores with it)
-
-
-def _value(value: Any) -> Any:
-    """Table cells -> plain Python; NaN/None -> None; sampler codes -> names."""
-    if value is None:
-        return None
-    if hasattr(value, "item"):
-        value = value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    if hasattr(value, "isoformat"):
-        return value.isoformat()
-    return value
-
-
-def _settings(raw: dict[str, Any]) -> dict[str, Any]:
-    out = {key: _value(val) for key, val in raw.items()}
-    sampler = out.get("sampler")
-    if isinstance(sampler, (int, float)) and not isinstance(sampler, bool):
-        out["sampler"] = SAMPLERS.get(int(sampler), str(sampler))
-    for key in ("seed", "steps", "width", "height", "part_id"):
-        if isinstance(out.get(key), float):
-            out[key] = int(out[key])
-    return {k: v for k, v in out.items() if v is not None}
+    notes: list[str] | None = None  # cells left out because they were not of their type (the report lists them)
 
 
 def _part_name(path: Path) -> str:
@@ -75,7 +50,7 @@ def _part_json_rows(mapping: Any, part: str, origin: str, locate: Callable[[str]
     for name, entry in mapping.items():
         if not isinstance(entry, dict) or "p" not in entry:
             continue
-        settings = _settings({_PART_JSON_KEYS[k]: v for k, v in entry.items() if k in _PART_JSON_KEYS})
+        settings = typed_settings({_PART_JSON_KEYS[k]: v for k, v in entry.items() if k in _PART_JSON_KEYS})
         yield Row(str(name), str(entry["p"] or ""), part, settings, locate(str(name)))
 
 
@@ -134,40 +109,75 @@ def read_zip(path: Path, extra: dict[str, dict[str, Any]] | None = None) -> Iter
     with zf:
         for row in _part_json_rows(mapping, part, str(path), locate):
             if extra and row.image_name in extra:
-                row.settings = {**_settings(extra[row.image_name]), **row.settings}
+                row.settings = {**typed_settings(extra[row.image_name]), **row.settings}
             yield row
 
 
-def _read_frame(path: Path) -> Any:
-    import pandas as pd
+def _batches(path: Path) -> tuple[list[str], Iterator[list[dict[str, Any]]]]:
+    """The table's column names and its rows in record batches (pyarrow; never the whole table at once).
+    CSV cells are read as text and typed by cells.typed_settings, so one odd cell cannot fail a block."""
+    import pyarrow as pa
 
     try:
         if path.suffix == ".parquet":
-            return pd.read_parquet(path)
-        return pd.read_csv(path, keep_default_na=True)
-    except Exception as exc:
+            import pyarrow.parquet as pq
+
+            table = pq.ParquetFile(path)
+            schema = table.schema_arrow
+            names = list(schema.names)
+            keep = [c for c in names if c in _COLUMNS]
+            nested = [f"{f.name} ({f.type})" for f in schema if f.name in keep and pa.types.is_nested(f.type)]
+            if "prompt" in [n.split(" ")[0] for n in nested]:
+                raise InputError(f"{path}: its `prompt` column holds {schema.field('prompt').type} values, not text. "
+                                 "Write the prompts as one text column and ingest again.")
+            if nested:
+                raise InputError(f"{path}: the column(s) {', '.join(nested)} hold lists or records where the studio "
+                                 "reads plain numbers or text. Flatten or drop them and ingest again.")
+            batches = (b.to_pylist() for b in table.iter_batches(batch_size=TABLE_BATCH, columns=keep))
+            return names, batches
+        import pyarrow.csv as pacsv
+
+        with open(path, "rb") as f:
+            header = pacsv.open_csv(f, read_options=pacsv.ReadOptions(block_size=1 << 20)).schema.names
+        keep = [c for c in header if c in _COLUMNS]
+        reader = pacsv.open_csv(
+            path, read_options=pacsv.ReadOptions(block_size=16 << 20),
+            convert_options=pacsv.ConvertOptions(include_columns=keep, column_types={c: pa.string() for c in keep},
+                                                 strings_can_be_null=True))
+        return list(header), (b.to_pylist() for b in reader)
+    except InputError:
+        raise
+    except (pa.ArrowException, OSError, ValueError) as exc:
         raise InputError(f"Could not read {path} as a {path.suffix[1:]} table ({exc}).") from exc
 
 
 def read_table(path: Path) -> Iterator[Row]:
-    """A metadata .parquet or .csv with DiffusionDB's columns (any subset that has `prompt`)."""
-    frame = _read_frame(path)
-    if "prompt" not in frame.columns:
+    """A metadata .parquet or .csv with DiffusionDB's columns (any subset that has `prompt`), streamed."""
+    import pyarrow as pa
+
+    names, batches = _batches(path)
+    if "prompt" not in names:
         raise InputError(
-            f"{path} has no `prompt` column (it has: {', '.join(map(str, frame.columns))}). "
+            f"{path} has no `prompt` column (it has: {', '.join(map(str, names))}). "
             "A DiffusionDB metadata table needs at least `prompt`; `image_name`, `seed`, `cfg`, ... are optional."
         )
-    keep = [c for c in frame.columns if c in _COLUMNS]
-    frame = frame[keep].rename(columns=_COLUMNS)
-    records = frame.to_dict("records")
-    for i, rec in enumerate(records):
-        prompt = rec.pop("prompt")
-        if not isinstance(prompt, str):
-            prompt = "" if prompt is None or (isinstance(prompt, float) and math.isnan(prompt)) else str(prompt)
-        name = rec.pop("image_name", None)
-        settings = _settings(rec)
-        part = f"part-{settings['part_id']:06d}" if "part_id" in settings else path.stem
-        yield Row(str(name) if _value(name) is not None else f"{path.stem}-row{i:07d}", prompt, part, settings)
+    i = 0
+    try:
+        for batch in batches:
+            for rec in batch:
+                rec = {_COLUMNS[k]: v for k, v in rec.items()}
+                prompt = plain(rec.pop("prompt"))
+                prompt = "" if prompt is None else prompt if isinstance(prompt, str) else str(prompt)
+                name = plain(rec.pop("image_name", None))
+                notes: list[str] = []
+                settings = typed_settings(rec, notes, f" (row {i + 1:,})")
+                part = f"part-{settings['part_id']:06d}" if "part_id" in settings else path.stem
+                yield Row(str(name) if name is not None else f"{path.stem}-row{i:07d}", prompt, part, settings,
+                          notes=notes or None)
+                i += 1
+    except pa.ArrowException as exc:  # a malformed block further down the file
+        raise InputError(f"Could not read {path} past row {i:,} ({exc}). Rows before it were read; fix the "
+                         "file and ingest again (what is stored is kept).") from exc
 
 
 # -- hub:2m:1-5 ----------------------------------------------------------------------------
