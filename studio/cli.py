@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from studio.config import Settings
@@ -270,3 +271,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted: run the same command again to resume.", file=sys.stderr)
         return 130
+    except Exception as exc:  # a bug or a case we did not foresee: one line, the traceback in a file
+        log = _log_traceback(args)
+        if args.json:
+            print(json.dumps({"error": f"{type(exc).__name__}: {exc}", "type": "UnexpectedError"}))
+        print(f"error: {type(exc).__name__}: {str(exc)[:300]} (unexpected; the traceback is in {log}; "
+              "what is stored is kept, and a rerun resumes)", file=sys.stderr)
+        return 2
+
+
+def _log_traceback(args: argparse.Namespace) -> str:
+    """Write the current exception's traceback under STUDIO_HOME/logs; returns where."""
+    import traceback
+
+    try:
+        home = Settings.from_env(home=getattr(args, "home", None)).home
+        folder = Path(home) / "logs"
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / "cli-error.log"
+        path.write_text(traceback.format_exc(), encoding="utf-8")
+        return str(path)
+    except Exception:  # the home is unwritable too: the traceback goes to stderr after all
+        traceback.print_exc()
+        return "the lines above"

@@ -90,7 +90,9 @@ class Studio:
         with self._store_lock:
             if self._store is None or (create and not self._store_created):
                 embedder = self.embedder
-                self._store = PromptStore(self.client, embedder.name, embedder.dim, create=create)
+                self._store = PromptStore(self.client, embedder.name, embedder.dim, create=create,
+                                          fingerprint=getattr(embedder, "fingerprint", None),
+                                          probe=getattr(embedder, "embed_texts", None))
                 self._store_created = create
             return self._store
 
@@ -171,7 +173,8 @@ class Studio:
     def models(self) -> list[dict[str, Any]]:
         """Each role: where it would load from and whether it is there (no network)."""
         return [{"role": role, "ref": (loc := locate(role, self.settings)).ref, "found": loc.found,
-                 "path": str(loc.path) if loc.path else None, "starter": loc.starter, "status": loc.describe()}
+                 "path": str(loc.path) if loc.path else None, "starter": loc.starter, "status": loc.describe(),
+                 "problem": loc.problem}
                 for role in ROLES]
 
     def check_store(self) -> str | None:

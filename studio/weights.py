@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,12 +31,15 @@ class ModelLocation:
     hub_id: str | None  # what a download would fetch (None: not a hub reference)
     looked: list[Path] = field(default_factory=list)
     starter: bool = False  # the bundled starter LLM stands in for a missing one
+    problem: str | None = None  # found, but it cannot be loaded as it is (a corrupt GGUF, a CLIP without files)
 
     @property
     def found(self) -> bool:
         return self.path is not None
 
     def describe(self) -> str:
+        if self.problem:
+            return f"unreadable: {self.problem}"
         if self.path is not None:
             extra = " (starter model: set STUDIO_LLM_MODEL to a Llama 2 GGUF to switch)" if self.starter else ""
             return f"{self.path}{extra}"
@@ -49,6 +53,52 @@ def _usable(role: str, path: Path) -> bool:
         return (path / "config.json").is_file()
     # SDXL: a diffusers folder or one single-file checkpoint.
     return (path / "model_index.json").is_file() or (path.is_file() and path.suffix == ".safetensors")
+
+
+_OLD_GGML = {b"ggml", b"ggmf", b"ggjt", b"lmgg", b"fmgg", b"tjgg"}
+
+
+def gguf_problem(path: Path) -> str | None:
+    """Why llama.cpp would fail to load this file, from its first bytes (None: it looks like a GGUF)."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(24)
+        size = path.stat().st_size
+    except OSError as exc:
+        return f"cannot read {path} ({exc}); check the path and its permissions"
+    magic = head[:4]
+    if magic in _OLD_GGML:
+        return (f"{path.name} is an old GGML file; llama.cpp now reads only GGUF: download the .gguf version "
+                "of the model")
+    if magic != b"GGUF":
+        empty = "; it is empty" if not magic else ""
+        return f"{path.name} is not a GGUF file (it starts with {magic!r}, not b'GGUF'){empty}"
+    version = int.from_bytes(head[4:8], "little")
+    if not 1 <= version <= 3 or size < 1024:
+        return f"{path.name} is a truncated or corrupt GGUF (version {version}, {size:,} bytes)"
+    return None
+
+
+def clip_problem(path: Path) -> str | None:
+    """What a CLIP folder lacks to load (None: config, weights, tokenizer and image processor are there)."""
+    try:
+        json.loads((path / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        return f"{path / 'config.json'} is not readable JSON ({exc})"
+    needs = {"weights (model.safetensors)": ("model.safetensors", "pytorch_model.bin"),
+             "tokenizer (vocab.json and merges.txt)": ("vocab.json", "tokenizer.json"),
+             "image processor (preprocessor_config.json)": ("preprocessor_config.json",)}
+    missing = [what for what, names in needs.items() if not any((path / n).is_file() for n in names)]
+    if missing:
+        return (f"the CLIP folder {path} has no {', no '.join(missing)}: copy the missing files from the same "
+                "model, or fetch a complete one with `python -m studio models --download clip`")
+    return None
+
+
+def _problem(role: str, path: Path) -> str | None:
+    if role == "llm":
+        return gguf_problem(path)
+    return clip_problem(path) if role == "clip" else None
 
 
 def _split_hub(role: str, ref: str) -> tuple[str, str | None] | None:
@@ -100,7 +150,8 @@ def locate(role: str, settings: Settings) -> ModelLocation:
             continue
         looked.append(path)
         if _usable(role, path):
-            return ModelLocation(role, ref, path.resolve(), hub[0] if hub else None, looked)
+            return ModelLocation(role, ref, path.resolve(), hub[0] if hub else None, looked,
+                                 problem=_problem(role, path))
     if role == "llm" and (starter := starter_llm()) is not None:
         return ModelLocation(role, ref, starter, None, looked, starter=True)
     return ModelLocation(role, ref, None, hub[0] if hub else None, looked)

@@ -62,3 +62,42 @@ def test_models_lists_every_role(tmp_path: Path, tiny_clip_dir: Path) -> None:
     models = {m["role"]: m for m in json.loads(out.stdout)["models"]}
     assert set(models) == {"clip", "llm", "sdxl"}
     assert models["clip"]["found"] and models["clip"]["path"] == str(tiny_clip_dir.resolve())
+
+
+def test_odd_tables_are_rc_2_or_typed_never_a_traceback(tmp_path: Path, tiny_clip_dir: Path) -> None:
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    home = tmp_path / "home"
+    prompts = ["a castle in the clouds, oil painting", "a fox in the snow, watercolor", "a robot, 3d render"]
+    # A string part_id (today: "Unknown format code 'd'") and a seed that is not a number.
+    pd.DataFrame({"prompt": prompts, "part_id": ["part-000003", "12", "x"], "seed": ["42", "x", "7.0"],
+                  "cfg": ["7.5", "high", None]}).to_parquet(tmp_path / "strings.parquet")
+    out = run("ingest", str(tmp_path / "strings.parquet"), "--json", home=home, clip=tiny_clip_dir)
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)
+    assert report["cells_left_out"] == 3  # part_id 'x', seed 'x', cfg 'high'
+    assert "seed 'x' (row 2) is not a whole number" in report["summary"]
+    out = run("search", prompts[0], "--json", "-k", "3", home=home, clip=tiny_clip_dir)
+    metas = {r["prompt"]: r["metadata"] for r in json.loads(out.stdout)["results"]}
+    assert metas[prompts[0]]["seed"] == 42 and metas[prompts[0]]["cfg"] == 7.5
+    assert "seed" not in metas[prompts[1]] and "cfg" not in metas[prompts[1]]
+    assert metas[prompts[2]]["seed"] == 7
+    assert json.loads(metas[prompts[1]]["counts"]) == {"part-000012": 1}
+    # Nested types: refused with a message that names the column.
+    pq.write_table(pa.table({"prompt": prompts, "seed": [[1], [2], [3]]}), tmp_path / "nested.parquet")
+    out = run("ingest", str(tmp_path / "nested.parquet"), home=home, clip=tiny_clip_dir)
+    assert out.returncode == 2 and "Traceback" not in out.stderr and "seed (list<" in out.stderr.lower()
+    pq.write_table(pa.table({"prompt": [{"text": p} for p in prompts]}), tmp_path / "struct.parquet")
+    out = run("ingest", str(tmp_path / "struct.parquet"), home=home, clip=tiny_clip_dir)
+    assert out.returncode == 2 and "`prompt` column holds struct" in out.stderr
+
+
+def test_a_store_folder_that_is_a_file_is_one_line_rc_2(tmp_path: Path, tiny_clip_dir: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "store").write_text("not a folder")
+    out = run("stats", home=home, clip=tiny_clip_dir)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert out.stderr.strip().startswith("error: ") and len(out.stderr.strip().splitlines()) == 1

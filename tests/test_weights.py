@@ -73,3 +73,32 @@ def test_a_failed_download_says_so_in_one_line(tmp_path: Path) -> None:
     message = eval(out.stdout.strip().splitlines()[-1])  # noqa: S307 - the repr printed above
     assert message.startswith("Could not download 'openai/clip-vit-base-patch32'"), message
     assert "\n" not in message and str(tmp_path / "clip-vit-base-patch32") in message
+
+
+def test_the_library_shows_a_corrupt_gguf_and_a_partial_clip_as_unreadable(tiny_clip_dir: Path, tmp_path: Path):
+    from studio.studio import Studio
+    from studio.ui.views import models_markdown
+
+    bad = tmp_path / "llama-2-7b-chat.Q4_K_M.gguf"
+    bad.write_bytes(b"<html>404 Not Found</html>" * 100)  # what a failed download often leaves
+    partial = tmp_path / "clip-partial"
+    shutil.copytree(tiny_clip_dir, partial)
+    (partial / "preprocessor_config.json").unlink()
+    models = Studio(Settings(models_dir=tmp_path, clip_model=str(partial), offline=True)).models()
+    by_role = {m["role"]: m for m in models}
+    assert by_role["llm"]["status"].startswith("unreadable: ") and "not a GGUF file" in by_role["llm"]["status"]
+    assert "preprocessor_config.json" in by_role["clip"]["problem"]
+    table = models_markdown(models)
+    assert table.count("**unreadable**") == 2 and "**ready**" not in table
+
+
+def test_a_clip_folder_without_an_image_processor_is_rc_2_with_a_message(tiny_clip_dir: Path, tmp_path: Path):
+    partial = tmp_path / "clip-partial"
+    shutil.copytree(tiny_clip_dir, partial)
+    (partial / "preprocessor_config.json").unlink()
+    env = os.environ | {"STUDIO_HOME": str(tmp_path / "home"), "STUDIO_CLIP_MODEL": str(partial)}
+    out = subprocess.run([sys.executable, "-m", "studio", "search", "a cat"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and "image processor" in out.stderr
+    assert [line for line in out.stderr.splitlines() if line.strip()] == [out.stderr.strip()]  # one line

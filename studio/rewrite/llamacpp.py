@@ -11,14 +11,13 @@ from typing import Any
 
 from studio.config import DEFAULT_LLM, Settings
 from studio.errors import ModelMissingError, StudioError
-from studio.weights import ModelLocation, download, how_to_get, locate
+from studio.weights import ModelLocation, download, gguf_problem, how_to_get, locate
 
 STARTER_NOTICE = (
     "Using the starter model SmolLM2-135M-Instruct (small and quick, but rough). For better rewrites put a "
     f"Llama 2 7B chat GGUF ({DEFAULT_LLM}) in models/, or set STUDIO_LLM_MODEL (or --llm-model) to a GGUF path "
     "or a hub file such as TheBloke/Llama-2-7B-Chat-GGUF/llama-2-7b-chat.Q4_K_M.gguf."
 )
-_OLD_MAGIC = {b"ggml", b"ggmf", b"ggjt", b"lmgg", b"fmgg", b"tjgg"}
 _PATCH = threading.Lock()
 
 
@@ -42,18 +41,9 @@ def find_gguf(settings: Settings) -> ModelLocation:
 
 def check_gguf(path: Path) -> None:
     """A clear message for files llama.cpp would only answer with 'Failed to load model'."""
-    try:
-        with open(path, "rb") as f:
-            magic = f.read(4)
-    except OSError as exc:
-        raise ModelMissingError(f"Cannot read the LLM file {path} ({exc}); check the path and its permissions.") from exc
-    if magic == b"GGUF":
-        return
-    if magic in _OLD_MAGIC:
-        why = "an old GGML file; llama.cpp now reads only GGUF: download the .gguf version of the model"
-    else:
-        why = f"not a GGUF file (it starts with {magic!r}, not b'GGUF'){'; it is empty' if not magic else ''}"
-    raise StudioError(f"{path} is {why}. Download it again, or set STUDIO_LLM_MODEL to another .gguf file.")
+    problem = gguf_problem(path)
+    if problem:
+        raise StudioError(f"{problem}. Download it again, or set STUDIO_LLM_MODEL to another .gguf file.")
 
 
 def default_threads() -> int:

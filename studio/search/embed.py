@@ -37,6 +37,30 @@ def load_image_processor(path: Path | str) -> Any:
     return cls.from_pretrained(str(path))
 
 
+# Tensors hashed into a model's fingerprint: the two projections (every fine-tune moves them) and the inputs.
+_FINGERPRINT_TENSORS = ("text_projection.weight", "visual_projection.weight",
+                        "text_model.embeddings.token_embedding.weight", "vision_model.embeddings.patch_embedding.weight")
+
+
+def fingerprint(model: Any) -> str:
+    """Which weights these are, cheaply: a hash of the config (paths and versions left out) and of the
+    start and end of a few tensors, at fp16 precision (a model and its fp16 copy agree). Two folders with
+    the same name and different weights get different fingerprints; the same weights anywhere, the same."""
+    import hashlib
+    import json
+
+    digest = hashlib.sha256()
+    config = {k: v for k, v in model.config.to_dict().items() if not k.startswith("_") and k != "transformers_version"}
+    digest.update(json.dumps(config, sort_keys=True, default=str).encode())
+    state = model.state_dict()
+    for name in _FINGERPRINT_TENSORS:
+        if name in state:
+            flat = state[name].detach().reshape(-1)
+            for part in (flat[:65_536], flat[-65_536:]):
+                digest.update(part.float().cpu().half().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
 class ClipEmbedder:
     """Text and image embeddings from one CLIP model; the model is passed in (tests use tiny ones)."""
 
@@ -44,6 +68,7 @@ class ClipEmbedder:
         import torch
 
         self.name = name
+        self.fingerprint = fingerprint(model)  # before the cast to the device's dtype
         self.device = device
         self.dtype = torch.float16 if device == "cuda" else torch.float32
         self.model = model.to(device=device, dtype=self.dtype).eval()
@@ -56,13 +81,25 @@ class ClipEmbedder:
         """From a local folder, models/<name>, or (online) the hub; raises ModelMissingError."""
         from transformers import CLIPModel, CLIPTokenizer
 
+        from studio.errors import ModelMissingError
         from studio.weights import ensure
 
         loc = ensure("clip", settings)
-        model = CLIPModel.from_pretrained(str(loc.path))
-        tokenizer = CLIPTokenizer.from_pretrained(str(loc.path))
-        processor = load_image_processor(loc.path)
-        return cls(model, tokenizer, processor, name=settings.clip_model, device=pick_device(settings.device))
+        if loc.problem:  # a folder without its tokenizer or image processor: said before any weights load
+            raise ModelMissingError(loc.problem[:1].upper() + loc.problem[1:] + ".")
+        parts = (("weights", "config.json and model.safetensors", CLIPModel.from_pretrained),
+                 ("tokenizer", "vocab.json, merges.txt and tokenizer_config.json", CLIPTokenizer.from_pretrained),
+                 ("image processor", "preprocessor_config.json", load_image_processor))
+        loaded = []
+        for what, files, load in parts:
+            try:
+                loaded.append(load(str(loc.path)))
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise ModelMissingError(
+                    f"The CLIP folder {loc.path} has no usable {what} ({type(exc).__name__}: {str(exc)[:200]}). "
+                    f"A CLIP folder needs {files}: copy what is missing from the same model, or fetch a complete one with "
+                    "`python -m studio models --download clip`.") from exc
+        return cls(*loaded, name=settings.clip_model, device=pick_device(settings.device))
 
     def count_tokens(self, text: str) -> int:
         """CLIP tokens of the text, start and end tokens included (over 77: truncated)."""

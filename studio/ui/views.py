@@ -133,7 +133,8 @@ def stats_markdown(stats: dict[str, Any]) -> str:
 def models_markdown(models: list[dict[str, Any]]) -> str:
     lines = ["| model | status |", "|---|---|"]
     for m in models:
-        mark = "**ready**" if m["found"] and not m["starter"] else ("**starter**" if m["found"] else "**missing**")
+        mark = ("**unreadable**" if m.get("problem") else "**ready**" if m["found"] and not m["starter"]
+                else "**starter**" if m["found"] else "**missing**")
         lines.append(f"| {MODEL_ROLES.get(m['role'], m['role'])} | {mark} {m['status']} |")
     return "\n".join(lines)
 
@@ -141,7 +142,7 @@ def models_markdown(models: list[dict[str, Any]]) -> str:
 def missing_note(models: list[dict[str, Any]], role: str) -> str:
     """One line for a tab that needs `role`, empty when the model is there."""
     for m in models:
-        if m["role"] == role and not m["found"]:
+        if m["role"] == role and (not m["found"] or m.get("problem")):
             return f"⚠️ {m['status']}"
     return ""
 
