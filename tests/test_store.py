@@ -58,6 +58,69 @@ def test_same_name_other_dimension_is_refused(studio: Studio, other_clip, tmp_pa
         swapped.search("a castle")
 
 
+@pytest.fixture(scope="module")
+def same_name_other_weights(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path):
+    """A copy of the tiny CLIP's folder name with other weights (a fine-tune, another revision), same size."""
+    from studio.config import Settings
+    from studio.search.embed import ClipEmbedder
+
+    folder = build_clip(tmp_path_factory.mktemp("elsewhere") / tiny_clip_dir.name, seed=7)
+    return ClipEmbedder.load(Settings(clip_model=str(folder), offline=True, device="cpu"))
+
+
+def _records(studio: Studio) -> dict[str, int]:
+    return {c.name: c.count() for c in studio.client.list_collections()}
+
+
+def test_same_folder_name_other_weights_is_refused_and_the_store_unchanged(studio: Studio, same_name_other_weights):
+    studio.ingest(str(SAMPLE / "metadata-fullparams-promptsdvis-first99.csv"))
+    before = _records(studio)
+    assert same_name_other_weights.fingerprint != studio.embedder.fingerprint
+    assert model_key(same_name_other_weights.name) == studio.store.key  # the old guard saw one model
+    swapped = Studio(studio.settings.with_(clip_model=same_name_other_weights.name), embedder=same_name_other_weights)
+    with pytest.raises(StoreMismatchError) as err:
+        swapped.ingest(str(SAMPLE_IMAGES))
+    message = str(err.value)
+    assert studio.embedder.fingerprint in message and same_name_other_weights.fingerprint in message
+    assert studio.settings.clip_model in message and same_name_other_weights.name in message
+    assert "nothing was changed" in message and "another name" in message
+    with pytest.raises(StoreMismatchError):
+        swapped.search("a castle")
+    assert _records(studio) == before
+
+
+def test_the_same_weights_under_another_path_open_the_store(studio: Studio, tiny_clip_dir: Path, tmp_path: Path):
+    import shutil
+
+    from studio.search.embed import ClipEmbedder
+
+    studio.ingest(str(SAMPLE_IMAGES))
+    copy = shutil.copytree(tiny_clip_dir, tmp_path / "moved" / tiny_clip_dir.name)
+    moved = ClipEmbedder.load(studio.settings.with_(clip_model=str(copy)))
+    assert moved.fingerprint == studio.embedder.fingerprint
+    assert Studio(studio.settings.with_(clip_model=str(copy)), embedder=moved).search("a castle").results
+
+
+def test_a_store_from_before_fingerprints_is_checked_by_its_own_vectors(studio: Studio, same_name_other_weights):
+    from studio.search.store import PromptStore
+
+    legacy = PromptStore(studio.client, studio.embedder.name, studio.embedder.dim)  # as stores were made before
+    from studio.ingest.pipeline import ingest_rows
+    from studio.ingest.sources import read_source
+
+    ingest_rows(read_source(str(SAMPLE / "metadata-fullparams-promptsdvis-first99.csv"), studio.settings.home, True),
+                legacy, studio.embedder, bars=False)
+    assert "fingerprint" not in (legacy.collections["prompts"].metadata or {})
+    swapped = Studio(studio.settings.with_(clip_model=same_name_other_weights.name), embedder=same_name_other_weights)
+    with pytest.raises(StoreMismatchError, match=r"do not match what this model makes \(similarity"):
+        swapped.search("a castle")
+    assert studio.search("a castle").results  # the model that made it: checked, then its fingerprint recorded
+    meta = studio.client.get_collection(legacy.names["images"]).metadata
+    assert meta["fingerprint"] == studio.embedder.fingerprint
+    with pytest.raises(StoreMismatchError, match="fingerprint"):
+        Studio(studio.settings, embedder=same_name_other_weights).search("a castle")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -110,6 +173,14 @@ def test_server_store_ingests_searches_and_refuses(settings, embedder, other_cli
     other = Studio(settings.with_(chroma_url=chroma_url, clip_model=other_clip.name), embedder=other_clip)
     with pytest.raises(StoreMismatchError, match="tiny-clip"):
         other.search("a castle")
+
+
+def test_server_store_refuses_same_name_other_weights(settings, embedder, same_name_other_weights, chroma_url: str):
+    studio = Studio(settings.with_(chroma_url=chroma_url), embedder=embedder)
+    studio.ingest(str(SAMPLE_IMAGES))
+    swapped = Studio(settings.with_(chroma_url=chroma_url), embedder=same_name_other_weights)
+    with pytest.raises(StoreMismatchError, match="fingerprint"):
+        swapped.ingest(str(SAMPLE_IMAGES))
 
 
 def test_unreachable_server_says_how_to_start_one(settings, embedder) -> None:

@@ -8,7 +8,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 from urllib.parse import urlparse
 
 import numpy as np
@@ -17,6 +17,8 @@ from studio.errors import StoreMismatchError, StoreUnavailableError
 
 KINDS = ("prompts", "images")
 SCHEMA = 1
+PROBE_RECORDS = 4  # stored prompts re-encoded to check an index made before fingerprints
+PROBE_AGREEMENT = 0.98  # the same model gives ~1.0 (fp16 vs fp32 ~0.999); another gives ~0
 
 
 @dataclass
@@ -81,10 +83,15 @@ def open_client(store_dir: Path, chroma_url: str | None = None) -> Any:
 class PromptStore:
     """Chroma collections for one CLIP model; refuses stores built with another model."""
 
-    def __init__(self, client: Any, clip_model: str, dim: int, create: bool = True) -> None:
+    def __init__(self, client: Any, clip_model: str, dim: int, create: bool = True, fingerprint: str | None = None,
+                 probe: Callable[[list[str]], np.ndarray] | None = None) -> None:
+        """fingerprint: the CLIP's (studio.search.embed.fingerprint); an index made by another is refused.
+        probe: the CLIP's text encoder, to check an index made before fingerprints were recorded."""
         self.client = client
         self.clip_model = clip_model
         self.dim = dim
+        self.fingerprint = fingerprint
+        self.probe = probe
         self.key = model_key(clip_model)
         self.names = {kind: f"{kind}__{self.key}" for kind in KINDS}
         self._check_model(create)
@@ -103,6 +110,7 @@ class PromptStore:
                     f"{self.clip_model!r} makes {self.dim}-d ones: the weights in that folder changed. "
                     f"Point STUDIO_HOME at a new folder, or restore the model that built it ({meta.get('clip_model')})."
                 )
+            self._check_fingerprint(mine)
             return
         others = [c.metadata or {} for name, c in existing.items() if name.startswith("prompts__")]
         if others and not create:
@@ -112,6 +120,46 @@ class PromptStore:
                 f"that model to search it, or run `python -m studio ingest SOURCE` to build an index for "
                 f"{self.clip_model!r} beside it (vectors of two models never mix)."
             )
+
+    def _check_fingerprint(self, col: Any) -> None:
+        """Same folder name is not same model: refuse an index another CLIP made. An index from before
+        fingerprints is checked by re-encoding a few of its prompts, then gets this model's fingerprint."""
+        meta = col.metadata or {}
+        theirs = meta.get("fingerprint")
+        if self.fingerprint is None or theirs == self.fingerprint:
+            return
+        if theirs is None:
+            agree = self._probe(col)
+            if agree is not None and agree < PROBE_AGREEMENT:
+                raise StoreMismatchError(self._mismatch(meta, f"its stored vectors do not match what this model "
+                                                              f"makes (similarity {agree:.2f} on its own prompts)"))
+            for kind in KINDS:  # recorded now: the next open is a string compare
+                other = self.client.get_or_create_collection(f"{kind}__{self.key}", embedding_function=None)
+                other.modify(metadata={**(other.metadata or {}), "fingerprint": self.fingerprint})
+            return
+        raise StoreMismatchError(self._mismatch(meta, f"it was built by a CLIP with fingerprint {theirs}, and "
+                                                      f"this one has {self.fingerprint}"))
+
+    def _probe(self, col: Any) -> float | None:
+        """The lowest cosine between a few stored prompt vectors and this model's vectors of their text."""
+        if self.probe is None:
+            return None
+        got = col.get(limit=PROBE_RECORDS, include=["documents", "embeddings"])
+        pairs = [(d, e) for d, e in zip(got.get("documents") or [], got.get("embeddings") if got.get("embeddings")
+                                        is not None else []) if d]
+        if not pairs:
+            return None
+        fresh = np.asarray(self.probe([d for d, _ in pairs]), np.float32)
+        stored = np.asarray([e for _, e in pairs], np.float32)
+        stored /= np.linalg.norm(stored, axis=1, keepdims=True).clip(1e-12)
+        return float((fresh * stored).sum(axis=1).min())
+
+    def _mismatch(self, meta: dict[str, Any], why: str) -> str:
+        return (f"The index {self.names['prompts']!r} in this store was made with {meta.get('clip_model')!r}, but "
+                f"STUDIO_CLIP_MODEL is {self.clip_model!r} with other weights: {why}. Vectors of two models never "
+                f"mix, so nothing was changed. Point STUDIO_CLIP_MODEL back at the model that built it, or let the "
+                f"new model build its own index beside the old: give its folder another name (for example "
+                f"{self.key}-v2) and ingest again.")
 
     def _collection(self, kind: str, create: bool) -> Any:
         name = self.names[kind]
@@ -124,7 +172,8 @@ class PromptStore:
             name,
             configuration={"hnsw": {"space": "cosine"}},
             embedding_function=None,
-            metadata={"clip_model": self.clip_model, "dim": self.dim, "schema": SCHEMA, "kind": kind},
+            metadata={"clip_model": self.clip_model, "dim": self.dim, "schema": SCHEMA, "kind": kind,
+                      **({"fingerprint": self.fingerprint} if self.fingerprint else {})},
         )
 
     # -- writing -------------------------------------------------------------------------
