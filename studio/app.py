@@ -55,18 +55,34 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
     # Gradio keeps the images it shows in its cache: keep that cache with the user's data.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.home / "cache" / "gradio"))
 
+    from dataclasses import replace
+
+    from studio.config import PROJECT_ROOT
     from studio.firstrun import FirstRun, use_prebuilt_store
     from studio.studio import Studio
     from studio.ui import build_ui
+    from studio.ui.defaults import ui_defaults
 
     if not args.no_sample and use_prebuilt_store(settings):
         print(f"Prompt Studio: copied the prebuilt sample index into {settings.store_dir}", file=sys.stderr)
     studio = Studio.from_settings(settings)
     first_run = FirstRun(studio, ingest_sample=not args.no_sample)
-    demo = build_ui(studio, first_run)
+    defaults = ui_defaults(settings)
+    if args.host not in LOOPBACK or args.share:  # others can reach the page: typed paths stay in our folders
+        roots = dict.fromkeys(str(p) for p in (settings.home, settings.models_dir, PROJECT_ROOT / "data"))
+        defaults = replace(defaults, ingest_roots=tuple(roots))
+    demo = build_ui(studio, first_run, defaults)
     print(f"Prompt Studio: store {settings.chroma_url or settings.store_dir}", file=sys.stderr)
     settings.outputs_dir.mkdir(parents=True, exist_ok=True)
+    app_kwargs: dict = {}
+    if auth:  # every endpoint behind the login (Gradio leaves some open), and wrong passwords rate-limited
+        from starlette.middleware import Middleware
+
+        from studio.gate import LoginGate
+
+        app_kwargs["middleware"] = [Middleware(LoginGate)]
     demo.queue(default_concurrency_limit=4).launch(
+        app_kwargs=app_kwargs,
         server_name=args.host, server_port=args.port, share=args.share, auth=auth, show_error=True,
         inbrowser=False, max_file_size=MAX_UPLOAD,
         # Only generated images and the shipped sample may be fetched as files; nothing else on disk.

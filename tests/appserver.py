@@ -27,17 +27,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def serve(home: Path, clip: str, models_dir: Path, sdxl: str | None = None) -> tuple[subprocess.Popen, str]:
+def serve(home: Path, clip: str, models_dir: Path, sdxl: str | None = None, *, args: tuple[str, ...] = (),
+          env_extra: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
     """Start launch.py on a free port; return once it answers HTTP 200 (models load in the background)."""
     port = free_port()
     env = os.environ | {"STUDIO_HOME": str(home), "STUDIO_CLIP_MODEL": clip, "STUDIO_MODELS_DIR": str(models_dir),
-                        "STUDIO_DEVICE": "cpu"}
+                        "STUDIO_DEVICE": "cpu"} | (env_extra or {})
     if sdxl:
         env["STUDIO_SDXL_MODEL"] = sdxl
     home.parent.mkdir(parents=True, exist_ok=True)
     log_path = home.parent / f"launch-{port}.log"
     log = open(log_path, "w")
-    proc = subprocess.Popen([sys.executable, "launch.py", "--port", str(port)], cwd=ROOT, env=env,
+    proc = subprocess.Popen([sys.executable, "launch.py", "--port", str(port), *args], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.monotonic() + 90

@@ -22,6 +22,8 @@ class UIDefaults:
     sampler: str = PROFILES["standard"].scheduler
     results: int = 10  # search results per query
     space: bool = False  # running as a Hugging Face Space demo
+    # Served beyond this machine: the Library ingests server paths only under these folders (empty: anywhere).
+    ingest_roots: tuple[str, ...] = ()
 
 
 def in_space(env: Mapping[str, str] | None = None) -> bool:

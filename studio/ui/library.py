@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -24,6 +25,17 @@ HOW_TO = """**When a model is missing** the rest of the studio keeps working:
 Restart the studio after adding a model. See `models/README.md` for what goes where."""
 
 
+def confined(source: str, roots: tuple[str, ...]) -> None:
+    """Served beyond this machine, a typed path must lie under one of `roots` (links followed), so that a
+    visitor cannot make the server read any file it can; hub specs and uploads are not server paths."""
+    if not roots or source.startswith("hub:"):
+        return
+    real = Path(source).expanduser().resolve()
+    if not any(real.is_relative_to(Path(root).expanduser().resolve()) for root in roots):
+        raise InputError(f"This studio is served to other machines, so the Library reads server files only under "
+                         f"{', '.join(roots)}. Move {Path(source).name or source} there, or upload it.")
+
+
 def library_tab(studio: Studio, defaults: UIDefaults) -> gr.Tab:
     def stats() -> tuple[str, dict]:
         s = studio.stats()
@@ -40,6 +52,8 @@ def library_tab(studio: Studio, defaults: UIDefaults) -> gr.Tab:
                              "your outputs/ folder, or hub:2m:1-2 (online).")
         if defaults.space and not upload:
             raise InputError("In this demo Space, upload a file to ingest; reading the server's folders is off.")
+        if not upload:
+            confined(str(source), defaults.ingest_roots)
         progress(0, desc="Reading…")
 
         def tick(phase: str, done: int, total: int) -> None:
