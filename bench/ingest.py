@@ -157,7 +157,7 @@ def report(kind: str, unit: str, encode: Arm, add: Arm, ingest: Arm, extra: list
 
 def bench_prompts(args: argparse.Namespace, tmp: Path, embedder: Any, batch: int) -> bool:
     from studio.config import Settings
-    from studio.ingest.pipeline import group_rows, IngestReport, prompt_metadata
+    from studio.ingest.pipeline import IngestReport, count_prompts, first_rows, prompt_metadata
     from studio.studio import Studio
     from studio.ingest.sources import read_table
     from studio.search.store import PromptStore, open_client
@@ -171,7 +171,7 @@ def bench_prompts(args: argparse.Namespace, tmp: Path, embedder: Any, batch: int
     # What the raw add writes: ingest's own ids, metadata and documents, in ingest's batch size.
     records = []
     for path, _ in slices:
-        groups, _ = group_rows(read_table(path), IngestReport(str(path)))
+        groups = list(first_rows(read_table(path), count_prompts(read_table(path), IngestReport(str(path)))))
         records.append(([g.id for g in groups], [prompt_metadata(g, "diffusiondb", None) for g in groups],
                         [g.first.prompt.strip() for g in groups]))
     vectors: dict[int, Any] = {}
@@ -202,7 +202,7 @@ def bench_prompts(args: argparse.Namespace, tmp: Path, embedder: Any, batch: int
 def bench_images(args: argparse.Namespace, tmp: Path, embedder: Any, batch: int) -> bool:
     from studio.config import Settings
     from studio.images import open_image
-    from studio.ingest.pipeline import IngestReport, group_rows, image_metadata
+    from studio.ingest.pipeline import image_metadata, image_rows
     from studio.studio import Studio
     from studio.images import read_location
     from studio.ingest.sources import read_folder
@@ -210,7 +210,7 @@ def bench_images(args: argparse.Namespace, tmp: Path, embedder: Any, batch: int)
 
     start = time.perf_counter()
     parts = image_parts(args.images, args.rounds, tmp / "parts")
-    rows = [group_rows(read_folder(p), IngestReport(p.name))[1] for p in parts]
+    rows = [list(image_rows(read_folder(p))) for p in parts]
     n = sum(map(len, rows))
     img_batch = max(1, batch // 2)  # what ingest_rows uses for images
     print(f"\n## images: {n} PNGs (the 3 real sample images, 512x704 and 640x640, varied) in {args.rounds} "

@@ -158,6 +158,29 @@ def test_hub_specs() -> None:
             parse_hub(bad)
     with pytest.raises(InputError, match="OFFLINE"):
         list(read_source("hub:2m:1", Path("/nonexistent"), offline=True))
+    assert parse_hub("hub:2m:metadata").parts == () and parse_hub("hub:large:metadata").subset == "large"
+
+
+def test_hub_metadata_ingests_the_whole_table_without_images(studio: Studio, tmp_path: Path, monkeypatch) -> None:
+    """hub:2m:metadata fetches metadata.parquet alone (huggingface_hub's download stands in for the hub)."""
+    import huggingface_hub
+
+    frame = pd.read_csv(FULLPARAMS).rename(columns={"image_filename": "image_name", "steps": "step"})
+    frame["part_id"] = np.uint16(3)
+    frame.to_parquet(tmp_path / "metadata.parquet")
+    asked: list[tuple[str, str]] = []
+
+    def download(repo: str, filename: str, **kwargs: object) -> str:
+        asked.append((repo, filename))
+        return str(tmp_path / filename)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", download)
+    studio = Studio(studio.settings.with_(offline=False), embedder=studio.embedder)
+    report = studio.ingest("hub:2m:metadata")
+    assert {a for a in asked} == {("poloclub/diffusiondb", "metadata.parquet")}
+    assert report.rows == 99 and report.images_new == 0 and report.prompts_new == frame["prompt"].map(normalise).nunique()
+    meta = studio.store.get("prompts", [prompt_id(frame["prompt"][0])])[0].metadata
+    assert json.loads(meta["counts"]) == {"part-000003": 1} and meta["steps"] == int(frame["step"][0])
 
 
 def test_same_part_from_two_sources_is_not_counted_twice(studio: Studio, tmp_path: Path) -> None:
@@ -225,3 +248,50 @@ def test_progress_counts_even_with_bars_disabled(settings, tmp_path: Path) -> No
     seen = eval(out.stdout.strip().splitlines()[-1])  # noqa: S307 - our own dict of ints
     assert seen["prompts"][0] == seen["prompts"][1] > 0
     assert seen["images"][0] == seen["images"][1] > 0
+
+
+def test_streamed_tables_give_the_same_store_as_a_whole_table_read(settings, embedder, tmp_path: Path) -> None:
+    """pyarrow record batches, three passes, compact counts: the store is the one a pandas read of the whole
+    table into Rows (the reader before streaming) gives, record for record and vector for vector."""
+    from studio.ingest.cells import typed_settings
+    from studio.ingest.pipeline import ingest_rows
+    from studio.ingest.sources import _COLUMNS, Row
+
+    streamed = Studio(settings.with_(home=tmp_path / "streamed"), embedder=embedder)
+    whole = Studio(settings.with_(home=tmp_path / "whole"), embedder=embedder)
+    for path in (EVERY400, FULLPARAMS):
+        streamed.ingest(str(path))
+        frame = pd.read_csv(path)
+        rows = []
+        for i, rec in enumerate(frame[[c for c in frame.columns if c in _COLUMNS]].rename(columns=_COLUMNS)
+                                .to_dict("records")):
+            prompt = rec.pop("prompt")
+            name = rec.pop("image_name", None)
+            s = typed_settings(rec)
+            rows.append(Row(str(name) if isinstance(name, str) else f"{path.stem}-row{i:07d}",
+                            prompt if isinstance(prompt, str) else "",
+                            f"part-{s['part_id']:06d}" if "part_id" in s else path.stem, s))
+        ingest_rows(rows, whole.store_for(create=True), embedder, label=str(path), bars=False)
+    a, b = dump(streamed), dump(whole)
+    assert a["prompts"]["ids"] == b["prompts"]["ids"] and len(a["prompts"]["ids"]) > 4000
+    assert a["prompts"]["metadatas"] == b["prompts"]["metadatas"]
+    assert a["prompts"]["documents"] == b["prompts"]["documents"]
+    assert np.array_equal(a["prompts"]["embeddings"], b["prompts"]["embeddings"])
+
+
+def test_dedupe_state_is_compact(tmp_path: Path) -> None:
+    """100k unique prompts over 3 parts: the counts take a few hundred bytes each, not a Row each."""
+    import tracemalloc
+
+    from studio.ingest.dedupe import PromptCounts
+
+    tracemalloc.start()
+    counts = PromptCounts()
+    for i in range(100_000):
+        counts.add(prompt_id(f"prompt number {i}"), f"part-{i % 3:06d}")
+    counts.add(prompt_id("prompt number 1"), "part-000002")
+    size, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert size / 100_000 < 200, size
+    assert counts.pop(prompt_id("prompt number 1")) == {"part-000001": 1, "part-000002": 1}
+    assert counts.pop(prompt_id("prompt number 1")) is None and len(counts) == 99_999

@@ -187,3 +187,98 @@ def test_unreachable_server_says_how_to_start_one(settings, embedder) -> None:
     studio = Studio(settings.with_(chroma_url=f"http://127.0.0.1:{_free_port()}"), embedder=embedder)
     with pytest.raises(StoreUnavailableError, match="chroma run --path"):
         studio.search("a castle")
+
+
+def _start_chroma(path: Path, port: int) -> subprocess.Popen:
+    import httpx
+
+    proc = subprocess.Popen([str(CHROMA), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    proc.kill()
+    pytest.fail("chroma run did not start within 60 s")
+
+
+def _server_prompts(port: int) -> int:
+    import chromadb
+
+    client = chromadb.HttpClient(host="127.0.0.1", port=port)
+    return sum(c.count() for c in client.list_collections() if c.name.startswith("prompts__"))
+
+
+def test_a_server_stopped_and_restarted_mid_ingest_loses_and_duplicates_nothing(tmp_path: Path, tiny_clip_dir: Path):
+    import json
+    import os
+
+    from tests.conftest import ROOT
+
+    port, data = _free_port(), tmp_path / "server"
+    server = _start_chroma(data, port)
+    env = os.environ | {"STUDIO_HOME": str(tmp_path / "home"), "STUDIO_CLIP_MODEL": str(tiny_clip_dir),
+                        "STUDIO_CHROMA_URL": f"http://127.0.0.1:{port}", "STUDIO_CHROMA_RETRY_S": "60"}
+    source = str(SAMPLE / "metadata-2m-every400th-image_name-prompt.csv")
+    cmd = [sys.executable, "-m", "studio", "ingest", source, "--json"]
+    ingest = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and ingest.poll() is None:
+            try:
+                if _server_prompts(port) > 0:
+                    break
+            except Exception:
+                pass
+            time.sleep(0.05)
+        assert ingest.poll() is None, "the ingest ended before the server could be stopped"
+        server.terminate()
+        server.wait(20)
+        time.sleep(3)  # the ingest meets a dead server for a few seconds
+        server = _start_chroma(data, port)
+        out, err = ingest.communicate(timeout=300)
+        assert ingest.returncode == 0, err[-2000:]
+        first = json.loads(out)
+        total = _server_prompts(port)
+        assert first["prompts_new"] + first["prompts_unchanged"] + first["prompts_updated"] == total
+        again = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        report = json.loads(again.stdout)
+        assert report["prompts_new"] == 0 and report["prompts_unchanged"] == total  # nothing lost, nothing twice
+        assert _server_prompts(port) == total
+    finally:
+        ingest.kill()
+        server.terminate()
+        server.wait(20)
+
+
+def test_a_server_that_stays_down_ends_the_ingest_in_one_line(tmp_path: Path, tiny_clip_dir: Path):
+    import os
+
+    from tests.conftest import ROOT
+
+    port, data = _free_port(), tmp_path / "server"
+    server = _start_chroma(data, port)
+    env = os.environ | {"STUDIO_HOME": str(tmp_path / "home"), "STUDIO_CLIP_MODEL": str(tiny_clip_dir),
+                        "STUDIO_CHROMA_URL": f"http://127.0.0.1:{port}", "STUDIO_CHROMA_RETRY_S": "3"}
+    cmd = [sys.executable, "-m", "studio", "ingest", str(SAMPLE / "metadata-2m-every400th-image_name-prompt.csv")]
+    ingest = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and ingest.poll() is None:
+            try:
+                if _server_prompts(port) > 0:
+                    break
+            except Exception:
+                pass
+            time.sleep(0.05)
+        server.kill()
+        server.wait(20)
+        _, err = ingest.communicate(timeout=120)
+        assert ingest.returncode == 2 and "Traceback" not in err
+        last = err.strip().splitlines()[-1]
+        assert last.startswith("error: The Chroma server at") and "run the same command to resume" in last
+    finally:
+        ingest.kill()

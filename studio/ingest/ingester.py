@@ -8,6 +8,7 @@ from typing import Any, Callable
 from studio.config import Settings
 from studio.ingest.outputs import is_outputs_folder, read_outputs
 from studio.ingest.pipeline import IngestReport, ingest_rows
+from studio.ingest.retry import RetryingStore
 from studio.ingest.sources import read_source
 from studio.search.store import PromptStore
 
@@ -29,11 +30,13 @@ class Ingester:
         path = Path(source).expanduser()
         if is_outputs_folder(path):
             # Our own PNGs (STUDIO_HOME/outputs), or another tool's: source generated / user, lineage kept.
-            rows, batch = read_outputs(path), max(1, self.settings.batch_size // 4)
+            rows, batch = (lambda: read_outputs(path)), max(1, self.settings.batch_size // 4)
         else:
-            rows = read_source(source, self.settings.home / "cache" / "diffusiondb", self.settings.offline)
-            batch = self.settings.batch_size
-        store = self.store(True)
+            cache = self.settings.home / "cache" / "diffusiondb"
+            rows, batch = (lambda: read_source(source, cache, self.settings.offline)), self.settings.batch_size
+        store: Any = self.store(True)
+        if self.settings.chroma_url:  # a server that drops for a moment is waited for, about a minute
+            store = RetryingStore(store, self.settings.chroma_url)
         return ingest_rows(rows, store, self.embedder(), source=source_tag, label=source, batch_size=batch,
                            limit=limit, progress=progress)
 

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 from studio.errors import InputError
 from studio.images import open_image, read_location
 from studio.search.results import SETTING_KEYS
+from studio.ingest.dedupe import PromptCounts
 from studio.ingest.sources import Row
 from studio.search.store import PromptStore, normalise, prompt_id
 
@@ -24,7 +25,8 @@ IMAGE_KEYS = SETTING_KEYS + ("image_nsfw", "prompt_nsfw", "part_id", "user_name"
 
 @dataclass
 class PromptGroup:
-    """One unique prompt of a source: the first row that used it, and image counts per part."""
+    """One unique prompt of a source: the first row that used it, and image counts per part (one batch
+    of these is in memory at a time)."""
 
     id: str
     first: Row
@@ -61,10 +63,23 @@ class IngestReport:
         return text + f" in {self.seconds:.1f} s."
 
 
-def group_rows(rows: Iterable[Row], report: IngestReport) -> tuple[list[PromptGroup], list[Row]]:
-    """Dedupe prompts (first row wins, counts per part) and keep one row per image with pixels."""
-    groups: dict[str, PromptGroup] = {}
-    images: dict[str, Row] = {}
+RowSource = Callable[[], Iterable[Row]]
+
+
+def rereadable(rows: Iterable[Row] | RowSource, limit: int | None = None) -> RowSource:
+    """A source read once per pass. A callable is called again each time (a table is streamed each pass);
+    a one-shot iterable (write-back's few rows) is held as a list."""
+    if callable(rows):
+        make = rows
+    else:
+        held = list(rows)
+        make = lambda: held  # noqa: E731
+    return (lambda: islice(make(), limit)) if limit else make
+
+
+def count_prompts(rows: Iterable[Row], report: IngestReport) -> PromptCounts:
+    """Pass 1: every row counted (report.rows, empty prompts, wrong-typed cells), prompts deduped compactly."""
+    counts = PromptCounts()
     for row in rows:
         report.rows += 1
         if row.notes:
@@ -73,14 +88,29 @@ def group_rows(rows: Iterable[Row], report: IngestReport) -> tuple[list[PromptGr
         if not normalise(row.prompt):
             report.skipped_rows += 1
             continue
+        counts.add(prompt_id(row.prompt), row.part)
+        if row.location is not None:
+            counts.image_rows += 1
+    return counts
+
+
+def first_rows(rows: Iterable[Row], counts: PromptCounts) -> Iterator[PromptGroup]:
+    """Pass 2: each unique prompt once, at its first row (which gives its settings), with its counts."""
+    for row in rows:
+        if not normalise(row.prompt):
+            continue
         pid = prompt_id(row.prompt)
-        group = groups.get(pid)
-        if group is None:
-            group = groups[pid] = PromptGroup(pid, row)
-        group.counts[row.part] = group.counts.get(row.part, 0) + 1
-        if row.location is not None and row.image_name not in images:
-            images[row.image_name] = row
-    return list(groups.values()), list(images.values())
+        if (by_part := counts.pop(pid)) is not None:
+            yield PromptGroup(pid, row, by_part)
+
+
+def image_rows(rows: Iterable[Row]) -> Iterator[Row]:
+    """Pass 3: one row per image that has pixels (or a location to read them from)."""
+    seen: set[str] = set()
+    for row in rows:
+        if row.location is not None and normalise(row.prompt) and row.image_name not in seen:
+            seen.add(row.image_name)
+            yield row
 
 
 def prompt_metadata(group: PromptGroup, source: str, old: dict[str, Any] | None,
@@ -189,18 +219,24 @@ def ingest_rows(
     bars: bool = True,
 ) -> IngestReport:
     """Write rows into the store: prompts first, then images; what is already stored is not re-embedded.
+    rows: a callable giving a fresh iterator (read in up to three streaming passes: counts, prompts,
+    images, so memory holds compact counts and a batch, never the source) or a list of rows.
     incremental: the rows are new images only (write-back), so their counts add to the stored ones.
     bars: tqdm bars on stderr (off for the few images of a write-back)."""
     report = IngestReport(label)
     start = time.perf_counter()
-    groups, images = group_rows(islice(rows, limit) if limit else rows, report)
-    _ingest_prompts(groups, store, embedder, source, batch_size, report, progress, incremental, bars)
-    _ingest_images(images, store, embedder, source, max(1, batch_size // 2), report, progress, bars)
+    read = rereadable(rows, limit)
+    counts = count_prompts(read(), report)
+    _ingest_prompts(first_rows(read(), counts), len(counts), store, embedder, source, batch_size, report, progress,
+                    incremental, bars)
+    if counts.image_rows:
+        _ingest_images(image_rows(read()), counts.image_rows, store, embedder, source, max(1, batch_size // 2),
+                       report, progress, bars)
     report.seconds = time.perf_counter() - start
     return report
 
 
-def _ingest_prompts(groups: Sequence[PromptGroup], store: PromptStore, embedder: Any, source: str,
+def _ingest_prompts(groups: Iterable[PromptGroup], total: int, store: PromptStore, embedder: Any, source: str,
                     batch_size: int, report: IngestReport, progress: Callable | None, incremental: bool = False,
                     bars: bool = True) -> None:
     def prepare() -> Iterator[tuple[list[PromptGroup], dict[str, dict]]]:
@@ -209,7 +245,7 @@ def _ingest_prompts(groups: Sequence[PromptGroup], store: PromptStore, embedder:
             yield chunk, old
 
     writer = Writer(store)
-    bar, done = _bar(len(groups), "prompts", "prompt", bars), 0
+    bar, done = _bar(total, "prompts", "prompt", bars), 0
     try:
         for chunk, old in prefetch(prepare()):
             new = [g for g in chunk if g.id not in old]
@@ -228,13 +264,13 @@ def _ingest_prompts(groups: Sequence[PromptGroup], store: PromptStore, embedder:
             bar.update(len(chunk))
             done += len(chunk)  # not bar.n: a disabled bar (TQDM_DISABLE) does not count
             if progress:
-                progress("prompts", done, len(groups))
+                progress("prompts", done, total)
     finally:
         bar.close()
         writer.close()
 
 
-def _ingest_images(rows: Sequence[Row], store: PromptStore, embedder: Any, source: str,
+def _ingest_images(rows: Iterable[Row], total: int, store: PromptStore, embedder: Any, source: str,
                    batch_size: int, report: IngestReport, progress: Callable | None, bars: bool = True) -> None:
     def prepare() -> Iterator[tuple[int, int, list[Row], list[Any]]]:
         for chunk in batched(rows, batch_size):
@@ -253,7 +289,7 @@ def _ingest_images(rows: Sequence[Row], store: PromptStore, embedder: Any, sourc
             yield len(chunk), len(stored), todo, pixels
 
     writer = Writer(store)
-    bar, done = _bar(len(rows), "images", "image", bars), 0
+    bar, done = _bar(total, "images", "image", bars), 0
     try:
         for seen, stored, todo, pixels in prefetch(prepare()):
             report.images_unchanged += stored
@@ -266,7 +302,7 @@ def _ingest_images(rows: Sequence[Row], store: PromptStore, embedder: Any, sourc
             bar.update(seen)
             done += seen
             if progress:
-                progress("images", done, len(rows))
+                progress("images", done, max(total, done))
     finally:
         bar.close()
         writer.close()

@@ -184,7 +184,7 @@ def read_table(path: Path) -> Iterator[Row]:
 @dataclass(frozen=True)
 class HubSpec:
     subset: str  # "2m" | "large"
-    parts: tuple[int, ...]
+    parts: tuple[int, ...]  # empty: the whole metadata table alone (hub:2m:metadata), no images
 
     def zip_path(self, part: int) -> str:
         if self.subset == "2m":
@@ -198,10 +198,14 @@ class HubSpec:
 
 
 def parse_hub(spec: str) -> HubSpec:
-    """'hub:2m:1-5' or 'hub:large:3' or 'hub:2m:1,4,9' -> HubSpec; errors list the valid forms."""
+    """'hub:2m:1-5' or 'hub:large:3' or 'hub:2m:1,4,9' -> HubSpec; 'hub:2m:metadata' (every prompt with its
+    settings and NSFW scores, no images); errors list the valid forms."""
+    if whole := re.fullmatch(r"hub:(2m|large):metadata", spec.strip()):
+        return HubSpec(whole.group(1), ())
     match = re.fullmatch(r"hub:(2m|large):([\d,\-\s]+)", spec.strip())
     if not match:
-        raise InputError(f"{spec!r}: write hub:2m:1-5 or hub:large:1-5 (DiffusionDB part numbers).")
+        raise InputError(f"{spec!r}: write hub:2m:1-5 or hub:large:1-5 (DiffusionDB part numbers), or "
+                         "hub:2m:metadata / hub:large:metadata (the whole table, no images).")
     subset, ranges = match.groups()
     top = 2000 if subset == "2m" else 14000
     parts: list[int] = []
@@ -229,6 +233,9 @@ def read_hub(spec: HubSpec, cache: Path, offline: bool) -> Iterator[Row]:
 
     import pyarrow.parquet as pq
 
+    if not spec.parts:  # the whole table (2M or 14M rows), streamed in record batches
+        yield from read_table(fetch(spec.metadata_path))
+        return
     table = pq.read_table(fetch(spec.metadata_path), filters=[("part_id", "in", list(spec.parts))])
     extra: dict[str, dict[str, Any]] = {}
     for rec in table.to_pylist():
