@@ -102,3 +102,14 @@ def test_a_clip_folder_without_an_image_processor_is_rc_2_with_a_message(tiny_cl
     assert out.returncode == 2, out.stderr
     assert "Traceback" not in out.stderr and "image processor" in out.stderr
     assert [line for line in out.stderr.splitlines() if line.strip()] == [out.stderr.strip()]  # one line
+
+
+def test_importing_the_core_loads_no_heavy_library() -> None:
+    """`import studio` and the Gradio-free core (the façade, the CLI) import no torch, gradio, chromadb,
+    transformers, diffusers or llama_cpp: those load on first use."""
+    code = ("import sys, time; t = time.perf_counter(); import studio; took = time.perf_counter() - t; "
+            "import studio.studio, studio.cli; heavy = ('torch', 'gradio', 'chromadb', 'transformers', 'diffusers', "
+            "'llama_cpp'); print(took, [m for m in heavy if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
+    took, loaded = out.stdout.split(" ", 1)
+    assert loaded.strip() == "[]" and float(took) < 0.5, out.stdout
