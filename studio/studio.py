@@ -19,6 +19,7 @@ from studio.library.history import History
 from studio.rewrite.service import RewriteService
 from studio.search.results import Filters, Hit, SearchResult
 from studio.search.searcher import Searcher, query_text
+from studio.search import counts
 from studio.search.store import PromptStore, open_client
 from studio.weights import ROLES, locate
 
@@ -157,17 +158,17 @@ class Studio:
         """No collections at all yet (a new store): first launch ingests the sample."""
         return not any(c.name.startswith("prompts__") for c in self.client.list_collections())
 
-    def stats(self) -> dict[str, Any]:
-        """Counts per collection and source; works without CLIP weights."""
+    def stats(self, wait: bool = False) -> dict[str, Any]:
+        """Counts per collection and source, from the writers' counters (no scan); works without CLIP
+        weights. Counters that lag (a killed ingest) are recounted in the background (wait: right now);
+        until then that index says exact=False."""
         out: dict[str, Any] = {"store": self.settings.chroma_url or str(self.settings.store_dir), "indexes": []}
         for col in self.client.list_collections():
             meta = col.metadata or {}
-            kind = meta.get("kind") or col.name.split("__")[0]
-            by_source: dict[str, int] = {}
-            for m in col.get(include=["metadatas"])["metadatas"] if col.count() <= 200_000 else []:
-                by_source[(m or {}).get("source", "?")] = by_source.get((m or {}).get("source", "?"), 0) + 1
-            out["indexes"].append({"collection": col.name, "kind": kind, "clip_model": meta.get("clip_model"),
-                                   "dim": meta.get("dim"), "count": col.count(), "by_source": by_source})
+            total, by_source, exact = counts.read(self.client, col.name, background=not wait)
+            out["indexes"].append({"collection": col.name, "kind": meta.get("kind") or col.name.split("__")[0],
+                                   "clip_model": meta.get("clip_model"), "dim": meta.get("dim"), "count": total,
+                                   "by_source": by_source, "exact": exact})
         return out
 
     def models(self) -> list[dict[str, Any]]:

@@ -169,6 +169,10 @@ def test_history_newest_first_and_by_text_or_image(gen_studio: Studio):
     assert {h.metadata["source"] for h in by_text.results} == {"generated"} and len(by_text.results) == 3
     by_image = gen_studio.history(str(first.path), limit=1)
     assert by_image.results[0].id == first.image_id and by_image.results[0].distance == pytest.approx(0, abs=1e-5)
+    from tests.test_counts import from_stats, scanned
+
+    assert from_stats(gen_studio) == scanned(gen_studio)  # write-back keeps the counters exact
+    assert from_stats(gen_studio)[gen_studio.store.names["images"]]["generated"] == 3
 
 
 def test_reingesting_outputs_adds_nothing(gen_studio: Studio):

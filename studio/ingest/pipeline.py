@@ -259,7 +259,7 @@ def _ingest_prompts(groups: Iterable[PromptGroup], total: int, store: PromptStor
                 texts = [g.first.prompt.strip() for g in new]
                 vectors = embedder.embed_texts(texts, batch_size=batch_size)
                 metas = [prompt_metadata(g, source, None) for g in new]
-                writer.put(lambda i=[g.id for g in new], v=vectors, m=metas, d=texts: store.upsert("prompts", i, v, m, d))
+                writer.put(lambda i=[g.id for g in new], v=vectors, m=metas, d=texts: store.add("prompts", i, v, m, d))
                 report.prompts_new += len(new)
             bar.update(len(chunk))
             done += len(chunk)  # not bar.n: a disabled bar (TQDM_DISABLE) does not count
@@ -297,7 +297,7 @@ def _ingest_images(rows: Iterable[Row], total: int, store: PromptStore, embedder
                 vectors = _image_vectors(todo, pixels, embedder, batch_size)
                 metas = [image_metadata(r, source) for r in todo]
                 writer.put(lambda i=[r.image_name for r in todo], v=vectors, m=metas, d=[r.prompt.strip() for r in todo]:
-                           store.upsert("images", i, v, m, d))
+                           store.add("images", i, v, m, d))
                 report.images_new += len(todo)
             bar.update(seen)
             done += seen

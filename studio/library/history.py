@@ -7,11 +7,13 @@ from typing import Any, Callable
 
 from studio.images import ImageSource, open_image
 from studio.ingest.sources import IMAGE_SUFFIXES
+from studio.search import counts
 from studio.search.results import Hit, SearchResult, label_of
 from studio.search.searcher import query_text, to_hit
 from studio.search.store import PromptStore
 
 MINE = {"source": "generated"}
+BATCH_MARGIN = 16  # more than the images of one generation (n <= 8) or one compare
 
 
 class History:
@@ -22,7 +24,7 @@ class History:
     def history(self, query: str | ImageSource | None = None, limit: int = 20) -> SearchResult:
         """Our own generations: newest first, or (query: text, or an image) the closest ones."""
         if query is None or (isinstance(query, str) and not query.strip()):
-            records = self.store().get("images", where=MINE)
+            records = self._newest(limit)
             records.sort(key=lambda r: (-float(r.metadata.get("created") or 0.0), r.metadata.get("seed") or 0))
             return SearchResult("", "history", [to_hit(r, "images") for r in records[:limit]])
         if isinstance(query, str) and not _is_image_path(query):
@@ -32,6 +34,18 @@ class History:
         # Chroma's `where` here, not the over-fetch of Searcher.query: our images are few among millions.
         records = self.store().query("images", vector, limit, where=MINE)
         return SearchResult(label_of(query), "history", [to_hit(r, "images") for r in records])
+
+    def _newest(self, limit: int) -> list[Any]:
+        """The last `limit` generations stored (Chroma keeps insertion order): with the writers' exact
+        count of them, one page at the end, not every generation (falls back to all while recounting)."""
+        store = self.store()
+        total, by_source, exact = counts.read(store.client, store.names["images"])
+        mine = by_source.get(MINE["source"], 0)
+        if not exact:
+            return store.get("images", where=MINE)
+        # A margin: one generation's images arrive together and sort by their seed within it.
+        span = limit + BATCH_MARGIN
+        return store.get("images", where=MINE, limit=span, offset=max(0, mine - span)) if mine else []
 
     def comparison(self, comparison_id: str) -> list[Hit]:
         """The stored images (Hits) of one compare(), found by their shared comparison id."""

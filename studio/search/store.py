@@ -14,6 +14,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from studio.errors import StoreMismatchError, StoreUnavailableError
+from studio.search import counts
 
 KINDS = ("prompts", "images")
 SCHEMA = 1
@@ -168,13 +169,15 @@ class PromptStore:
                 return self.client.get_collection(name, embedding_function=None)
             except Exception:
                 pass  # empty store: create it (nothing to mismatch with)
-        return self.client.get_or_create_collection(
+        col = self.client.get_or_create_collection(
             name,
             configuration={"hnsw": {"space": "cosine"}},
             embedding_function=None,
             metadata={"clip_model": self.clip_model, "dim": self.dim, "schema": SCHEMA, "kind": kind,
                       **({"fingerprint": self.fingerprint} if self.fingerprint else {})},
         )
+        counts.start(col)
+        return col
 
     # -- writing -------------------------------------------------------------------------
     def upsert(
@@ -195,6 +198,13 @@ class PromptStore:
                 documents=list(documents[start:end]) if documents is not None else None,
             )
 
+    def add(self, kind: str, ids: Sequence[str], embeddings: np.ndarray, metadatas: Sequence[dict[str, Any]],
+            documents: Sequence[str] | None = None) -> None:
+        """Records not stored before (the ingest pipeline checked): upserted, then counted by source."""
+        with counts.LOCK:
+            self.upsert(kind, ids, embeddings, metadatas, documents)
+            counts.add(self.client, self.names[kind], (m.get("source") for m in metadatas))
+
     def update_metadata(self, kind: str, ids: Sequence[str], metadatas: Sequence[dict[str, Any]]) -> None:
         col = self.collections[kind]
         for start in range(0, len(ids), self.max_batch):
@@ -203,7 +213,7 @@ class PromptStore:
 
     # -- reading -------------------------------------------------------------------------
     def get(self, kind: str, ids: Iterable[str] | None = None, where: dict | None = None,
-            limit: int | None = None, embeddings: bool = False) -> list[Record]:
+            limit: int | None = None, embeddings: bool = False, offset: int | None = None) -> list[Record]:
         include = ["documents", "metadatas"] + (["embeddings"] if embeddings else [])
         ids = list(ids) if ids is not None else None
         if ids is not None and not ids:
@@ -212,7 +222,7 @@ class PromptStore:
         col = self.collections[kind]
         chunks = [ids[i : i + self.max_batch] for i in range(0, len(ids), self.max_batch)] if ids else [None]
         for chunk in chunks:
-            got = col.get(ids=chunk, where=where, limit=limit, include=include)
+            got = col.get(ids=chunk, where=where, limit=limit, offset=offset, include=include)
             for i, rid in enumerate(got["ids"]):
                 rec = Record(rid, (got.get("documents") or [None] * len(got["ids"]))[i], got["metadatas"][i] or {})
                 if embeddings:

@@ -124,6 +124,8 @@ def stats_markdown(stats: dict[str, Any]) -> str:
     lines = [f"**Store:** `{stats['store']}`", "", "| index | CLIP model | records | by source |", "|---|---|---|---|"]
     for ix in stats["indexes"]:
         by = ", ".join(f"{k}: {v:,}" for k, v in sorted(ix["by_source"].items())) or "-"
+        if not ix.get("exact", True):
+            by += " (recounting after an interrupted write…)"
         lines.append(f"| {ix['kind']} | {ix.get('clip_model') or '?'} | {ix['count']:,} | {by} |")
     if not stats["indexes"]:
         lines.append("| (empty) | | 0 | ingest the sample or a DiffusionDB part below |")

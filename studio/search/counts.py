@@ -1,0 +1,93 @@
+"""Record counts by source, kept by the writers in each collection's metadata, so the Library's statistics
+never scan: a read is Chroma's count() and one metadata fetch (milliseconds at millions of records).
+
+Exact by construction: writers add a batch's sources right after upserting records that were not stored
+before (under one lock per process). The one way counters can lag, a process killed between the two, or
+another process writing at the same moment, shows as a total that differs from Chroma's own count();
+then the collection is recounted once, in pages, in the background, and the counters set from that."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections import Counter
+from typing import Any, Iterable
+
+KEY = "counts_by_source"
+PAGE = 20_000
+LOCK = threading.RLock()  # held across "upsert + add", and across "count() + read" in stats
+_recounting: set[str] = set()
+
+
+def _stored(meta: dict[str, Any] | None) -> dict[str, int] | None:
+    raw = (meta or {}).get(KEY)
+    try:
+        return {str(k): int(v) for k, v in json.loads(raw).items()} if raw else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _write(col: Any, counts: dict[str, int]) -> None:
+    meta = dict(col.metadata or {})
+    meta[KEY] = json.dumps({k: v for k, v in sorted(counts.items()) if v}, separators=(",", ":"))
+    col.modify(metadata=meta)
+
+
+def add(client: Any, name: str, sources: Iterable[str]) -> None:
+    """Count newly stored records (call under LOCK, right after their upsert). The metadata is read fresh:
+    a recount or another process may have set it since this process opened the collection."""
+    new = Counter(str(s or "?") for s in sources)
+    if not new:
+        return
+    col = client.get_collection(name, embedding_function=None)
+    counts = _stored(col.metadata)
+    if counts is None:
+        return  # never counted (a store from before counters): the first stats() recounts it
+    for source, n in new.items():
+        counts[source] = counts.get(source, 0) + n
+    _write(col, counts)
+
+
+def start(col: Any) -> None:
+    """A new, empty collection: counting starts at zero."""
+    if _stored(col.metadata) is None and col.count() == 0:
+        _write(col, {})
+
+
+def recount(col: Any) -> dict[str, int]:
+    """Count every record's source, page by page (the one slow path), and set the counters."""
+    counts: Counter = Counter()
+    with LOCK:
+        offset = 0
+        while True:
+            page = col.get(include=["metadatas"], limit=PAGE, offset=offset)["metadatas"]
+            counts.update(str((m or {}).get("source", "?")) for m in page)
+            offset += len(page)
+            if len(page) < PAGE:
+                break
+        _write(col, dict(counts))
+    return dict(counts)
+
+
+def read(client: Any, name: str, background: bool = True) -> tuple[int, dict[str, int], bool]:
+    """(total, by source, exact). When the counters lag, a recount starts (in a thread unless
+    background is False) and the counters as they stand come back with exact=False."""
+    with LOCK:
+        col = client.get_collection(name, embedding_function=None)  # fresh metadata: other processes write too
+        total = int(col.count())
+        counts = _stored(col.metadata)
+    if counts is not None and sum(counts.values()) == total:
+        return total, counts, True
+    if not background:
+        return total, recount(col), True
+    if name not in _recounting:
+        _recounting.add(name)
+
+        def run() -> None:
+            try:
+                recount(col)
+            finally:
+                _recounting.discard(name)
+
+        threading.Thread(target=run, daemon=True, name=f"recount-{name}").start()
+    return total, counts or {}, False
