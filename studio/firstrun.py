@@ -75,6 +75,8 @@ class FirstRun:
             mismatch = self.studio.check_store()
             if mismatch:
                 raise StudioError(mismatch)
+            p.phase, p.detail = "loading", "search index"
+            self.studio.warm()  # Chroma loads an HNSW index on its first query: seconds at a million records
             p.phase = "ready"
         except StudioError as exc:
             p.phase, p.error = "failed", str(exc)

@@ -154,6 +154,16 @@ class Studio:
     def ingest_sample(self, progress: Progress | None = None) -> list[IngestReport]:
         return self.ingester.ingest_sample(progress)
 
+    def warm(self) -> float:
+        """One search of each kind, so the first real search finds CLIP and both indexes in memory;
+        returns the seconds it took."""
+        import time
+
+        started = time.perf_counter()
+        for target in ("prompts", "images"):
+            self.searcher.search("a painting", target, 1, Filters(nsfw=True))
+        return time.perf_counter() - started
+
     def is_empty(self) -> bool:
         """No collections at all yet (a new store): first launch ingests the sample."""
         return not any(c.name.startswith("prompts__") for c in self.client.list_collections())

@@ -119,3 +119,18 @@ def test_a_rare_source_is_found_among_many(studio: Studio, tmp_path: Path, monke
         found = studio.search(query, k=3, filters=Filters(source="user")).results
         assert [h.prompt for h in found] == ["my own prompt about a teapot"]
         assert found[0].metadata["source"] == "user"
+
+
+def test_first_run_warms_both_indexes_before_it_says_ready(settings, embedder) -> None:
+    """The background first run ends with a search of each kind, so the first search an artist makes does
+    not pay Chroma's index load (measured at scale by bench/scale.py)."""
+    from studio.firstrun import FirstRun
+
+    studio = Studio(settings, embedder=embedder)
+    seen: list[str] = []
+    warm = studio.warm
+    studio.warm = lambda: seen.append(run.progress.detail) or warm()  # type: ignore[method-assign]
+    run = FirstRun(studio).start()
+    progress = run.wait(300)
+    assert progress.phase == "ready", progress.error
+    assert seen == ["search index"] and studio.search("a castle", k=1).results
