@@ -203,7 +203,8 @@ class Writer:
 def _bar(total: int, desc: str, unit: str, show: bool = True) -> Any:
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, disable=not show)
+    # Passed only to turn bars off: an explicit disable=False would override TQDM_DISABLE=1 (benches, CI logs).
+    return tqdm(total=total, desc=desc, unit=unit, dynamic_ncols=True, **({} if show else {"disable": True}))
 
 
 def ingest_rows(
@@ -227,11 +228,14 @@ def ingest_rows(
     start = time.perf_counter()
     read = rereadable(rows, limit)
     counts = count_prompts(read(), report)
-    _ingest_prompts(first_rows(read(), counts), len(counts), store, embedder, source, batch_size, report, progress,
-                    incremental, bars)
-    if counts.image_rows:
-        _ingest_images(image_rows(read()), counts.image_rows, store, embedder, source, max(1, batch_size // 2),
-                       report, progress, bars)
+    try:
+        _ingest_prompts(first_rows(read(), counts), len(counts), store, embedder, source, batch_size, report,
+                        progress, incremental, bars)
+        if counts.image_rows:
+            _ingest_images(image_rows(read()), counts.image_rows, store, embedder, source, max(1, batch_size // 2),
+                           report, progress, bars)
+    finally:
+        store.flush_counts()
     report.seconds = time.perf_counter() - start
     return report
 

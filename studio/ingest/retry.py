@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from studio.errors import StoreUnavailableError
 
-CALLS = frozenset({"get", "existing_ids", "add", "upsert", "update_metadata", "count", "query"})
+CALLS = frozenset({"get", "existing_ids", "add", "upsert", "update_metadata", "count", "query", "flush_counts"})
 BUDGET_S = float(os.environ.get("STUDIO_CHROMA_RETRY_S", "60"))  # how long a dropped server is waited for
 FIRST_WAIT_S = 0.5
 MAX_WAIT_S = 10.0

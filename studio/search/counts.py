@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections import Counter
 from typing import Any, Iterable
 
 KEY = "counts_by_source"
 PAGE = 20_000
+FLUSH_S = 2.0  # counters are written at most this often while an ingest adds (and when it ends)
 LOCK = threading.RLock()  # held across "upsert + add", and across "count() + read" in stats
 _recounting: set[str] = set()
+_pending: dict[str, Counter] = {}  # added in this process, not yet written (read() includes them)
+_flushed: dict[str, float] = {}
 
 
 def _stored(meta: dict[str, Any] | None) -> dict[str, int] | None:
@@ -34,9 +38,18 @@ def _write(col: Any, counts: dict[str, int]) -> None:
 
 
 def add(client: Any, name: str, sources: Iterable[str]) -> None:
-    """Count newly stored records (call under LOCK, right after their upsert). The metadata is read fresh:
-    a recount or another process may have set it since this process opened the collection."""
-    new = Counter(str(s or "?") for s in sources)
+    """Count newly stored records (call under LOCK, right after their upsert). They are written with the
+    collection's metadata every FLUSH_S (a metadata write per batch costs a bulk load ~10%)."""
+    _pending.setdefault(name, Counter()).update(str(s or "?") for s in sources)
+    if time.monotonic() - _flushed.get(name, 0.0) >= FLUSH_S:
+        flush(client, name)
+
+
+def flush(client: Any, name: str) -> None:
+    """Write this process's pending counts (the metadata read fresh: a recount or another process may have
+    set it since). Call under LOCK; ingest calls it when it ends."""
+    new = _pending.pop(name, None)
+    _flushed[name] = time.monotonic()
     if not new:
         return
     col = client.get_collection(name, embedding_function=None)
@@ -58,6 +71,7 @@ def recount(col: Any) -> dict[str, int]:
     """Count every record's source, page by page (the one slow path), and set the counters."""
     counts: Counter = Counter()
     with LOCK:
+        _pending.pop(col.name, None)  # the scan sees those records
         offset = 0
         while True:
             page = col.get(include=["metadatas"], limit=PAGE, offset=offset)["metadatas"]
@@ -76,6 +90,9 @@ def read(client: Any, name: str, background: bool = True) -> tuple[int, dict[str
         col = client.get_collection(name, embedding_function=None)  # fresh metadata: other processes write too
         total = int(col.count())
         counts = _stored(col.metadata)
+        if counts is not None:
+            for source, n in _pending.get(name, {}).items():
+                counts[source] = counts.get(source, 0) + n
     if counts is not None and sum(counts.values()) == total:
         return total, counts, True
     if not background:

@@ -19,6 +19,11 @@ class Filters:
     source: str | None = None  # "diffusiondb" | "generated" | "user"; None: all
     threshold: float = 0.5
 
+    @property
+    def passes_all(self) -> bool:
+        """Nothing is hidden: a search can ask the store for exactly k."""
+        return self.nsfw and not self.source
+
     def allows(self, meta: dict[str, Any], kind: str) -> bool:
         if self.source and meta.get("source") != self.source:
             return False
