@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from studio.errors import InputError
-from studio.ingest.cells import plain, typed_settings
+from studio.ingest.cells import plain, typed_column, typed_settings
 
 IMAGE_SUFFIXES = {".png", ".webp", ".jpg", ".jpeg"}
 TABLE_BATCH = 65_536  # rows per record batch: a few MB of Python objects at a time, whatever the table's size
@@ -113,7 +113,7 @@ def read_zip(path: Path, extra: dict[str, dict[str, Any]] | None = None) -> Iter
             yield row
 
 
-def _batches(path: Path) -> tuple[list[str], Iterator[list[dict[str, Any]]]]:
+def _batches(path: Path) -> tuple[list[str], Iterator[Any]]:
     """The table's column names and its rows in record batches (pyarrow; never the whole table at once).
     CSV cells are read as text and typed by cells.typed_settings, so one odd cell cannot fail a block."""
     import pyarrow as pa
@@ -133,8 +133,7 @@ def _batches(path: Path) -> tuple[list[str], Iterator[list[dict[str, Any]]]]:
             if nested:
                 raise InputError(f"{path}: the column(s) {', '.join(nested)} hold lists or records where the studio "
                                  "reads plain numbers or text. Flatten or drop them and ingest again.")
-            batches = (b.to_pylist() for b in table.iter_batches(batch_size=TABLE_BATCH, columns=keep))
-            return names, batches
+            return names, table.iter_batches(batch_size=TABLE_BATCH, columns=keep)
         import pyarrow.csv as pacsv
 
         with open(path, "rb") as f:
@@ -144,7 +143,7 @@ def _batches(path: Path) -> tuple[list[str], Iterator[list[dict[str, Any]]]]:
             path, read_options=pacsv.ReadOptions(block_size=16 << 20),
             convert_options=pacsv.ConvertOptions(include_columns=keep, column_types={c: pa.string() for c in keep},
                                                  strings_can_be_null=True))
-        return list(header), (b.to_pylist() for b in reader)
+        return list(header), iter(reader)
     except InputError:
         raise
     except (pa.ArrowException, OSError, ValueError) as exc:
@@ -164,13 +163,19 @@ def read_table(path: Path) -> Iterator[Row]:
     i = 0
     try:
         for batch in batches:
-            for rec in batch:
-                rec = {_COLUMNS[k]: v for k, v in rec.items()}
-                prompt = plain(rec.pop("prompt"))
+            columns = {_COLUMNS[n]: batch.column(n) for n in batch.schema.names}
+            prompts = columns.pop("prompt").to_pylist()
+            names_col = columns.pop("image_name").to_pylist() if "image_name" in columns else None
+            typed = {k: typed_column(k, a) for k, a in columns.items()}
+            fast = {k: v for k, v in typed.items() if v is not None}
+            slow = {k: columns[k].to_pylist() for k, v in typed.items() if v is None}
+            for j, prompt in enumerate(prompts):
                 prompt = "" if prompt is None else prompt if isinstance(prompt, str) else str(prompt)
-                name = plain(rec.pop("image_name", None))
+                settings = {k: col[j] for k, col in fast.items() if col[j] is not None}
                 notes: list[str] = []
-                settings = typed_settings(rec, notes, f" (row {i + 1:,})")
+                if slow:
+                    settings.update(typed_settings({k: col[j] for k, col in slow.items()}, notes, f" (row {i + 1:,})"))
+                name = plain(names_col[j]) if names_col is not None else None
                 part = f"part-{settings['part_id']:06d}" if "part_id" in settings else path.stem
                 yield Row(str(name) if name is not None else f"{path.stem}-row{i:07d}", prompt, part, settings,
                           notes=notes or None)

@@ -61,6 +61,19 @@ def fingerprint(model: Any) -> str:
     return digest.hexdigest()[:16]
 
 
+BUCKET_WINDOW = 16  # batches sorted together by token length: enough to group, few enough to stream
+
+
+def bucketed_order(lengths: Sequence[int], batch_size: int) -> list[int]:
+    """Indices grouped so that each batch holds texts of like length: sorted by length within windows of
+    BUCKET_WINDOW batches (a window, not the whole input: a streamed ingest keeps its order roughly)."""
+    window = max(1, batch_size * BUCKET_WINDOW)
+    order: list[int] = []
+    for start in range(0, len(lengths), window):
+        order += sorted(range(start, min(len(lengths), start + window)), key=lambda i: lengths[i])
+    return order
+
+
 class ClipEmbedder:
     """Text and image embeddings from one CLIP model; the model is passed in (tests use tiny ones)."""
 
@@ -75,6 +88,7 @@ class ClipEmbedder:
         self.tokenizer = tokenizer
         self.image_processor = image_processor
         self.dim = int(model.config.projection_dim)
+        self.int8_text: Any = None  # see quantize_text()
 
     @classmethod
     def load(cls, settings: Settings) -> "ClipEmbedder":
@@ -113,17 +127,56 @@ class ClipEmbedder:
         return features.cpu().numpy().astype(np.float32, copy=False)
 
     def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        """Vectors in the order given. Batches are cut from texts of like token length (sorted within
+        windows of BUCKET_WINDOW batches, the order restored after): a batch pads to its longest text, so
+        a 12-token prompt no longer pays for the 77-token one beside it. The causal mask makes padding
+        inert, so the vectors are those of one-by-one encoding."""
         import torch
 
-        out = [np.zeros((0, self.dim), np.float32)]
-        for start in range(0, len(texts), batch_size):
-            chunk = [t if t.strip() else " " for t in texts[start : start + batch_size]]
-            tokens = self.tokenizer(
-                chunk, padding=True, truncation=True, max_length=MAX_TOKENS, return_tensors="pt"
-            ).to(self.device)
+        texts = [t if t.strip() else " " for t in texts]
+        if not texts:
+            return np.zeros((0, self.dim), np.float32)
+        ids = self.tokenizer(texts, truncation=True, max_length=MAX_TOKENS)["input_ids"]
+        order = bucketed_order([len(i) for i in ids], batch_size)
+        out = np.zeros((len(texts), self.dim), np.float32)
+        pad = self.tokenizer.pad_token_id or 0
+        for start in range(0, len(order), batch_size):
+            rows = order[start : start + batch_size]
+            width = max(len(ids[r]) for r in rows)
+            input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+            mask = torch.zeros((len(rows), width), dtype=torch.long)
+            for j, r in enumerate(rows):
+                input_ids[j, : len(ids[r])] = torch.tensor(ids[r])
+                mask[j, : len(ids[r])] = 1
             with torch.inference_mode():
-                out.append(self._normalise(self.model.get_text_features(**tokens)))
-        return np.concatenate(out)
+                features = self.text_features(input_ids.to(self.device), mask.to(self.device))
+            out[rows] = self._normalise(features)
+        return out
+
+    def text_features(self, input_ids: Any, attention_mask: Any) -> Any:
+        """The text tower (int8 on a CPU when quantize_text() kept it)."""
+        model = self.int8_text or self.model
+        return model.get_text_features(input_ids=input_ids, attention_mask=attention_mask)
+
+    def quantize_text(self, probe: Sequence[str], min_cosine: float = 0.99) -> float | None:
+        """On a CPU: an int8 copy of the text tower (torch's dynamic quantization of its Linear layers),
+        kept only when its vectors of `probe` agree with fp32 (lowest cosine >= min_cosine); returns that
+        cosine, or None when it was not kept (or not on a CPU)."""
+        import copy
+
+        import torch
+
+        if self.device != "cpu" or not probe:
+            return None
+        reference = self.embed_texts(list(probe))
+        quantized = torch.ao.quantization.quantize_dynamic(copy.deepcopy(self.model), {torch.nn.Linear},
+                                                           dtype=torch.qint8)
+        self.int8_text = quantized
+        agree = float((self.embed_texts(list(probe)) * reference).sum(axis=1).min())
+        if agree < min_cosine:
+            self.int8_text = None
+            return None
+        return agree
 
     def embed_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         import torch
