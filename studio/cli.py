@@ -87,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image")
     _filters(p)
     sub.add_parser("stats", parents=[common], help="what the store holds")
+    p = sub.add_parser("tokens", parents=[common], help="SDXL's CLIP token count of a prompt, and where 77 cuts it")
+    p.add_argument("text")
     p = sub.add_parser("models", parents=[common], help="where each model loads from, and whether it is there")
     p.add_argument("--download", choices=["clip", "llm", "sdxl"], help="fetch this role's model once (online)")
     p = sub.add_parser("generate", parents=[common], help="a prompt -> SDXL images, saved to outputs/ and stored")
@@ -217,6 +219,13 @@ def _stats(studio: Studio, a: argparse.Namespace) -> Any:
     return studio.stats()
 
 
+@command("tokens")
+def _tokens(studio: Studio, a: argparse.Namespace) -> Any:
+    from studio.tokens import describe
+
+    return describe(a.text)
+
+
 @command("models")
 def _models(studio: Studio, a: argparse.Namespace) -> Any:
     if a.download:
@@ -242,6 +251,10 @@ def _show(name: str, out: Any, as_json: bool) -> None:
         print(f"store: {out['store']}")
         for ix in out["indexes"] or [{"collection": "(empty)", "count": 0, "by_source": {}}]:
             print(f"  {ix['collection']}: {ix['count']} records {ix.get('by_source') or ''}")
+    elif name == "tokens":
+        print(f"{out['count']} CLIP tokens (start and end included; SDXL reads {out['limit']})")
+        if out["over"]:
+            print(f"{out['over']} past the cut; SDXL ignores: {out['cut']}")
     elif name == "models":
         for m in out["models"]:
             print(f"{m['role']:5s} {m['ref']}\n      {m['status']}")

@@ -11,7 +11,6 @@ from studio.errors import ModelMissingError
 # SDXL base 1.0's diffusers configs (model_index, unet, vae, text encoders, scheduler), shipped so a
 # single-file checkpoint loads with no network call. Checked by parameter counts in the tests.
 SDXL_CONFIG = Path(__file__).resolve().parent / "sdxl_config"
-SDXL_HUB = "stabilityai/stable-diffusion-xl-base-1.0"
 TOKENIZERS_DIR = "sdxl-tokenizers"  # under models/: the two CLIP tokenizers a single file lacks
 FP16_FIX_VAE_DIR = "sdxl-vae-fp16-fix"  # under models/: madebyollin's VAE, finite in fp16 (no upcast)
 
@@ -36,26 +35,15 @@ def _tokenizer_folders(settings: Settings) -> Path | None:
 
 
 def single_file_tokenizers(settings: Settings) -> tuple[Any, Any]:
-    """SDXL's two CLIP tokenizers for a single-file checkpoint (which holds none): local, or fetched once."""
+    """SDXL's two CLIP tokenizers for a single-file checkpoint (which holds none): a local SDXL folder's,
+    else built from the shipped CLIP vocabulary (studio/tokens.py): never a download."""
     from transformers import CLIPTokenizer
+
+    from studio.tokens import clip_tokenizer
 
     folder = _tokenizer_folders(settings)
     if folder is None:
-        target = settings.models_dir / TOKENIZERS_DIR
-        if settings.offline:
-            raise ModelMissingError(
-                "A single-file SDXL checkpoint needs SDXL's two CLIP tokenizers (3 MB), and none are in "
-                f"{settings.models_dir}. Run the same command once while online (they are fetched into {target}), "
-                f"or copy the tokenizer/ and tokenizer_2/ folders of any SDXL diffusers folder there."
-            )
-        import huggingface_hub
-
-        try:
-            huggingface_hub.snapshot_download(SDXL_HUB, local_dir=target, allow_patterns=["tokenizer/*", "tokenizer_2/*"])
-        except Exception as exc:  # network down or hub unreachable: say where to put them by hand
-            raise ModelMissingError(f"Could not fetch SDXL's tokenizers from {SDXL_HUB} ({type(exc).__name__}: "
-                                    f"{exc}). Copy tokenizer/ and tokenizer_2/ of an SDXL folder into {target}.") from exc
-        folder = target
+        return clip_tokenizer(), clip_tokenizer("!")  # tokenizer_2 pads with "!", as SDXL's does
     return (CLIPTokenizer.from_pretrained(str(folder / "tokenizer")),
             CLIPTokenizer.from_pretrained(str(folder / "tokenizer_2")))
 

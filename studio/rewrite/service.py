@@ -68,8 +68,7 @@ class RewriteService:
             return [], f"No stored prompts were retrieved, so this rewrite has no style examples: {exc}", False
 
     def clip_counter(self) -> Callable[[str], int] | None:
-        """CLIP's token counter when CLIP is loaded or loadable; None otherwise (counts are then unknown)."""
-        try:
-            return self.embedder().count_tokens
-        except StudioError:
-            return None
+        """SDXL's real CLIP token count (the shipped vocabulary: whichever CLIP searches, none needed)."""
+        from studio.tokens import count
+
+        return count
