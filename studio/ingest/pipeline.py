@@ -245,7 +245,8 @@ def _ingest_prompts(groups: Iterable[PromptGroup], total: int, store: PromptStor
                     bars: bool = True) -> None:
     def prepare() -> Iterator[tuple[list[PromptGroup], dict[str, dict]]]:
         for chunk in batched(groups, batch_size):
-            old = {r.id: r.metadata for r in store.get("prompts", [g.id for g in chunk])}
+            stored = store.existing_ids("prompts", [g.id for g in chunk])  # ids only: most are new
+            old = {r.id: r.metadata for r in store.get("prompts", sorted(stored))} if stored else {}
             yield chunk, old
 
     writer = Writer(store)

@@ -18,8 +18,8 @@ NO_CLIP = ("No CLIP model, so no stored prompts were retrieved: this rewrite has
 
 
 class RewriteService:
-    """Rewrites with the Rewriter in `llm` (loaded on first use), examples from `search`, CLIP token
-    counts from `embedder()`; works without CLIP or a store, with built-in examples and a notice."""
+    """Rewrites with the Rewriter in `llm` (loaded on first use), examples from `search`, SDXL's CLIP
+    token counts (studio.tokens); works without CLIP or a store, with built-in examples and a notice."""
 
     def __init__(self, llm: Slot[Rewriter], search: Callable[..., SearchResult], embedder: Callable[[], Any]) -> None:
         self.llm = llm
@@ -37,9 +37,8 @@ class RewriteService:
         rewriter = self.llm.get()
         load_s = time.perf_counter() - started if fresh else 0.0
         started = time.perf_counter()
-        hits, note, no_clip = self.examples_for(idea, k, filters)
-        counter = None if no_clip else self.clip_counter()  # no CLIP: token counts are unknown (None)
-        yield from rewriter.stream(idea, hits, k=k, n=n, count_tokens=counter, seed=seed, max_tokens=max_tokens,
+        hits, note, _ = self.examples_for(idea, k, filters)
+        yield from rewriter.stream(idea, hits, k=k, n=n, count_tokens=self.clip_counter(), seed=seed, max_tokens=max_tokens,
                                    retrieval_s=time.perf_counter() - started, load_s=load_s, retrieval_note=note)
 
     def rewrite(self, idea: str, k: int = 5, n: int = 1, filters: Filters = Filters(),
