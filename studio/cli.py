@@ -73,9 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m studio", description="Prompt Studio: local prompt memory.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p = sub.add_parser("ingest", parents=[common], help="load DiffusionDB (folder, zip, parquet/csv, hub:2m:1-5)")
-    p.add_argument("source", help="a part folder or zip, a metadata .parquet/.csv, or hub:2m:1-5 / hub:large:1-5")
+    p.add_argument("source", help="a part folder or zip, a table (.parquet/.csv/.jsonl with a prompt column), "
+                                   "or hub:2m:1-5 / hub:large:1-5 / hub:2m:metadata")
     p.add_argument("--limit", type=int, help="read only the first N rows (a quick taste)")
-    p.add_argument("--tag", default="diffusiondb", choices=["diffusiondb", "user"], help="source tag to store")
+    p.add_argument("--source", dest="tag", default=None, metavar="NAME",
+                   help="the source name to store (default: diffusiondb, or a prompt library's file name)")
+    p.add_argument("--tag", dest="tag", help=argparse.SUPPRESS)  # the earlier name of --source
     p = sub.add_parser("search", parents=[common], help="an idea -> prompts (or images, with --target images)")
     p.add_argument("text")
     p.add_argument("--target", choices=["prompts", "images"], default="prompts")

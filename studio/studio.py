@@ -147,7 +147,7 @@ class Studio:
         return self.searcher.image_bytes(hit)
 
     # -- ingest and status -------------------------------------------------------------------
-    def ingest(self, source: str, limit: int | None = None, source_tag: str = "diffusiondb",
+    def ingest(self, source: str, limit: int | None = None, source_tag: str | None = None,
                progress: Progress | None = None) -> IngestReport:
         return self.ingester.ingest(source, limit, source_tag, progress)
 

@@ -134,8 +134,8 @@ def test_bad_sources_say_what_to_do(studio: Studio, tmp_path: Path) -> None:
     (tmp_path / "bad.zip").write_bytes(b"PK\x03\x04 this is not a zip")
     with pytest.raises(InputError, match="not a readable zip"):
         studio.ingest(str(tmp_path / "bad.zip"))
-    pd.DataFrame({"image_name": ["a.png"], "text": ["x"]}).to_csv(tmp_path / "noprompt.csv", index=False)
-    with pytest.raises(InputError, match="no `prompt` column.*image_name, text"):
+    pd.DataFrame({"image_name": ["a.png"], "notes": ["x"]}).to_csv(tmp_path / "noprompt.csv", index=False)
+    with pytest.raises(InputError, match="no prompt column.*image_name, notes"):
         studio.ingest(str(tmp_path / "noprompt.csv"))
     (tmp_path / "notes.txt").write_text("hi")
     with pytest.raises(InputError, match="part folder"):
@@ -295,3 +295,44 @@ def test_dedupe_state_is_compact(tmp_path: Path) -> None:
     assert size / 100_000 < 200, size
     assert counts.pop(prompt_id("prompt number 1")) == {"part-000001": 1, "part-000002": 1}
     assert counts.pop(prompt_id("prompt number 1")) is None and len(counts) == 99_999
+
+
+KAGGLE = [("a castle in the clouds, matte painting", "https://example.invalid/1.png", 512, "lexica.art"),
+          ("a fox in the snow, watercolor", "https://example.invalid/2.png", 768, "civitai.com"),
+          ("portrait of a robot, 3d render, octane", "https://example.invalid/3.png", 640, "lexica.art")]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+def test_any_prompt_library_ingests_under_its_own_name_with_its_columns(studio: Studio, tmp_path: Path,
+                                                                        suffix: str) -> None:
+    """The Kaggle "Diffusion Prompts" shape (id, prompt, url, width, height, source_site) is not DiffusionDB:
+    it is stored as source=<file stem>, its url kept as text (never fetched), its other columns kept."""
+    frame = pd.DataFrame({"id": ["k1", "k2", "k3"], "prompt": [p for p, *_ in KAGGLE], "url": [u for _, u, *_ in KAGGLE],
+                          "width": [w for *_, w, _ in KAGGLE], "height": [w for *_, w, _ in KAGGLE],
+                          "source_site": [s for *_, s in KAGGLE]})
+    path = tmp_path / f"diffusion-prompts{suffix}"
+    if suffix == ".csv":
+        frame.to_csv(path, index=False)
+    elif suffix == ".parquet":
+        frame.to_parquet(path)
+    else:
+        frame.to_json(path, orient="records", lines=True)
+    report = studio.ingest(str(path))
+    assert report.prompts_new == 3, report.summary()
+    meta = studio.store.get("prompts", [prompt_id(KAGGLE[1][0])])[0].metadata
+    assert meta["source"] == "diffusion-prompts" and meta["url"] == KAGGLE[1][1]
+    assert meta["source_site"] == "civitai.com" and meta["width"] == 768 and str(meta["id"]) == "k2"
+    from studio.search.results import Filters
+
+    found = studio.search("a fox in the snow", k=3, filters=Filters(source="diffusion-prompts")).results
+    assert found and all(h.metadata["source"] == "diffusion-prompts" for h in found)
+    named = studio.ingest(str(path), source_tag="my library")  # --source NAME
+    assert named.prompts_unchanged == 3  # the same prompts: one record each, the first source kept
+
+
+def test_a_text_column_is_a_prompt_column(studio: Studio, tmp_path: Path) -> None:
+    pd.DataFrame({"text": ["a lighthouse in a storm, oil painting"], "rating": [5]}).to_csv(tmp_path / "mine.csv",
+                                                                                          index=False)
+    studio.ingest(str(tmp_path / "mine.csv"))
+    meta = studio.store.get("prompts", [prompt_id("a lighthouse in a storm, oil painting")])[0].metadata
+    assert meta["source"] == "mine" and str(meta["rating"]) == "5"

@@ -9,7 +9,7 @@ from studio.config import Settings
 from studio.ingest.outputs import is_outputs_folder, read_outputs
 from studio.ingest.pipeline import IngestReport, ingest_rows
 from studio.ingest.retry import RetryingStore
-from studio.ingest.sources import read_source
+from studio.ingest.sources import read_source, source_name, table_source
 from studio.search.store import PromptStore
 
 # The shipped sample, as ingested on first launch (the part-style JSON repeats the 99-row CSV).
@@ -25,9 +25,15 @@ class Ingester:
         self.store = store
         self.embedder = embedder
 
-    def ingest(self, source: str, limit: int | None = None, source_tag: str = "diffusiondb",
+    def ingest(self, source: str, limit: int | None = None, source_tag: str | None = None,
                progress: Progress | None = None) -> IngestReport:
+        """source_tag: the `source` stored on each record; by default diffusiondb, or for a prompt library
+        (a table without DiffusionDB's columns) its file's stem."""
         path = Path(source).expanduser()
+        if source_tag is None:
+            source_tag = table_source(path) or "diffusiondb"
+        else:
+            source_tag = source_name(source_tag)
         if is_outputs_folder(path):
             # Our own PNGs (STUDIO_HOME/outputs), or another tool's: source generated / user, lineage kept.
             rows, batch = (lambda: read_outputs(path)), max(1, self.settings.batch_size // 4)

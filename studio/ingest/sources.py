@@ -20,6 +20,15 @@ _COLUMNS = {"image_name": "image_name", "image_filename": "image_name", "prompt"
             "width": "width", "height": "height", "user_name": "user_name", "timestamp": "timestamp",
             "image_nsfw": "image_nsfw", "prompt_nsfw": "prompt_nsfw"}
 _PART_JSON_KEYS = {"se": "seed", "c": "cfg", "st": "steps", "sa": "sampler"}
+# A prompt library's prompt column, by the names tables use for it (the first found wins).
+PROMPT_COLUMNS = ("prompt", "Prompt", "PROMPT", "prompts", "text", "Text", "caption", "positive_prompt")
+# Columns only DiffusionDB's metadata has: a table with one is DiffusionDB (source diffusiondb).
+DIFFUSIONDB_ONLY = {"part_id", "step", "sampler", "image_nsfw", "prompt_nsfw", "user_name", "image_name"}
+# Metadata keys the studio writes itself: a library column of that name is stored as col_<name>.
+RESERVED = {"source", "counts", "image_count", "image_id", "prompt_id", "file", "part", "created", "fingerprint",
+            "kind", "comparison_id", "lineage"}
+MAX_EXTRA_CHARS = 1_000
+TABLE_SUFFIXES = {".csv", ".parquet", ".jsonl", ".ndjson"}
 HUB_REPO = "poloclub/diffusiondb"
 
 
@@ -58,7 +67,7 @@ def read_folder(folder: Path) -> Iterator[Row]:
     """A part folder: images plus a part JSON; zips in the folder are read as parts too."""
     jsons = sorted(p for p in folder.glob("*.json"))
     zips = sorted(folder.glob("*.zip"))
-    tables = sorted(p for p in folder.iterdir() if p.suffix in {".csv", ".parquet"})
+    tables = sorted(p for p in folder.iterdir() if p.suffix in TABLE_SUFFIXES)
     if not jsons and not zips and not tables:
         from studio.ingest.outputs import read_outputs
 
@@ -125,20 +134,26 @@ def _batches(path: Path) -> tuple[list[str], Iterator[Any]]:
             table = pq.ParquetFile(path)
             schema = table.schema_arrow
             names = list(schema.names)
-            keep = [c for c in names if c in _COLUMNS]
-            nested = [f"{f.name} ({f.type})" for f in schema if f.name in keep and pa.types.is_nested(f.type)]
-            if "prompt" in [n.split(" ")[0] for n in nested]:
-                raise InputError(f"{path}: its `prompt` column holds {schema.field('prompt').type} values, not text. "
-                                 "Write the prompts as one text column and ingest again.")
+            prompt = prompt_column(names)
+            nested = [f"{f.name} ({f.type})" for f in schema if f.name in _COLUMNS and pa.types.is_nested(f.type)]
+            if prompt and pa.types.is_nested(schema.field(prompt).type):
+                raise InputError(f"{path}: its `{prompt}` column holds {schema.field(prompt).type} values, not "
+                                 "text. Write the prompts as one text column and ingest again.")
             if nested:
                 raise InputError(f"{path}: the column(s) {', '.join(nested)} hold lists or records where the studio "
                                  "reads plain numbers or text. Flatten or drop them and ingest again.")
+            keep = [f.name for f in schema if not pa.types.is_nested(f.type)]  # a library's other columns too
             return names, table.iter_batches(batch_size=TABLE_BATCH, columns=keep)
+        if path.suffix in (".jsonl", ".ndjson"):
+            import pyarrow.json as pajson
+
+            reader = pajson.open_json(path, read_options=pajson.ReadOptions(block_size=16 << 20))
+            return list(reader.schema.names), iter(reader)
         import pyarrow.csv as pacsv
 
         with open(path, "rb") as f:
             header = pacsv.open_csv(f, read_options=pacsv.ReadOptions(block_size=1 << 20)).schema.names
-        keep = [c for c in header if c in _COLUMNS]
+        keep = list(header)
         reader = pacsv.open_csv(
             path, read_options=pacsv.ReadOptions(block_size=16 << 20),
             convert_options=pacsv.ConvertOptions(include_columns=keep, column_types={c: pa.string() for c in keep},
@@ -150,21 +165,59 @@ def _batches(path: Path) -> tuple[list[str], Iterator[Any]]:
         raise InputError(f"Could not read {path} as a {path.suffix[1:]} table ({exc}).") from exc
 
 
+def prompt_column(names: list[str]) -> str | None:
+    return next((c for c in PROMPT_COLUMNS if c in names), None)
+
+
+def is_diffusiondb(names: list[str]) -> bool:
+    return bool(DIFFUSIONDB_ONLY & set(names))
+
+
+def table_source(path: Path) -> str | None:
+    """The source name a prompt library's rows are stored under (its file's stem), or None for DiffusionDB."""
+    if path.suffix not in TABLE_SUFFIXES or not path.is_file():
+        return None
+    try:
+        names, _ = _batches(path)
+    except InputError:
+        return None
+    return None if is_diffusiondb(names) else source_name(path.stem)
+
+
+def source_name(text: str) -> str:
+    """A source tag: letters, digits, '-', '_' and '.', at most 64."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.")[:64] or "library"
+
+
+def _extra_value(value: Any) -> Any:
+    value = plain(value)
+    if isinstance(value, str):
+        return value[:MAX_EXTRA_CHARS] or None
+    return value if isinstance(value, (int, float, bool)) else None
+
+
 def read_table(path: Path) -> Iterator[Row]:
-    """A metadata .parquet or .csv with DiffusionDB's columns (any subset that has `prompt`), streamed."""
+    """A .parquet, .csv or .jsonl table with a prompt column (prompt, text, caption, ...), streamed: DiffusionDB's
+    metadata (its columns typed), or any prompt library, whose other columns are kept as metadata (a `url`
+    is kept as text, never fetched)."""
     import pyarrow as pa
 
     names, batches = _batches(path)
-    if "prompt" not in names:
+    prompt_col = prompt_column(names)
+    if prompt_col is None:
         raise InputError(
-            f"{path} has no `prompt` column (it has: {', '.join(map(str, names))}). "
-            "A DiffusionDB metadata table needs at least `prompt`; `image_name`, `seed`, `cfg`, ... are optional."
+            f"{path} has no prompt column (it has: {', '.join(map(str, names))}). A table needs one named "
+            f"{', '.join(PROMPT_COLUMNS[:6])} or {PROMPT_COLUMNS[-1]}; `image_name`, `seed`, `cfg`, ... are optional."
         )
+    library = not is_diffusiondb(names)
     i = 0
     try:
         for batch in batches:
-            columns = {_COLUMNS[n]: batch.column(n) for n in batch.schema.names}
-            prompts = columns.pop("prompt").to_pylist()
+            raw = {n: batch.column(n) for n in batch.schema.names}
+            prompts = raw.pop(prompt_col).to_pylist()
+            columns = {_COLUMNS[n]: a for n, a in raw.items() if n in _COLUMNS and _COLUMNS[n] != "prompt"}
+            others = {(f"col_{n}" if n in RESERVED else n): a.to_pylist() for n, a in raw.items()
+                      if library and n not in _COLUMNS and not pa.types.is_nested(a.type)}
             names_col = columns.pop("image_name").to_pylist() if "image_name" in columns else None
             typed = {k: typed_column(k, a) for k, a in columns.items()}
             fast = {k: v for k, v in typed.items() if v is not None}
@@ -177,8 +230,9 @@ def read_table(path: Path) -> Iterator[Row]:
                     settings.update(typed_settings({k: col[j] for k, col in slow.items()}, notes, f" (row {i + 1:,})"))
                 name = plain(names_col[j]) if names_col is not None else None
                 part = f"part-{settings['part_id']:06d}" if "part_id" in settings else path.stem
+                extra = {k: v for k, col in others.items() if (v := _extra_value(col[j])) is not None} if others else {}
                 yield Row(str(name) if name is not None else f"{path.stem}-row{i:07d}", prompt, part, settings,
-                          notes=notes or None)
+                          extra=extra, notes=notes or None)
                 i += 1
     except pa.ArrowException as exc:  # a malformed block further down the file
         raise InputError(f"Could not read {path} past row {i:,} ({exc}). Rows before it were read; fix the "
@@ -262,9 +316,10 @@ def read_source(source: str, cache: Path, offline: bool) -> Iterator[Row]:
         return read_folder(path)
     if path.suffix == ".zip":
         return read_zip(path)
-    if path.suffix in {".parquet", ".csv"}:
+    if path.suffix in TABLE_SUFFIXES:
         return read_table(path)
     if path.suffix == ".json":
         mapping = json.loads(path.read_text(encoding="utf-8"))
         return _part_json_rows(mapping, _part_name(path), str(path), lambda name: None)
-    raise InputError(f"{source}: use a part folder, a part .zip, a metadata .parquet/.csv, or hub:2m:1-5.")
+    raise InputError(f"{source}: use a part folder, a part .zip, a table (.parquet, .csv, .jsonl with a prompt "
+                     "column), or hub:2m:1-5.")

@@ -24,7 +24,17 @@ class Picked:
 
 
 def _filters(nsfw: bool, source: str | None) -> Filters:
-    return Filters(nsfw=bool(nsfw), source=SOURCES.get(source or "all"))
+    source = source or "all"
+    return Filters(nsfw=bool(nsfw), source=SOURCES[source] if source in SOURCES else source)
+
+
+def source_choices(studio: Studio) -> list[str]:
+    """The fixed choices, then every other source the store holds (prompt libraries by name)."""
+    try:
+        found = {s for ix in studio.stats()["indexes"] for s in ix["by_source"]}
+    except Exception:  # no store yet: the fixed choices
+        found = set()
+    return list(SOURCES) + sorted(found - set(SOURCES.values()) - {"?"})
 
 
 def _select(table: Any, evt: gr.SelectData) -> tuple[str, dict]:
@@ -54,6 +64,7 @@ def explore_tab(studio: Studio, defaults: UIDefaults) -> Picked:
         with gr.Row():
             nsfw = gr.Checkbox(label="Show NSFW results", value=False)
             source = gr.Dropdown(list(SOURCES), value="all", label="Source", scale=1)
+            source.focus(lambda: gr.update(choices=source_choices(studio)), None, source, api_visibility="private")
             k = gr.Slider(1, 50, value=defaults.results, step=1, label="Results")
             go = gr.Button("Search", variant="primary", elem_id="explore-search")
         msg = gr.Markdown(elem_id="explore-note")
@@ -90,6 +101,8 @@ def reverse_tab(studio: Studio, defaults: UIDefaults) -> Picked:
             with gr.Column():
                 nsfw = gr.Checkbox(label="Show NSFW results", value=False)
                 source = gr.Dropdown(list(SOURCES), value="all", label="Source")
+                source.focus(lambda: gr.update(choices=source_choices(studio)), None, source,
+                             api_visibility="private")
                 k = gr.Slider(1, 50, value=defaults.results, step=1, label="Results")
                 go = gr.Button("Find the prompts", variant="primary", elem_id="reverse-go")
         msg = gr.Markdown(elem_id="reverse-note")
