@@ -125,3 +125,32 @@ def test_history_and_library(page: Any) -> None:
     page.get_by_text("What the library holds").wait_for()
     page.get_by_text("CLIP (search)").wait_for()
     shot(page, "7-library")
+
+
+def _error_badges(page: Any) -> int:
+    """Gradio's per-component "Error" status badges on the page (its toasts, which fade, not counted)."""
+    return page.evaluate("""() => [...document.querySelectorAll('.error')].filter(e =>
+        e.offsetParent !== null && e.textContent.trim() === 'Error' && !e.closest('[class*="toast"]')).length""")
+
+
+def test_a_failed_rewrite_keeps_the_prompt_and_says_why_under_it(page: Any) -> None:
+    page.get_by_role("tab", name="Create").click()
+    typed = "my own prompt, oil painting, golden hour"
+    page.locator("#create-prompt textarea").fill(typed)
+    page.locator("#create-idea textarea").fill("   ")
+    page.locator("#create-rewrite").click()
+    page.locator("#create-rewrite-note").get_by_text("Type an idea to rewrite").wait_for()
+    page.wait_for_timeout(11_000)  # past the toast's life: the message stays where it was said
+    expect(page.locator("#create-rewrite-note")).to_contain_text("Type an idea to rewrite")
+    expect(page.locator("#create-prompt textarea")).to_have_value(typed)
+    assert _error_badges(page) == 0
+    shot(page, "7-failed-rewrite")
+
+
+def test_reopen_with_nothing_picked_says_what_to_pick(page: Any) -> None:
+    page.get_by_role("tab", name="Compare").click()
+    page.get_by_role("button", name="Reopen").click()
+    page.locator("#compare-note").get_by_text("Pick one of the earlier comparisons").wait_for()
+    shot(page, "8-reopen-nothing")
+    assert "ValueError" not in page.inner_text("body"), page.inner_text("body")[-3000:]
+    assert _error_badges(page) == 0

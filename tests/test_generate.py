@@ -154,9 +154,18 @@ def test_load_errors_say_what_to_do(tmp_path: Path):
     with pytest.raises(ModelMissingError, match="STUDIO_SDXL_MODEL"):
         Generator.load(missing)
     checkpoint = tmp_path / "my-sdxl.safetensors"
-    checkpoint.write_bytes(b"")
-    with pytest.raises(ModelMissingError, match="tokenizer"):
+    checkpoint.write_bytes(b"")  # an empty download: said as such; its tokenizers are no longer what is missing
+    with pytest.raises(ModelMissingError, match=r"Could not load SDXL from .*my-sdxl\.safetensors"):
         Generator.load(missing.with_(sdxl_model=str(checkpoint)))
+
+
+def test_a_single_file_checkpoint_needs_no_tokenizer_download(tmp_path: Path):
+    """Offline, with no SDXL folder anywhere: SDXL's two tokenizers come from the shipped CLIP vocabulary."""
+    from studio.generate.loading import single_file_tokenizers
+
+    one, two = single_file_tokenizers(Settings(models_dir=tmp_path, offline=True, device="cpu"))
+    assert one("a photo of a cat")["input_ids"] == [49406, 320, 1125, 539, 320, 2368, 49407]
+    assert two.pad_token == "!" and one.pad_token == "<|endoftext|>" and one.model_max_length == 77
 
 
 def test_shipped_sdxl_configs_are_sdxl_base_shapes():

@@ -28,10 +28,50 @@ def message_for(exc: BaseException) -> str:
             "terminal that runs the studio.")
 
 
+class LastErrors:
+    """The last error message of each browser session. An API client gets the error raised, as before;
+    the page runs the event's .failure() listener (said_in), which puts the message in the tab's own
+    status line, where it stays until the next action (a toast fades)."""
+
+    def __init__(self, keep: int = 1_000) -> None:
+        self._last: dict[str, str] = {}
+        self._keep = keep
+        self._lock = threading.Lock()
+
+    def record(self, message: str) -> None:
+        from gradio.context import LocalContext
+
+        session = session_of(LocalContext.request.get(None))
+        if session is None:
+            return
+        with self._lock:
+            self._last.pop(session, None)
+            self._last[session] = message
+            while len(self._last) > self._keep:
+                self._last.pop(next(iter(self._last)))
+
+    def take(self, request: gr.Request | None) -> str:
+        with self._lock:
+            message = self._last.pop(session_of(request) or "", None)
+        return f"⚠️ {message}" if message else "⚠️ That did not work; the details are in the studio's terminal."
+
+
+LAST_ERRORS = LastErrors()
+
+
 def _to_gr_error(exc: Exception) -> gr.Error:
     if not isinstance(exc, StudioError):
         log.error("unexpected error in a handler", exc_info=exc)
+    LAST_ERRORS.record(message_for(exc))
     return gr.Error(message_for(exc), print_exception=False)
+
+
+def said_in(event: Any, status: Any) -> Any:
+    """On failure, the tab's status line says why (inputs and earlier results are left as they were)."""
+    def say(request: gr.Request = None) -> str:
+        return LAST_ERRORS.take(request)
+
+    return event.failure(say, None, status, api_visibility="private", queue=False, show_progress="hidden")
 
 
 def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:

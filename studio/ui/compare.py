@@ -6,11 +6,12 @@ from typing import Any
 
 import gradio as gr
 
+from studio.errors import InputError
 from studio.library.compare import VARIANTS
 from studio.generate.request import MAX_CFG, MAX_SIDE, MAX_STEPS, MIN_SIDE, PROFILES, SCHEDULERS
 from studio.search.results import Hit
 from studio.studio import Studio
-from studio.ui.common import GPU, Cancels, as_int, handler, plain_json, seed_or_none, session_of, streamed
+from studio.ui.common import GPU, Cancels, as_int, handler, plain_json, said_in, seed_or_none, session_of, streamed
 from studio.ui.defaults import UIDefaults
 from studio.ui.views import comparison_choices, diff_spans, picture
 
@@ -81,6 +82,8 @@ def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> None:
             return []
 
     def reopen(comparison_id: str) -> Any:
+        if not comparison_id:
+            raise InputError("Pick one of the earlier comparisons in the list first, then Reopen.")
         hits: list[Hit] = studio.comparison(comparison_id)
         if not hits:
             raise gr.Error("That comparison is not in the library any more.", print_exception=False)
@@ -127,10 +130,11 @@ def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> None:
             open_btn = gr.Button("Reopen", scale=1)
         with gr.Accordion("Raw result (JSON)", open=False):
             raw = gr.JSON()
-        go.click(handler(compare, gpu=True), [idea, seed, steps, cfg, width, height, sampler, profile],
-                 [*images, *diffs, msg, raw, history], api_name="compare", **GPU)
+        said_in(go.click(handler(compare, gpu=True), [idea, seed, steps, cfg, width, height, sampler, profile],
+                         [*images, *diffs, msg, raw, history], api_name="compare", show_progress_on=[msg], **GPU), msg)
         stop.click(handler(cancel), None, msg, api_visibility="private", queue=False)
-        open_btn.click(handler(reopen), history, [*images, *diffs, msg, raw], api_name="reopen_comparison")
+        said_in(open_btn.click(handler(reopen), history, [*images, *diffs, msg, raw], api_name="reopen_comparison",
+                               show_progress_on=[msg]), msg)
         tab.select(lambda: gr.update(choices=earlier()), None, history, api_visibility="private")
         profile.change(lambda p: (PROFILES[p].steps, PROFILES[p].cfg, PROFILES[p].scheduler), profile,
                        [steps, cfg, sampler], api_visibility="private")

@@ -13,7 +13,7 @@ from studio.generate.request import (
 )
 from studio.search.results import Filters, Hit
 from studio.studio import Studio
-from studio.ui.common import GPU, Cancels, as_int, handler, plain_json, seed_or_none, session_of, streamed
+from studio.ui.common import GPU, Cancels, as_int, handler, plain_json, said_in, seed_or_none, session_of, streamed
 from studio.ui.defaults import UIDefaults
 from studio.ui.views import missing_note, settings_line
 
@@ -172,14 +172,19 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
         suggested, lineage = gr.State({}), gr.State({})
 
         rw_out = [retrieved, prompt, rewrite_note, raw, suggested, lineage]
-        rewrite_btn.click(handler(rewrite, gpu=True), [idea, k, nsfw], rw_out, api_name="rewrite", **GPU)
-        idea.submit(handler(rewrite, gpu=True), [idea, k, nsfw], rw_out, api_visibility="private", **GPU)
+        # A failed rewrite leaves the Prompt box as it was: progress and errors show on the note under it.
+        for event in (rewrite_btn.click(handler(rewrite, gpu=True), [idea, k, nsfw], rw_out, api_name="rewrite",
+                                        show_progress_on=[rewrite_note], **GPU),
+                      idea.submit(handler(rewrite, gpu=True), [idea, k, nsfw], rw_out, api_visibility="private",
+                                  show_progress_on=[rewrite_note], **GPU)):
+            said_in(event, rewrite_note)
         controls = CreateControls(prompt, negative, seed, steps, cfg, width, height, sampler, lineage)
         suggest.click(lambda s: settings_updates(s, with_seed=False), suggested, controls.settings,
                       api_visibility="private")
-        go.click(handler(generate, gpu=True),
-                 [prompt, negative, seed, steps, cfg, width, height, sampler, profile, n, lineage],
-                 [preview, images, info, raw], api_name="generate", **GPU)
+        said_in(go.click(handler(generate, gpu=True),
+                         [prompt, negative, seed, steps, cfg, width, height, sampler, profile, n, lineage],
+                         [preview, images, info, raw], api_name="generate", show_progress_on=[info, preview], **GPU),
+                info)
         stop.click(handler(cancel), None, info, api_name="cancel", queue=False)
         profile.change(lambda p: (PROFILES[p].steps, PROFILES[p].cfg, PROFILES[p].scheduler), profile,
                        [steps, cfg, sampler], api_visibility="private")

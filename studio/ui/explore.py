@@ -9,7 +9,7 @@ import gradio as gr
 
 from studio.search.results import Filters
 from studio.studio import Studio
-from studio.ui.common import as_int, handler, uploaded_image
+from studio.ui.common import as_int, handler, said_in, uploaded_image
 from studio.ui.defaults import UIDefaults
 from studio.ui.views import COLUMNS, SOURCES, WIDTHS, gallery, note, rows
 
@@ -79,8 +79,11 @@ def explore_tab(studio: Studio, defaults: UIDefaults) -> Picked:
         with gr.Accordion("Raw result (JSON)", open=False):
             raw = gr.JSON()
         outputs = [table, images, msg, raw]
-        go.click(handler(search), [idea, target, nsfw, k, source], outputs, api_name="search")
-        idea.submit(handler(search), [idea, target, nsfw, k, source], outputs, api_visibility="private")
+        for event in (go.click(handler(search), [idea, target, nsfw, k, source], outputs, api_name="search",
+                               show_progress_on=[msg, table]),
+                      idea.submit(handler(search), [idea, target, nsfw, k, source], outputs,
+                                  api_visibility="private", show_progress_on=[msg, table])):
+            said_in(event, msg)
         table.select(_select, table, [picked, picked_settings], api_visibility="private")
     return Picked(picked, send, picked_settings)
 
@@ -117,7 +120,7 @@ def reverse_tab(studio: Studio, defaults: UIDefaults) -> Picked:
         with gr.Accordion("Raw result (JSON)", open=False):
             raw = gr.JSON()
         # preprocess=False: the handler opens the upload itself, so a broken file gets our message.
-        go.click(handler(reverse), [image, nsfw, k, source], [table, images, msg, raw], api_name="reverse",
-                 preprocess=False)
+        said_in(go.click(handler(reverse), [image, nsfw, k, source], [table, images, msg, raw], api_name="reverse",
+                         preprocess=False, show_progress_on=[msg, table]), msg)
         table.select(_select, table, [picked, picked_settings], api_visibility="private")
     return Picked(picked, send, picked_settings)

@@ -9,7 +9,7 @@ import gradio as gr
 
 from studio.errors import InputError
 from studio.studio import Studio
-from studio.ui.common import handler
+from studio.ui.common import handler, said_in
 from studio.ui.defaults import UIDefaults
 from studio.ui.views import models_markdown, stats_markdown
 
@@ -89,6 +89,6 @@ def library_tab(studio: Studio, defaults: UIDefaults) -> gr.Tab:
         refresh.click(handler(stats), None, [stats_md, raw], api_name="stats")
         tab.select(handler(stats), None, [stats_md, raw], api_visibility="private")
         tab.select(handler(models), None, models_md, api_name="models")
-        go.click(handler(ingest), [path, upload, limit], [ingest_msg, stats_md, raw], api_name="ingest",
-                 concurrency_limit=1, concurrency_id="ingest")
+        said_in(go.click(handler(ingest), [path, upload, limit], [ingest_msg, stats_md, raw], api_name="ingest",
+                         show_progress_on=[ingest_msg], concurrency_limit=1, concurrency_id="ingest"), ingest_msg)
     return tab

@@ -137,7 +137,8 @@ def models_markdown(models: list[dict[str, Any]]) -> str:
     for m in models:
         mark = ("**unreadable**" if m.get("problem") else "**ready**" if m["found"] and not m["starter"]
                 else "**starter**" if m["found"] else "**missing**")
-        lines.append(f"| {MODEL_ROLES.get(m['role'], m['role'])} | {mark} {m['status']} |")
+        status = m["status"].removeprefix("missing. ").removeprefix("unreadable: ")  # the mark says it already
+        lines.append(f"| {MODEL_ROLES.get(m['role'], m['role'])} | {mark} {status} |")
     return "\n".join(lines)
 
 
