@@ -129,6 +129,16 @@ def test_library_stats_models_and_ingest(client) -> None:
     assert "already stored" in msg
 
 
+def test_an_uploaded_file_is_named_as_the_user_named_it(client, tmp_path: Path) -> None:
+    from gradio_client import handle_file
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("title,notes\nno prompt column here,at all\n")
+    with pytest.raises(Exception) as err:
+        client.predict("", handle_file(str(bad)), 0, api_name="/ingest")
+    assert "bad.csv has no prompt column" in str(err.value) and "gradio" not in str(err.value)
+
+
 def test_without_clip_the_page_says_what_is_missing(tmp_path: Path) -> None:
     proc, url = serve(tmp_path / "home", "openai/clip-vit-base-patch32", tmp_path / "models")
     try:

@@ -207,7 +207,7 @@ def read_table(path: Path) -> Iterator[Row]:
     if prompt_col is None:
         raise InputError(
             f"{path} has no prompt column (it has: {', '.join(map(str, names))}). A table needs one named "
-            f"{', '.join(PROMPT_COLUMNS[:6])} or {PROMPT_COLUMNS[-1]}; `image_name`, `seed`, `cfg`, ... are optional."
+            f"{', '.join(PROMPT_COLUMNS[:-1])} or {PROMPT_COLUMNS[-1]}; `image_name`, `seed`, `cfg`, ... are optional."
         )
     library = not is_diffusiondb(names)
     i = 0

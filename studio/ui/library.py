@@ -7,7 +7,7 @@ from typing import Any
 
 import gradio as gr
 
-from studio.errors import InputError
+from studio.errors import InputError, StudioError
 from studio.studio import Studio
 from studio.ui.common import handler, said_in
 from studio.ui.defaults import UIDefaults
@@ -60,9 +60,13 @@ def library_tab(studio: Studio, defaults: UIDefaults) -> gr.Tab:
             progress((done, total) if total else None, desc=f"Ingesting {phase}", unit=phase)
 
         limit_n = int(limit) if limit and limit > 0 else None
-        report = studio.ingest(str(source), limit=limit_n, progress=tick)
+        shown = Path(str(upload)).name if upload else str(source)  # the user's file name, not Gradio's temp copy
+        try:
+            report = studio.ingest(str(source), limit=limit_n, progress=tick)
+        except StudioError as exc:
+            raise type(exc)(str(exc).replace(str(source), shown)) from exc
         text, raw = stats()
-        return f"✅ {report.summary()}", text, raw
+        return f"✅ {report.summary().replace(str(source), shown)}", text, raw
 
     with gr.Tab("Library", id="library") as tab:
         with gr.Row():
