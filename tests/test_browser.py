@@ -154,3 +154,16 @@ def test_reopen_with_nothing_picked_says_what_to_pick(page: Any) -> None:
     shot(page, "8-reopen-nothing")
     assert "ValueError" not in page.inner_text("body"), page.inner_text("body")[-3000:]
     assert _error_badges(page) == 0
+
+
+def test_undo_brings_back_the_prompt_a_rewrite_replaced(page: Any) -> None:
+    page.get_by_role("tab", name="Create").click()
+    mine = "a prompt I wrote myself, ink drawing"
+    page.locator("#create-prompt textarea").fill(mine)
+    page.locator("#create-idea textarea").fill("a lighthouse in a storm")
+    page.locator("#create-rewrite").click()
+    page.locator("#create-rewrite-note").get_by_text("CLIP tokens").wait_for()
+    expect(page.locator("#create-prompt textarea")).not_to_have_value(mine)
+    page.locator("#create-undo").click()
+    expect(page.locator("#create-prompt textarea")).to_have_value(mine)
+    shot(page, "9-undo-rewrite")

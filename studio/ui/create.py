@@ -68,8 +68,10 @@ def settings_updates(settings: dict[str, Any], with_seed: bool = True, with_size
 
 
 def _retrieved_rows(hits: list[Hit]) -> list[list[Any]]:
-    return [[round(1 - h.distance, 3), h.prompt, h.metadata.get("image_count", ""),
-             settings_line(h.settings[0] if h.settings else {})] for h in hits]
+    """The LLM's examples, most similar first (the rewrite shows those with style words first: the table
+    is about closeness, so it sorts by it)."""
+    return [[round(1 - h.distance, 3), h.prompt, h.metadata.get("image_count", "—"),
+             settings_line(h.settings[0] if h.settings else {}) or "—"] for h in sorted(hits, key=lambda h: h.distance)]
 
 
 def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> CreateControls:
@@ -109,8 +111,9 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
                   "n": as_int(n, "n"), "scheduler": sampler or None, "profile": profile or "standard"}
         lin = Lineage(**{k: v for k, v in (lineage or {}).items() if k in Lineage.__dataclass_fields__})
         flag = cancels.new(session_of(request))
-        progress(0, desc="Loading SDXL…" if not studio.sdxl_loaded else "Starting…")
-        yield None, gr.skip(), "⏳ Starting (the first run loads SDXL)…", gr.skip()
+        first = not studio.sdxl_loaded
+        progress(0, desc="Loading SDXL…" if first else "Starting…")
+        yield None, gr.skip(), "⏳ Loading SDXL (the first run after a launch)…" if first else "⏳ Starting…", gr.skip()
         result = None
         for kind, item in streamed(lambda emit: studio.generate(prompt, on_preview=emit, cancel=flag,
                                                                 lineage=lin, **fields)):
@@ -145,13 +148,16 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
                                  interactive=False, column_widths=["8%", "62%", "7%", "23%"], max_height=260)
         prompt = gr.Textbox(label="Prompt", lines=3, buttons=["copy"], elem_id="create-prompt",
                             placeholder="The rewrite streams in here; or type or paste a prompt")
-        rewrite_note = gr.Markdown(elem_id="create-rewrite-note")
+        with gr.Row():
+            rewrite_note = gr.Markdown(elem_id="create-rewrite-note")
+            undo = gr.Button("↶ Undo rewrite", size="sm", scale=0, min_width=140, elem_id="create-undo")
         negative = gr.Textbox(label="Negative prompt", placeholder="blurry, low quality")
         with gr.Accordion("Settings", open=False, elem_id="create-settings"):
             with gr.Row():
                 profile = gr.Radio(list(PROFILES), value=defaults.profile, label="Profile (fast: Turbo/Lightning)")
                 sampler = gr.Dropdown(list(SCHEDULERS), value=defaults.sampler, label="Sampler")
                 seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
+                last_seed = gr.Button("♻ Last seed", size="sm", scale=0, min_width=110, elem_id="create-last-seed")
                 n = gr.Slider(1, MAX_IMAGES, value=1, step=1, label="Images")
             with gr.Row():
                 steps = gr.Slider(1, MAX_STEPS, value=defaults.steps, step=1, label="Steps")
@@ -172,6 +178,12 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
         suggested, lineage = gr.State({}), gr.State({})
 
         rw_out = [retrieved, prompt, rewrite_note, raw, suggested, lineage]
+        before = gr.State("")  # the Prompt box as it was when Rewrite was clicked: Undo brings it back
+        for trigger in (rewrite_btn.click, idea.submit):
+            trigger(lambda text: text, prompt, before, api_visibility="private", queue=False)
+        undo.click(lambda text: text if text else gr.skip(), before, prompt, api_visibility="private", queue=False)
+        last_seed.click(lambda r: ((r or {}).get("seeds") or [gr.skip()])[0], raw, seed, api_visibility="private",
+                        queue=False)
         # A failed rewrite leaves the Prompt box as it was: progress and errors show on the note under it.
         for event in (rewrite_btn.click(handler(rewrite, gpu=True), [idea, k, nsfw], rw_out, api_name="rewrite",
                                         show_progress_on=[rewrite_note], **GPU),

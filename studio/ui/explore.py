@@ -11,7 +11,7 @@ from studio.search.results import Filters
 from studio.studio import Studio
 from studio.ui.common import as_int, handler, said_in, uploaded_image
 from studio.ui.defaults import UIDefaults
-from studio.ui.views import COLUMNS, SOURCES, WIDTHS, gallery, note, rows
+from studio.ui.views import COLUMNS, MISSING, SOURCES, WIDTHS, gallery, note, rows
 
 
 @dataclass
@@ -43,7 +43,7 @@ def _select(table: Any, evt: gr.SelectData) -> tuple[str, dict]:
     if len(row) < 8:
         return gr.skip(), gr.skip()
     keys = ("seed", "cfg", "steps", "sampler", "size")
-    return row[1], {k: v for k, v in zip(keys, row[3:8]) if v not in ("", None)}
+    return row[1], {k: v for k, v in zip(keys, row[3:8]) if v not in ("", None, MISSING)}
 
 
 def explore_tab(studio: Studio, defaults: UIDefaults) -> Picked:

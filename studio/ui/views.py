@@ -17,17 +17,23 @@ from studio.search.results import Hit, SearchResult
 COLUMNS = ["similarity", "prompt", "images", "seed", "cfg", "steps", "sampler", "size", "source"]
 WIDTHS = ["7%", "47%", "6%", "10%", "5%", "5%", "8%", "7%", "5%"]
 SOURCES = {"all": None, "DiffusionDB": "diffusiondb", "mine": "generated"}
+MISSING = "—"  # a setting the record does not have (DiffusionDB's every-400th table has none)
 MODEL_ROLES = {"clip": "CLIP (search)", "llm": "LLM (rewrite)", "sdxl": "SDXL (generate)"}
 
 
 def rows(result: SearchResult) -> list[list[Any]]:
+    """One table row a hit, most similar first (reverse search ranks by its fused score, kept as it is)."""
     out = []
     for hit in result.results:
         s = hit.settings[0] if hit.settings else {}
-        out.append([round(1 - hit.distance, 3), hit.prompt, hit.metadata.get("image_count", ""), s.get("seed", ""),
-                    s.get("cfg", ""), s.get("steps", ""), s.get("sampler", ""), s.get("size", ""),
-                    hit.metadata.get("source", "")])
+        out.append([round(1 - hit.distance, 3), hit.prompt, hit.metadata.get("image_count", MISSING),
+                    *(cell(s.get(k)) for k in ("seed", "cfg", "steps", "sampler", "size")),
+                    hit.metadata.get("source", MISSING)])
     return out
+
+
+def cell(value: Any) -> Any:
+    return MISSING if value in (None, "") else value
 
 
 def served_path(hit: Hit, served: tuple[Path, ...]) -> str | None:
