@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
     from studio.config import PROJECT_ROOT
     from studio.firstrun import FirstRun, use_prebuilt_store
     from studio.studio import Studio
-    from studio.ui import build_ui
+    from studio.ui import build_ui, page_options
     from studio.ui.defaults import ui_defaults
 
     if not args.no_sample and use_prebuilt_store(settings):
@@ -87,7 +87,7 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
         inbrowser=False, max_file_size=MAX_UPLOAD,
         # Only generated images and the shipped sample may be fetched as files; nothing else on disk.
         allowed_paths=[str(d) for d in settings.served_dirs],
-        prevent_thread_lock=True,
+        prevent_thread_lock=True, **page_options(),
     )
     # Only now: loading CLIP (torch, transformers) competes for the CPU and the GIL, and the page comes first.
     first_run.start()

@@ -15,6 +15,7 @@ from studio.studio import Studio
 
 # Where scripts/build_space_index.py writes a store of the shipped sample embedded with the real CLIP.
 PREBUILT_STORE = PROJECT_ROOT / "data" / "space-index" / "store"
+SAID_FOR_S = 120.0  # how long the page says that the sample went in
 
 
 def use_prebuilt_store(settings: Settings, prebuilt: Path = PREBUILT_STORE) -> bool:
@@ -36,6 +37,8 @@ class Progress:
     total: int = 0
     error: str | None = None
     started: float = field(default_factory=time.monotonic)
+    added: tuple[int, int] | None = None  # (prompts, images) the sample added, when this launch added it
+    finished: float | None = None
 
     @property
     def busy(self) -> bool:
@@ -72,18 +75,29 @@ class FirstRun:
                 p.phase = "ingesting"
                 reports = self.studio.ingest_sample(progress=self._tick)
                 p.detail = " ".join(r.summary() for r in reports)
+                p.added = (sum(r.prompts_new for r in reports), sum(r.images_new for r in reports))
             mismatch = self.studio.check_store()
             if mismatch:
                 raise StudioError(mismatch)
             p.phase, p.detail = "loading", "search index"
             self.studio.warm()  # Chroma loads an HNSW index on its first query: seconds at a million records
-            p.phase = "ready"
+            p.phase, p.finished = "ready", time.monotonic()
         except StudioError as exc:
             p.phase, p.error = "failed", str(exc)
         except Exception as exc:  # shown on the page instead of dying silently in a thread
             p.phase, p.error = "failed", f"{type(exc).__name__}: {exc}"
 
-    def status_markdown(self) -> str:
+    def loading(self) -> str | None:
+        """What a search should say while the sample is still going in ("the sample is still loading
+        (1,216/4,935)"); None once it is in (or when nothing is being added)."""
+        p = self.progress
+        if p.phase == "ingesting":
+            return "the sample is still loading" + (f" ({p.done:,}/{p.total:,} {p.detail})" if p.total else "")
+        if p.phase in ("starting", "loading") and self.ingest_sample:
+            return "the studio is still starting (loading CLIP)"
+        return None
+
+    def status_markdown(self, now: float | None = None) -> str:
         p = self.progress
         if p.phase == "failed":
             return f"⚠️ **Not ready:** {p.error}"
@@ -92,4 +106,8 @@ class FirstRun:
             return f"⏳ First launch: adding the DiffusionDB sample to your library ({p.detail}{pct})…"
         if p.busy:
             return f"⏳ Loading the {p.detail or 'models'}…"
+        recent = p.finished is not None and (now or time.monotonic()) - p.finished < SAID_FOR_S
+        if p.added and recent:
+            return (f"✅ The DiffusionDB sample is in your library: {p.added[0]:,} prompts and {p.added[1]:,} images "
+                    "added. Try a search in **Explore**.")
         return ""

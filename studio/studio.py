@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from studio.config import Settings
-from studio.errors import StoreMismatchError
+from studio.errors import ModelMissingError, StoreMismatchError
 from studio.gpu import Gpu, MemoryPlan, Slot
 from studio.images import ImageSource
 from studio.ingest.ingester import Ingester
@@ -21,7 +21,7 @@ from studio.search.results import Filters, Hit, SearchResult
 from studio.search.searcher import Searcher, query_text
 from studio.search import counts
 from studio.search.store import PromptStore, open_client
-from studio.weights import ROLES, locate
+from studio.weights import ROLES, how_to_get, locate
 
 Progress = Callable[[str, int, int], None]
 
@@ -242,10 +242,28 @@ class Studio:
 
         idea = query_text(idea)
         base = replace(GenerationRequest(prompt=idea, seed=seed, **fields), n=1).validated()  # the seed is fixed here
+        self.need_sdxl("Compare")  # said before the rewrite runs, not after it
         return self.comparer.compare(idea, base, on_preview=on_preview, cancel=cancel)
+
+    def need_sdxl(self, what: str) -> None:
+        """ModelMissingError now, when SDXL is neither loaded nor on this machine and cannot be fetched."""
+        if self.sdxl_loaded:
+            return
+        loc = locate("sdxl", self.settings)
+        if not loc.found and (self.settings.offline or loc.hub_id is None):
+            raise ModelMissingError(f"{what} needs SDXL, and nothing was run. {how_to_get(loc)}")
 
     def comparison(self, comparison_id: str) -> list[Hit]:
         return self.history_.comparison(comparison_id)
 
-    def history(self, query: str | ImageSource | None = None, limit: int = 20) -> SearchResult:
-        return self.history_.history(query, limit)
+    def history(self, query: str | ImageSource | None = None, limit: int = 20,
+                favourites: bool = False) -> SearchResult:
+        return self.history_.history(query, limit, favourites)
+
+    def favourite(self, image_id: str, on: bool = True) -> bool:
+        """Mark one of your images as a favourite (History can show only those); False: not stored."""
+        return self.history_.favourite(image_id, on)
+
+    def delete_image(self, image_id: str) -> Any:
+        """Remove one of your images from the library; its PNG moves to outputs/deleted/ (returned)."""
+        return self.history_.delete(image_id, self.settings.outputs_dir)

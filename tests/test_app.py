@@ -68,7 +68,7 @@ def test_bad_input_is_a_message_not_a_trace(client, tmp_path: Path) -> None:
 
 def test_rewrite_streams_a_prompt_grounded_in_retrieved_ones(client) -> None:
     retrieved, prompt, notes, raw = client.predict("a lighthouse in a storm", 3, False, api_name="/rewrite")
-    assert len(retrieved["data"]) >= 1 and retrieved["headers"][:2] == ["similarity", "prompt"]
+    assert len(retrieved["data"]) >= 1 and retrieved["headers"][:2] == ["match", "prompt"]
     assert prompt.strip() and prompt == raw["candidates"][0]["text"]
     assert "CLIP tokens" in notes and "starter model" in notes  # the starter-model notice, where it applies
     assert raw["retrieved_ids"] and raw["starter"] is True

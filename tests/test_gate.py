@@ -46,7 +46,10 @@ def test_wrong_passwords_are_rate_limited_then_the_right_one_gets_in(guarded: st
     started = time.perf_counter()
     for _ in range(20):
         codes.append(httpx.post(guarded + "login", data={"username": USER, "password": "guess"}, timeout=10).status_code)
-    assert codes[:FREE_TRIES] == [400] * FREE_TRIES and set(codes[FREE_TRIES:]) == {429}, codes
+    # On a loaded machine a guess can take longer than a short wait, so a later miss may be tried (and
+    # doubles the wait): the free tries, then a refusal at once, then refusals nearly always.
+    assert codes[:FREE_TRIES] == [400] * FREE_TRIES and codes[FREE_TRIES] == 429, codes
+    assert codes.count(429) >= 12, codes
     locked = httpx.post(guarded + "login", data={"username": USER, "password": PASSWORD}, timeout=10)
     assert locked.status_code == 429 and "wait" in locked.json()["detail"]  # a lock holds for the right one too
     time.sleep(int(locked.headers["retry-after"]))

@@ -77,7 +77,7 @@ def test_a_failed_download_says_so_in_one_line(tmp_path: Path) -> None:
 
 def test_the_library_shows_a_corrupt_gguf_and_a_partial_clip_as_unreadable(tiny_clip_dir: Path, tmp_path: Path):
     from studio.studio import Studio
-    from studio.ui.views import models_markdown
+    from studio.ui.text import models_markdown
 
     bad = tmp_path / "llama-2-7b-chat.Q4_K_M.gguf"
     bad.write_bytes(b"<html>404 Not Found</html>" * 100)  # what a failed download often leaves

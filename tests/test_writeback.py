@@ -240,14 +240,32 @@ def test_compare_variants_from_a_rewrite_result():
     from types import SimpleNamespace as NS
 
     from studio.library.compare import variants
+    from studio.search.results import Hit
 
-    hit = NS(id="p-best", prompt="a fox, highly detailed, by greg rutkowski")
+    hit = Hit("p-best", "a fox, highly detailed, by greg rutkowski", 0.1, {"source": "diffusiondb"})
     tried, notes = variants("a fox", NS(retrieved=[hit], candidates=[NS(text="a fox in snow, cinematic light")]))
     assert [(v.name, v.prompt, v.parent) for v in tried] == [
         ("original", "a fox", None), ("retrieved", hit.prompt, "p-best"),
         ("rewritten", "a fox in snow, cinematic light", "p-best")] and notes == []
     tried, notes = variants("a fox", NS(retrieved=[], candidates=[]))
     assert [v.name for v in tried] == ["original"] and len(notes) == 2
+
+
+def test_the_retrieved_column_is_someone_elses_prompt_not_the_idea_again():
+    """The closest stored prompt is often the user's own earlier generation of the very idea: comparing
+    the idea with itself shows nothing, so the column takes the closest prompt someone else wrote."""
+    from types import SimpleNamespace as NS
+
+    from studio.library.compare import variants
+    from studio.search.results import Hit
+
+    mine = Hit("p-mine", "A fox  in the snow", 0.0, {"source": "generated"})
+    typed = Hit("p-same", "a fox in the snow!", 0.01, {"source": "diffusiondb"})  # the idea again, as DiffusionDB has it
+    other = Hit("p-other", "a fox in the snow, watercolor, by beatrix potter", 0.2, {"source": "diffusiondb"})
+    tried, notes = variants("a fox in the snow", NS(retrieved=[mine, typed, other], candidates=[]))
+    assert [(v.name, v.parent) for v in tried][:2] == [("original", None), ("retrieved", "p-other")]
+    tried, notes = variants("a fox in the snow", NS(retrieved=[mine, typed], candidates=[]))
+    assert [v.name for v in tried] == ["original"] and "your own work or the idea itself" in notes[0]
 
 
 def test_compare_stores_three_linked_records_with_one_seed(gen_studio: Studio):

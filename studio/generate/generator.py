@@ -14,6 +14,7 @@ from studio.generate.request import (
 )
 
 log = logging.getLogger("studio.generate")
+PREVIEW_INTERVAL = 0.5  # seconds between TAESDXL pictures: live, without decoding every CPU step
 
 
 class _Cancelled(Exception):
@@ -96,9 +97,12 @@ class Generator:
         return self._taesd
 
     def generate(self, request: GenerationRequest, on_preview: Callable[[Preview], None] | None = None,
-                 cancel: CancelFlag | None = None, preview_every: int | None = None) -> GenerationResult:
-        """Run one request. Previews every `preview_every` steps (default: ~8 per run); a set
-        `cancel` stops at the next step and returns a result with cancelled=True and no images."""
+                 cancel: CancelFlag | None = None, preview_every: int | None = None,
+                 preview_interval: float = PREVIEW_INTERVAL) -> GenerationResult:
+        """Run one request. on_preview hears of every step but the last (step n/N and an ETA); it gets a
+        TAESDXL picture every `preview_every` steps when given, else when `preview_interval` seconds have
+        passed since the last one (each step on a GPU, one every few on a CPU). A set `cancel` stops at the
+        next step and returns a result with cancelled=True and no images."""
         import torch
 
         req = request.validated()
@@ -106,18 +110,31 @@ class Generator:
         if cancel is not None and cancel.is_set():
             result.cancelled = True
             return result
-        every = preview_every or max(1, req.steps // 8)
         stamps: list[float] = []
+        last_picture: list[float | None] = [None]  # the first step always gets a picture
 
         def on_step_end(pipe: Any, i: int, t: Any, kwargs: dict[str, Any]) -> dict[str, Any]:
-            stamps.append(time.perf_counter())
-            result.steps_done = i + 1
+            now = time.perf_counter()
+            stamps.append(now)
+            # Second-order schedulers (Heun, DPM2) loop about twice per step: progress is said in steps.
+            timesteps = getattr(pipe.scheduler, "timesteps", None)
+            loop = len(timesteps) if timesteps is not None and len(timesteps) else req.steps
+            step = min(req.steps, max(1, round((i + 1) * req.steps / loop)))
+            result.steps_done = step
             if cancel is not None and cancel.is_set():
                 raise _Cancelled()
-            if on_preview is not None and (i + 1) % every == 0 and i + 1 < req.steps:
-                from studio.generate.taesd import decode
+            if on_preview is not None and i + 1 < loop:
+                due = ((i + 1) % preview_every == 0 if preview_every else
+                       last_picture[0] is None or now - last_picture[0] >= preview_interval)
+                images: list[Any] = []
+                if due:
+                    from studio.generate.taesd import decode
 
-                on_preview(Preview(i + 1, req.steps, decode(self.taesd(), kwargs["latents"])))
+                    images = decode(self.taesd(), kwargs["latents"])
+                    last_picture[0] = time.perf_counter()
+                # The first step also pays for warm-up: the pace is that of the steps after it.
+                pace = (stamps[-1] - stamps[0]) / (len(stamps) - 1) if len(stamps) > 1 else None
+                on_preview(Preview(step, req.steps, images, None if pace is None else pace * (loop - i - 1)))
             return {}
 
         with self._lock:

@@ -28,10 +28,17 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
                                                             "use_karras_sigmas": True}),
     "DDIM": ("DDIMScheduler", {}),
     "UniPC": ("UniPCMultistepScheduler", {}),
+    # DiffusionDB's other samplers, so its settings come back as they were made.
+    "LMS": ("LMSDiscreteScheduler", {}),
+    "Heun": ("HeunDiscreteScheduler", {}),
+    "DPM2": ("KDPM2DiscreteScheduler", {}),
+    "DPM2 a": ("KDPM2AncestralDiscreteScheduler", {}),
+    "PLMS": ("PNDMScheduler", {"skip_prk_steps": True}),
 }
 # DiffusionDB's sampler names, so a retrieved prompt's settings can be reused as they are.
 _ALIASES = {"k_euler": "Euler", "k_euler_ancestral": "Euler a", "ddim": "DDIM", "euler_a": "Euler a",
-            "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_karras": "DPM++ 2M Karras"}
+            "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_karras": "DPM++ 2M Karras", "k_lms": "LMS", "k_heun": "Heun",
+            "k_dpm_2": "DPM2", "k_dpm_2_ancestral": "DPM2 a", "plms": "PLMS"}
 CPU_WARNING = ("SDXL is running on the CPU in float32: expect minutes per 1024x1024 image. Use a CUDA GPU "
                "(STUDIO_DEVICE=auto or cuda), a smaller size, or the fast profile with SDXL-Turbo/Lightning.")
 
@@ -121,11 +128,18 @@ def _is_int(value: Any) -> bool:
 
 @dataclass
 class Preview:
-    """Step `step` of `total`: the current latents decoded by TAESDXL (one image per requested image)."""
+    """Step `step` of `total` is done. `images`: the current latents decoded by TAESDXL (one per requested
+    image), on the steps a preview is due (about twice a second); empty on the others, which report
+    progress only. `eta_s`: the steps left at the mean pace of those after the first (None until known)."""
 
     step: int
     total: int
     images: list[Image.Image]
+    eta_s: float | None = None
+
+    def describe(self) -> str:
+        eta = "" if self.eta_s is None else f" · about {self.eta_s:.0f} s left" if self.eta_s >= 1 else " · almost done"
+        return f"Step {self.step} of {self.total}{eta}"
 
 
 class CancelFlag(Protocol):

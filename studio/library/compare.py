@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import numpy as np
+
+from studio.search.results import MINE
 
 VARIANTS = ("original", "retrieved", "rewritten")
 
@@ -73,8 +76,15 @@ def variants(idea: str, rewrite: Any) -> tuple[list[Variant], list[str]]:
     on any that could not be had (an empty store retrieves nothing)."""
     out, notes = [Variant("original", idea)], []
     retrieved = list(getattr(rewrite, "retrieved", None) or [])
-    if retrieved and (retrieved[0].prompt or "").strip():
-        out.append(Variant("retrieved", retrieved[0].prompt, retrieved[0].id))
+    # The closest prompt someone else wrote: not the user's own work (an earlier generation of this very
+    # idea would compare the idea with itself), and not the idea again in other case or spacing.
+    theirs = [h for h in retrieved if (h.prompt or "").strip() and h.metadata.get("source") not in MINE
+              and _words(h.prompt) != _words(idea)]
+    if theirs:
+        out.append(Variant("retrieved", theirs[0].prompt, theirs[0].id))
+    elif retrieved:
+        notes.append("Every stored prompt close to this idea is your own work or the idea itself: no "
+                     "'retrieved' image. Ingest DiffusionDB or a prompt library for a real comparison.")
     else:
         notes.append("No stored prompt was retrieved for this idea (is the store empty?): no 'retrieved' image.")
     candidates = list(getattr(rewrite, "candidates", None) or [])
@@ -83,6 +93,10 @@ def variants(idea: str, rewrite: Any) -> tuple[list[Variant], list[str]]:
     else:
         notes.append("The rewriter returned no text: no 'rewritten' image.")
     return out, notes
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", (text or "").lower())
 
 
 def clip_score(image_vector: Any, idea_vector: Any) -> float:

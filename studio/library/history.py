@@ -1,11 +1,16 @@
-"""History: the user's own generations, newest first or closest to a text or an image; one comparison."""
+"""History: the user's own generations, newest first or closest to a text or an image; one comparison;
+favourites and deleting."""
 
 from __future__ import annotations
 
+import json
+import shutil
 from pathlib import Path
 from typing import Any, Callable
 
+from studio.errors import InputError
 from studio.images import ImageSource, open_image
+from studio.ingest.outputs import OUTPUTS_PART
 from studio.ingest.sources import IMAGE_SUFFIXES
 from studio.search import counts
 from studio.search.results import Hit, SearchResult, label_of
@@ -13,7 +18,9 @@ from studio.search.searcher import query_text, to_hit
 from studio.search.store import PromptStore
 
 MINE = {"source": "generated"}
+FAVOURITES = {"$and": [MINE, {"favourite": True}]}
 BATCH_MARGIN = 16  # more than the images of one generation (n <= 8) or one compare
+DELETED = "deleted"  # under outputs/: a deleted image's PNG is moved here (not read by `ingest outputs`)
 
 
 class History:
@@ -21,8 +28,14 @@ class History:
         self.store = store
         self.embedder = embedder
 
-    def history(self, query: str | ImageSource | None = None, limit: int = 20) -> SearchResult:
-        """Our own generations: newest first, or (query: text, or an image) the closest ones."""
+    def history(self, query: str | ImageSource | None = None, limit: int = 20,
+                favourites: bool = False) -> SearchResult:
+        """Our own generations: newest first, or (query: text, or an image) the closest ones;
+        favourites: only those marked so (few: Chroma's `where` finds them by its metadata index)."""
+        if favourites and (query is None or (isinstance(query, str) and not query.strip())):
+            records = self.store().get("images", where=FAVOURITES)
+            records.sort(key=lambda r: (-float(r.metadata.get("created") or 0.0), r.metadata.get("seed") or 0))
+            return SearchResult("", "history", [to_hit(r, "images") for r in records[:limit]])
         if query is None or (isinstance(query, str) and not query.strip()):
             records = self._newest(limit)
             records.sort(key=lambda r: (-float(r.metadata.get("created") or 0.0), r.metadata.get("seed") or 0))
@@ -32,8 +45,43 @@ class History:
         else:
             vector = self.embedder().embed_images([open_image(query)])[0]
         # Chroma's `where` here, not the over-fetch of Searcher.query: our images are few among millions.
-        records = self.store().query("images", vector, limit, where=MINE)
+        records = self.store().query("images", vector, limit, where=FAVOURITES if favourites else MINE)
         return SearchResult(label_of(query), "history", [to_hit(r, "images") for r in records])
+
+    def favourite(self, image_id: str, on: bool = True) -> bool:
+        """Mark (or unmark) one of our images as a favourite; False when it is not stored."""
+        store = self.store()
+        found = store.get("images", [image_id])
+        if not found:
+            return False
+        store.update_metadata("images", [image_id], [{**found[0].metadata, "favourite": bool(on)}])
+        return True
+
+    def delete(self, image_id: str, outputs: Path) -> Path | None:
+        """Remove one of our images from the library: its record goes (and its prompt's, when no other image
+        used it); its PNG moves to outputs/deleted/, so a mistake can be undone by moving it back and
+        running `python -m studio ingest outputs`. Returns where the file went (None: no file)."""
+        store = self.store()
+        found = store.get("images", [image_id])
+        if not found or found[0].metadata.get("source") != MINE["source"]:
+            raise InputError("That image is not one of your generations in the library (already deleted?).")
+        meta = found[0].metadata
+        moved = _move_aside(meta.get("file"), outputs)
+        store.delete("images", [image_id])
+        pid = meta.get("prompt_id")
+        prompt = store.get("prompts", [pid]) if pid else []
+        if prompt:
+            pm = prompt[0].metadata
+            per_part = json.loads(pm.get("counts") or "{}")
+            part = str(meta.get("part") or OUTPUTS_PART)
+            per_part[part] = max(0, int(per_part.get(part, 0)) - 1)
+            per_part = {k: v for k, v in per_part.items() if v}
+            if not per_part and pm.get("source") == MINE["source"]:
+                store.delete("prompts", [pid])  # a prompt only this image used: it goes with it
+            else:
+                store.update_metadata("prompts", [pid], [{**pm, "counts": json.dumps(per_part, sort_keys=True),
+                                                          "image_count": sum(per_part.values())}])
+        return moved
 
     def _newest(self, limit: int) -> list[Any]:
         """The last `limit` generations stored (Chroma keeps insertion order): with the writers' exact
@@ -51,6 +99,21 @@ class History:
         """The stored images (Hits) of one compare(), found by their shared comparison id."""
         records = self.store().get("images", where={"comparison_id": comparison_id})
         return [to_hit(r, "images") for r in records]
+
+
+def _move_aside(file: str | None, outputs: Path) -> Path | None:
+    """A deleted image's PNG into outputs/deleted/ (only files under outputs/ are moved)."""
+    if not file:
+        return None
+    path, outputs = Path(file), Path(outputs).resolve()
+    try:
+        if not path.is_file() or not path.resolve().is_relative_to(outputs):
+            return None
+        target = outputs / DELETED / path.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return Path(shutil.move(str(path), str(target)))
+    except OSError:
+        return None
 
 
 def _is_image_path(text: str) -> bool:

@@ -45,6 +45,12 @@ def add(client: Any, name: str, sources: Iterable[str]) -> None:
         flush(client, name)
 
 
+def remove(client: Any, name: str, sources: Iterable[str]) -> None:
+    """Count records just deleted (call under LOCK, right after the delete); written at once (deletes are few)."""
+    _pending.setdefault(name, Counter()).subtract(str(s or "?") for s in sources)
+    flush(client, name)
+
+
 def flush(client: Any, name: str) -> None:
     """Write this process's pending counts (the metadata read fresh: a recount or another process may have
     set it since). Call under LOCK; ingest calls it when it ends."""
@@ -57,7 +63,7 @@ def flush(client: Any, name: str) -> None:
     if counts is None:
         return  # never counted (a store from before counters): the first stats() recounts it
     for source, n in new.items():
-        counts[source] = counts.get(source, 0) + n
+        counts[source] = max(0, counts.get(source, 0) + n)
     _write(col, counts)
 
 

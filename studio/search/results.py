@@ -9,6 +9,7 @@ from typing import Any
 from studio.images import ImageSource
 
 SETTING_KEYS = ("seed", "cfg", "steps", "sampler", "width", "height")
+MINE = ("generated", "user")  # the user's own images: made here, or ingested from another tool
 
 
 @dataclass(frozen=True)
@@ -16,16 +17,26 @@ class Filters:
     """What a search may return. DiffusionDB's NSFW scores are 0..1; 2.0 means SD blurred the image."""
 
     nsfw: bool = False  # True: show NSFW results too
-    source: str | None = None  # "diffusiondb" | "generated" | "user"; None: all
+    # "diffusiondb" | "generated" | "user" | a prompt library's name, or several (MINE); None: all
+    source: str | tuple[str, ...] | None = None
     threshold: float = 0.5
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        return (self.source,) if isinstance(self.source, str) else tuple(self.source or ())
 
     @property
     def passes_all(self) -> bool:
         """Nothing is hidden: a search can ask the store for exactly k."""
-        return self.nsfw and not self.source
+        return self.nsfw and not self.sources
+
+    def where(self) -> dict[str, Any] | None:
+        """The source filter as a Chroma `where` (used only where over-fetching would not do)."""
+        s = self.sources
+        return None if not s else {"source": s[0]} if len(s) == 1 else {"source": {"$in": list(s)}}
 
     def allows(self, meta: dict[str, Any], kind: str) -> bool:
-        if self.source and meta.get("source") != self.source:
+        if self.sources and meta.get("source") not in self.sources:
             return False
         if self.nsfw:
             return True

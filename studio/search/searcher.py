@@ -50,8 +50,8 @@ class Searcher:
             kept, hidden = _take(records, k, lambda meta: filters.allows(meta, kind))
             if len(kept) >= k or len(records) < n:
                 return kept, hidden
-            if n >= MAX_OVERFETCH and filters.source and where is None:
-                n, where = k + max(8, k // 2), {"source": filters.source}
+            if n >= MAX_OVERFETCH and filters.sources and where is None:
+                n, where = k + max(8, k // 2), filters.where()
             else:
                 n *= 4
 

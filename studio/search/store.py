@@ -220,6 +220,14 @@ class PromptStore:
             for name in self.names.values():
                 counts.flush(self.client, name)
 
+    def delete(self, kind: str, ids: Sequence[str]) -> None:
+        """Records removed, and uncounted from their sources."""
+        with counts.LOCK:
+            gone = self.get(kind, ids)
+            if gone:
+                self.collections[kind].delete(ids=[r.id for r in gone])
+                counts.remove(self.client, self.names[kind], (r.metadata.get("source") for r in gone))
+
     def update_metadata(self, kind: str, ids: Sequence[str], metadatas: Sequence[dict[str, Any]]) -> None:
         col = self.collections[kind]
         for start in range(0, len(ids), self.max_batch):

@@ -1,4 +1,5 @@
-"""build_ui(studio) -> gr.Blocks: the six tabs, wired; handlers live with their tab (studio/ui/*.py)."""
+"""build_ui(studio) -> gr.Blocks: the six tabs, wired; handlers live with their tab (studio/ui/*.py).
+page_options() -> what launch() takes for the page: a theme with no web fonts, the CSS and the keys."""
 
 from __future__ import annotations
 
@@ -10,13 +11,16 @@ from studio.firstrun import FirstRun
 from studio.studio import Studio
 from studio.ui.common import Cancels
 from studio.ui.compare import compare_tab
-from studio.ui.create import CreateControls, create_tab, settings_updates
+from studio.ui.create import CreateControls, create_tab
 from studio.ui.defaults import UIDefaults, ui_defaults
 from studio.ui.explore import explore_tab, reverse_tab
 from studio.ui.history import history_tab
 from studio.ui.library import library_tab
+from studio.ui.page import page_options
+from studio.ui.text import missing_banner, stats_markdown
+from studio.ui.views import for_sdxl
 
-__all__ = ["build_ui"]
+__all__ = ["build_ui", "page_options"]
 
 INTRO = ("# Prompt Studio\nSearch real Stable Diffusion prompts (DiffusionDB) by idea or by image, rewrite ideas "
          "with a local LLM, generate with SDXL and compare, all on this machine.")
@@ -24,45 +28,67 @@ SPACE_INTRO = ("\n\n*This is the Hugging Face Space demo: smaller images and few
                "Run it at home for the full studio (see the README).*")
 
 
-def _to_create(c: CreateControls, with_seed: bool) -> Any:
-    def fill(prompt: str, settings: dict) -> list[Any]:
-        return [prompt or gr.skip(), *settings_updates(settings, with_seed=with_seed), {}, gr.Tabs(selected="create")]
+def _to_create(c: CreateControls, source: str, exact: bool) -> Any:
+    """A picked record -> Create's prompt and settings, and a line under the prompt saying what came and
+    what had to change for SDXL. exact (your own images): size, seed and negative prompt as they were."""
+    def fill(picked: dict) -> list[Any]:
+        if not picked or not picked.get("prompt"):
+            return [gr.skip()] * (3 + len(c.settings)) + [gr.skip(), gr.skip()]
+        values, changed = for_sdxl(picked, exact=exact)
+        kept = "prompt and every setting, seed included" if exact else "prompt and settings (not its seed)"
+        said = f"From {source}: {kept}" + (f"; {'; '.join(changed)}" if changed else "") + "."
+        negative = picked.get("negative_prompt") if exact else None
+        return [picked["prompt"], negative if negative is not None else gr.skip(),
+                *c.panel.fill_values(values, with_seed=exact), {}, said, gr.Tabs(selected="create")]
     return fill
 
 
 def build_ui(studio: Studio, first_run: FirstRun | None = None, defaults: UIDefaults | None = None) -> gr.Blocks:
     defaults = defaults or ui_defaults(studio.settings)
     cancels = Cancels()
-
-    def status() -> tuple[str, Any]:
-        busy = first_run is not None and first_run.progress.busy
-        return (first_run.status_markdown() if first_run else ""), gr.Timer(active=busy)
+    loading = first_run.loading if first_run is not None else (lambda: None)
 
     with gr.Blocks(title="Prompt Studio") as demo:
-        gr.Markdown(INTRO + (SPACE_INTRO if defaults.space else ""))
-        status_md = gr.Markdown(first_run.status_markdown() if first_run else "")
+        with gr.Row():
+            gr.Markdown(INTRO + (SPACE_INTRO if defaults.space else ""))
+            dev = gr.Checkbox(label="Developer view (raw JSON)", value=False, scale=0, min_width=220,
+                              elem_id="dev-view")
+        status_md = gr.Markdown(first_run.status_markdown() if first_run else "", elem_id="status")
+        banner = gr.Markdown(missing_banner(studio.models(), studio.settings.offline), elem_id="models-banner")
         with gr.Tabs() as tabs:
-            explore = explore_tab(studio, defaults)
+            explore = explore_tab(studio, defaults, loading)
             reverse = reverse_tab(studio, defaults)
             create = create_tab(studio, defaults, cancels)
-            compare_tab(studio, defaults, cancels)
+            compare = compare_tab(studio, defaults, cancels)
             history = history_tab(studio)
-            library_tab(studio, defaults)
+            library = library_tab(studio, defaults)
 
-        fill_out = [create.prompt, *create.settings, create.lineage, tabs]
-        for picked in (explore, reverse):  # a search result: its prompt, and its settings but not its seed
-            picked.send.click(_to_create(create, with_seed=False), [picked.prompt, picked.settings], fill_out,
-                              api_visibility="private")
+        fill_out = [create.prompt, create.negative, *create.settings, create.lineage, create.note, tabs]
+        private = {"api_visibility": "private", "queue": False}
+        for picked, name in ((explore, "Explore"), (reverse, "Reverse")):  # its settings for SDXL, not its seed
+            picked.send.click(_to_create(create, name, exact=False), picked.settings, fill_out, **private)
+        history.reuse.click(_to_create(create, "History (your image)", exact=True), history.picked, fill_out,
+                            **private)
+        compare.send.click(_to_create(create, "Compare (the ★ image)", exact=True), compare.winner, fill_out,
+                           **private)
+        dev.change(None, dev, None, js="(on) => { document.body.classList.toggle('studio-dev', on); return []; }",
+                   **private)
 
-        def reuse(entry: dict) -> list[Any]:  # a history entry: everything, the seed included
-            if not entry:
-                raise gr.Error("Click one of your images first.", print_exception=False)
-            return [entry["prompt"], entry.get("negative_prompt") or "", *settings_updates(entry), {},
-                    gr.Tabs(selected="create")]
-        history.reuse.click(reuse, history.picked, [create.prompt, create.negative, *create.settings, create.lineage,
-                                                    tabs], api_visibility="private")
         if first_run is not None:
+            said_ready = gr.State(False)
+
+            def status(ready_before: bool) -> tuple[Any, ...]:
+                p = first_run.progress
+                text = first_run.status_markdown()
+                ready = p.phase == "ready"
+                refresh = ready and not ready_before  # the sample just went in: the Library's counts too
+                stats = studio.stats() if refresh else None
+                return (text, gr.Timer(active=p.busy or bool(text)), ready,
+                        stats_markdown(stats) if stats else gr.skip(), stats if stats else gr.skip())
+
             timer = gr.Timer(1.0)
-            timer.tick(status, None, [status_md, timer], api_visibility="private", show_progress="hidden", queue=False)
-            demo.load(status, None, [status_md, timer], api_visibility="private", queue=False)
+            outs = [status_md, timer, said_ready, library.stats, library.raw]
+            timer.tick(status, said_ready, outs, show_progress="hidden", **private)
+            demo.load(status, said_ready, outs, **private)
+        demo.load(lambda: missing_banner(studio.models(), studio.settings.offline), None, banner, **private)
     return demo

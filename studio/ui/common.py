@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import logging
@@ -149,6 +150,21 @@ class Cancels:
             return False
         flag.set()
         return True
+
+    @contextlib.contextmanager
+    def job(self, session: str | None) -> Iterator[threading.Event]:
+        """A new flag for the session's job, released when the job ends however it ends."""
+        flag = self.new(session)
+        try:
+            yield flag
+        finally:
+            self.release(session, flag)
+
+    def release(self, session: str | None, flag: threading.Event) -> None:
+        """The job that owned `flag` ended: Cancel has nothing to stop (unless a newer job took its place)."""
+        with self._lock:
+            if self._flags.get(session or "") is flag:
+                del self._flags[session or ""]
 
 
 def session_of(request: gr.Request | None) -> str | None:

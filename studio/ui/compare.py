@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
 
 from studio.errors import InputError
 from studio.library.compare import VARIANTS
-from studio.generate.request import MAX_CFG, MAX_SIDE, MAX_STEPS, MIN_SIDE, PROFILES, SCHEDULERS
-from studio.search.results import Hit
+from studio.rewrite.prompting import MAX_IDEA_CHARS
+from studio.search.results import Hit, settings_of
 from studio.studio import Studio
 from studio.ui.common import GPU, Cancels, as_int, handler, plain_json, said_in, seed_or_none, session_of, streamed
 from studio.ui.defaults import UIDefaults
-from studio.ui.views import comparison_choices, diff_spans, picture
+from studio.ui.settings_panel import settings_panel
+from studio.ui.text import inert
+from studio.ui.views import comparison_choices, diff_spans, for_sdxl, picture
 
 TITLES = {"original": "Your idea, as typed", "retrieved": "Best retrieved prompt", "rewritten": "Rewritten prompt"}
 COLORS = {"added": "#9be7a8", "dropped": "#f4a7a7"}
@@ -41,39 +44,61 @@ def _columns(idea: str, entries: list[tuple[str, str, Any, float | None]]) -> li
     return images + diffs
 
 
-def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> None:
+@dataclass
+class CompareControls:
+    """What Create takes from Compare: the winner (★) of the comparison on screen, and its button."""
+
+    send: gr.Button
+    winner: gr.State  # {"prompt", "seed", "steps", "cfg", "width", "height", "sampler", "profile"}
+
+
+def _winner(raw: dict[str, Any]) -> dict[str, Any]:
+    """The comparison's closest-to-the-idea entry (CLIP) as Create takes it, with every setting it used."""
+    entries = [e for e in (raw or {}).get("entries") or [] if e.get("score") is not None]
+    if not entries:
+        return {}
+    best = max(entries, key=lambda e: e["score"])
+    req = best.get("request") or {}
+    return {"prompt": best.get("prompt") or req.get("prompt"), "variant": best.get("variant"),
+            "seed": req.get("seed"), "steps": req.get("steps"), "cfg": req.get("cfg"), "width": req.get("width"),
+            "height": req.get("height"), "sampler": req.get("scheduler"), "profile": req.get("profile"),
+            "negative_prompt": req.get("negative_prompt") or ""}
+
+
+def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> CompareControls:
     def compare(idea: str, seed: Any, steps: float, cfg: float, width: float, height: float, sampler: str,
                 profile: str, request: gr.Request = None, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Any:
         fields = {"steps": as_int(steps, "steps"), "cfg": float(cfg), "width": as_int(width, "width"),
                   "height": as_int(height, "height"), "scheduler": sampler or None, "profile": profile or "standard"}
-        flag = cancels.new(session_of(request))
-        progress(0, desc="Rewriting the idea…")
-        skip6 = [gr.skip()] * 6
-        yield *skip6, "⏳ Rewriting the idea, then three images with one seed…", gr.skip(), gr.skip()
-        done: list[str] = []
-        result = None
-        work = streamed(lambda emit: studio.compare(idea, seed_or_none(seed), on_preview=emit, cancel=flag, **fields))
-        for kind, item in work:
-            if kind == "event":
-                variant, p = item
-                done = done if variant in done else done + [variant]
-                progress(((len(done) - 1) * p.total + p.step, 3 * p.total), desc=f"{variant}", unit="steps")
-                out = skip6.copy()
-                out[VARIANTS.index(variant)] = gr.update(value=p.images[0] if p.images else None,
-                                                         label=f"{TITLES[variant]} · step {p.step}/{p.total}")
-                yield *out, f"⏳ {TITLES[variant]}: step {p.step} of {p.total}…", gr.skip(), gr.skip()
-            else:
-                result = item
-        entries = [(e.variant, e.prompt, e.result.images[0] if e.result.images else None, e.score)
-                   for e in result.entries]
-        lines = [f"Seed **{result.seed}** · comparison `{result.comparison_id}`"]
-        lines += ["⏹️ Cancelled: the rest was not generated."] if result.cancelled else []
-        lines += [f"ℹ️ {n}" for n in result.notes]
-        if result.best:
-            lines.append(f"Closest to the idea by CLIP: **{TITLES[result.best.variant]}** "
-                         "(CLIP scores compare images with the idea's words; your eye decides).")
-        yield (*_columns(result.idea, entries), "  \n".join(lines), plain_json(result.to_dict()),
-               gr.update(choices=earlier()))
+        with cancels.job(session_of(request)) as flag:
+            progress(0, desc="Rewriting the idea…")
+            skip6 = [gr.skip()] * 6
+            yield *skip6, "⏳ Rewriting the idea, then three images with one seed…", gr.skip(), gr.skip()
+            done: list[str] = []
+            result = None
+            work = streamed(lambda emit: studio.compare(idea, seed_or_none(seed), on_preview=emit, cancel=flag, **fields))
+            for kind, item in work:
+                if kind == "event":
+                    variant, p = item
+                    done = done if variant in done else done + [variant]
+                    progress(((len(done) - 1) * p.total + p.step, 3 * p.total), desc=f"{variant}", unit="steps")
+                    out = skip6.copy()
+                    if p.images:
+                        out[VARIANTS.index(variant)] = gr.update(value=p.images[0],
+                                                                 label=f"{TITLES[variant]} · step {p.step}/{p.total}")
+                    yield *out, f"⏳ {TITLES[variant]}: {p.describe()}…", gr.skip(), gr.skip()
+                else:
+                    result = item
+            entries = [(e.variant, e.prompt, e.result.images[0] if e.result.images else None, e.score)
+                       for e in result.entries]
+            lines = [f"Seed **{result.seed}** · comparison `{result.comparison_id}`"]
+            lines += ["⏹️ Cancelled: the rest was not generated."] if result.cancelled else []
+            lines += [f"ℹ️ {n}" for n in result.notes]
+            if result.best:
+                lines.append(f"Closest to the idea by CLIP: **{TITLES[result.best.variant]}** "
+                             "(CLIP scores compare images with the idea's words; your eye decides).")
+            yield (*_columns(result.idea, entries), "  \n".join(lines), plain_json(result.to_dict()),
+                   gr.update(choices=earlier(), value=result.comparison_id))
 
     def earlier() -> list[tuple[str, str]]:
         try:
@@ -86,14 +111,17 @@ def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> None:
             raise InputError("Pick one of the earlier comparisons in the list first, then Reopen.")
         hits: list[Hit] = studio.comparison(comparison_id)
         if not hits:
-            raise gr.Error("That comparison is not in the library any more.", print_exception=False)
+            raise InputError("That comparison is not in the library any more (its images were deleted).")
         idea = hits[0].metadata.get("idea") or ""
         entries = [(h.metadata.get("variant"), h.prompt, picture(studio, h), h.metadata.get("score")) for h in hits]
         entries = [e for e in entries if e[0] in VARIANTS]
         m = hits[0].metadata
-        msg = f"Reopened: “{idea}” · seed **{m.get('seed')}** · comparison `{comparison_id}`"
-        return *_columns(idea, entries), msg, {"comparison_id": comparison_id, "idea": idea,
-                                               "entries": [h.to_dict() for h in hits]}
+        msg = f"Reopened: “{inert(idea)}” · seed **{m.get('seed')}** · comparison `{comparison_id}`"
+        raw = {"comparison_id": comparison_id, "idea": idea, "seed": m.get("seed"),
+               "entries": [h.to_dict() | {"variant": h.metadata.get("variant"), "score": h.metadata.get("score"),
+                                          "request": _request_of(h)} for h in hits]}
+        values, _ = for_sdxl(settings_of(m) | {"profile": m.get("profile")}, exact=True)
+        return (*_columns(idea, entries), msg, raw, idea, *panel.fill_values(values))
 
     def cancel(request: gr.Request = None) -> str:
         return "⏹️ Cancelling at the next step…" if cancels.cancel(session_of(request)) else "Nothing is running."
@@ -102,20 +130,12 @@ def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> None:
         gr.Markdown("One idea, three prompts, **one seed**: what retrieval and the rewrite add. Words the prompt "
                     "adds to your idea are green, words it drops are red.")
         with gr.Row():
-            idea = gr.Textbox(label="Idea", placeholder="a lighthouse in a storm, oil painting", scale=4,
-                              elem_id="compare-idea")
+            idea = gr.Textbox(label="Idea (Enter compares)", placeholder="a lighthouse in a storm, oil painting",
+                              scale=4, elem_id="compare-idea", max_length=MAX_IDEA_CHARS)
             go = gr.Button("Compare", variant="primary", scale=1, elem_id="compare-go")
             stop = gr.Button("Cancel", variant="stop", scale=0, min_width=100)
         with gr.Accordion("Settings (the same for all three)", open=False, elem_id="compare-settings"):
-            with gr.Row():
-                seed = gr.Number(value=-1, precision=0, label="Seed (-1: random)")
-                profile = gr.Radio(list(PROFILES), value=defaults.profile, label="Profile")
-                sampler = gr.Dropdown(list(SCHEDULERS), value=defaults.sampler, label="Sampler")
-            with gr.Row():
-                steps = gr.Slider(1, MAX_STEPS, value=defaults.steps, step=1, label="Steps")
-                cfg = gr.Slider(0, MAX_CFG, value=defaults.cfg, step=0.5, label="CFG")
-                width = gr.Slider(MIN_SIDE, MAX_SIDE, value=defaults.width, step=8, label="Width")
-                height = gr.Slider(MIN_SIDE, MAX_SIDE, value=defaults.height, step=8, label="Height")
+            panel = settings_panel(defaults)
         msg = gr.Markdown(elem_id="compare-note")
         images, diffs = [], []
         with gr.Row(equal_height=True):
@@ -125,16 +145,31 @@ def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> None:
                                            elem_classes="compare-image"))
                     diffs.append(gr.HighlightedText(label="Prompt vs your idea", color_map=COLORS, show_legend=False,
                                                     show_inline_category=False, combine_adjacent=True))
+        send = gr.Button("Use the closest (★) in Create →", elem_id="compare-send", interactive=False)
         with gr.Row():
-            history = gr.Dropdown(choices=[], label="Earlier comparisons", scale=4)
-            open_btn = gr.Button("Reopen", scale=1)
-        with gr.Accordion("Raw result (JSON)", open=False):
+            history = gr.Dropdown(choices=[], label="Earlier comparisons", scale=4, elem_id="compare-earlier")
+            open_btn = gr.Button("Reopen", scale=1, elem_id="compare-reopen")
+        with gr.Accordion("Raw result (JSON)", open=False, elem_classes="dev-only"):
             raw = gr.JSON()
-        said_in(go.click(handler(compare, gpu=True), [idea, seed, steps, cfg, width, height, sampler, profile],
-                         [*images, *diffs, msg, raw, history], api_name="compare", show_progress_on=[msg], **GPU), msg)
+        winner = gr.State({})
+        inputs = [idea, panel.seed, panel.steps, panel.cfg, panel.width, panel.height, panel.sampler, panel.profile]
+        outputs = [*images, *diffs, msg, raw, history]
+        said_in(go.click(handler(compare, gpu=True), inputs, outputs, api_name="compare", show_progress_on=[msg],
+                         **GPU), msg)
+        said_in(idea.submit(handler(compare, gpu=True), inputs, outputs, api_visibility="private",
+                            show_progress_on=[msg], **GPU), msg)
         stop.click(handler(cancel), None, msg, api_visibility="private", queue=False)
-        said_in(open_btn.click(handler(reopen), history, [*images, *diffs, msg, raw], api_name="reopen_comparison",
-                               show_progress_on=[msg]), msg)
+        said_in(open_btn.click(handler(reopen), history, [*images, *diffs, msg, raw, idea, *panel.fillable],
+                               api_name="reopen_comparison", show_progress_on=[msg]), msg)
         tab.select(lambda: gr.update(choices=earlier()), None, history, api_visibility="private")
-        profile.change(lambda p: (PROFILES[p].steps, PROFILES[p].cfg, PROFILES[p].scheduler), profile,
-                       [steps, cfg, sampler], api_visibility="private")
+        raw.change(lambda r: (_winner(r), gr.update(interactive=bool(_winner(r)))), raw, [winner, send],
+                   api_visibility="private", queue=False)
+    return CompareControls(send, winner)
+
+
+def _request_of(hit: Hit) -> dict[str, Any]:
+    """A stored image's settings in a GenerationRequest's words (the winner's settings after a reopen)."""
+    m = hit.metadata
+    return {"prompt": hit.prompt, "seed": m.get("seed"), "steps": m.get("steps"), "cfg": m.get("cfg"),
+            "width": m.get("width"), "height": m.get("height"), "scheduler": m.get("sampler"),
+            "profile": m.get("profile"), "negative_prompt": m.get("negative_prompt") or ""}

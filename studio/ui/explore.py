@@ -1,17 +1,23 @@
-"""Explore (an idea -> real prompts and images) and Reverse (an image -> the prompts that likely made it)."""
+"""Explore (an idea -> real prompts, images first) and Reverse (an image -> the prompts that likely made it).
+A click on an image or a row picks its prompt and settings for Create."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 
-from studio.search.results import Filters
+from studio.search.searcher import MAX_QUERY_CHARS
+from studio.search.results import Filters, SearchResult
 from studio.studio import Studio
 from studio.ui.common import as_int, handler, said_in, uploaded_image
 from studio.ui.defaults import UIDefaults
-from studio.ui.views import COLUMNS, MISSING, SOURCES, WIDTHS, gallery, note, rows
+from studio.ui.views import (
+    COLUMNS, DEFAULT_SOURCE, MISSING, SETTING_KEYS, SOURCES, WIDTHS, gallery_picks, note, rows,
+)
+
+PICK_HINT = "Click an image or a row to pick its prompt."
 
 
 @dataclass
@@ -34,93 +40,130 @@ def source_choices(studio: Studio) -> list[str]:
         found = {s for ix in studio.stats()["indexes"] for s in ix["by_source"]}
     except Exception:  # no store yet: the fixed choices
         found = set()
-    return list(SOURCES) + sorted(found - set(SOURCES.values()) - {"?"})
+    fixed = {v for v in SOURCES.values() if isinstance(v, str)} | {s for v in SOURCES.values()
+                                                                   if isinstance(v, tuple) for s in v}
+    return list(SOURCES) + sorted(found - fixed - {"?"})
 
 
-def _select(table: Any, evt: gr.SelectData) -> tuple[str, dict]:
+def empty_note(studio: Studio, source: str, loading: Callable[[], str | None]) -> str:
+    """What is true when a search finds nothing: the sample still loading, nothing of that source yet."""
+    if (still := loading()) is not None:
+        return f"⏳ {still}: search again in a moment."
+    wanted = _filters(True, source).sources
+    try:
+        held = {s: n for ix in studio.stats()["indexes"] if ix["kind"] == "prompts" for s, n in ix["by_source"].items()}
+    except Exception:
+        held = {}
+    if wanted and not any(held.get(s) for s in wanted):
+        if set(wanted) <= {"generated", "user"}:
+            return "Nothing of yours yet: make something in **Create**, or ingest a folder of your images in **Library**."
+        return f"The library holds no {source} prompts yet: pick **all** in Source, or ingest some in **Library**."
+    return "No results."
+
+
+def _select(table: Any, evt: gr.SelectData) -> tuple[Any, Any, Any]:
     """A clicked row -> its prompt (with a copy button) and its settings, ready for Create."""
     row = evt.row_value or []
     if len(row) < 8:
-        return gr.skip(), gr.skip()
-    keys = ("seed", "cfg", "steps", "sampler", "size")
-    return row[1], {k: v for k, v in zip(keys, row[3:8]) if v not in ("", None, MISSING)}
+        return gr.skip(), gr.skip(), gr.skip()
+    picked = {"prompt": row[1], **{k: v for k, v in zip(SETTING_KEYS, row[3:8]) if v not in ("", None, MISSING)}}
+    return row[1], picked, gr.update(interactive=True)
 
 
-def explore_tab(studio: Studio, defaults: UIDefaults) -> Picked:
-    def search(text: str, target: str, nsfw: bool, k: float, source: str = "all") -> tuple[list, list, str, dict]:
+def _select_image(picks: list[dict], evt: gr.SelectData) -> tuple[Any, Any, Any]:
+    """A clicked picture -> its prompt and its image's settings (the gallery also opens it full size)."""
+    if not picks or evt.index is None or evt.index >= len(picks):
+        return gr.skip(), gr.skip(), gr.skip()
+    return picks[evt.index]["prompt"], picks[evt.index], gr.update(interactive=True)
+
+
+def _filter_row(studio: Studio, defaults: UIDefaults, tab: str) -> tuple[Any, Any, Any]:
+    nsfw = gr.Checkbox(label="Show NSFW results", value=False)
+    source = gr.Dropdown(list(SOURCES), value=DEFAULT_SOURCE, label="Source", scale=1, elem_id=f"{tab}-source")
+    source.focus(lambda: gr.update(choices=source_choices(studio)), None, source, api_visibility="private")
+    k = gr.Slider(1, 50, value=defaults.results, step=1, label="Results")
+    return nsfw, source, k
+
+
+def explore_tab(studio: Studio, defaults: UIDefaults, loading: Callable[[], str | None] = lambda: None) -> Picked:
+    """loading(): what the first run is still adding ("the sample is still loading (1,216/4,935)"), or None."""
+    def search(text: str, target: str, nsfw: bool, k: float, source: str = DEFAULT_SOURCE) -> tuple:
         filters, k = _filters(nsfw, source), as_int(k, "k")
         result = studio.search(text, target or "prompts", k, filters)
         # The gallery always shows images of the idea's style, whichever list the table shows.
         images = result if target == "images" else studio.search(text, "images", k, filters)
-        return rows(result), gallery(studio, images.results), note(result), result.to_dict()
+        pics, picks = gallery_picks(studio, images.results)
+        said = note(result, empty_note(studio, source, loading) if not result.results else None)
+        if result.results and (still := loading()) is not None:
+            said += f" so far: {still}"
+        return rows(result), pics, said, result.to_dict(), picks
 
     with gr.Tab("Explore", id="explore"):
-        gr.Markdown("Type an idea: the closest **real** prompts from DiffusionDB (and your own generations), "
-                    "with the settings of their images. Click a row to pick its prompt.")
+        gr.Markdown("Type an idea: the closest **real** prompts from DiffusionDB (and your own work), images "
+                    "first. " + PICK_HINT)
         with gr.Row():
             idea = gr.Textbox(label="Idea", placeholder="a lighthouse in a storm, oil painting", scale=4,
-                              elem_id="explore-idea")
+                              elem_id="explore-idea", max_length=MAX_QUERY_CHARS)
             target = gr.Radio(["prompts", "images"], value="prompts", label="List", scale=1)
+            go = gr.Button("Search", variant="primary", elem_id="explore-search", scale=1)
         with gr.Row():
-            nsfw = gr.Checkbox(label="Show NSFW results", value=False)
-            source = gr.Dropdown(list(SOURCES), value="all", label="Source", scale=1)
-            source.focus(lambda: gr.update(choices=source_choices(studio)), None, source, api_visibility="private")
-            k = gr.Slider(1, 50, value=defaults.results, step=1, label="Results")
-            go = gr.Button("Search", variant="primary", elem_id="explore-search")
+            nsfw, source, k = _filter_row(studio, defaults, "explore")
         msg = gr.Markdown(elem_id="explore-note")
+        images = gr.Gallery(label="Images of this style (click: pick its prompt, and see it full size)", columns=5,
+                            height=300, object_fit="contain", allow_preview=True, elem_id="explore-gallery")
+        with gr.Row():
+            picked = gr.Textbox(label="Picked prompt", buttons=["copy"], scale=5, lines=2, interactive=False,
+                                placeholder=PICK_HINT, elem_id="explore-picked")
+            send = gr.Button("Use in Create →", scale=1, interactive=False, elem_id="explore-send")
         table = gr.Dataframe(headers=COLUMNS, label="Prompts", wrap=True, interactive=False, column_widths=WIDTHS,
                              buttons=["copy", "fullscreen"], elem_id="explore-table")
-        with gr.Row():
-            picked = gr.Textbox(label="Picked prompt", buttons=["copy"], scale=5, lines=2,
-                                placeholder="Click a row above", elem_id="explore-picked")
-            send = gr.Button("Use in Create →", scale=1, elem_id="explore-send")
-        picked_settings = gr.State({})
-        images = gr.Gallery(label="Matching images", columns=6, height=320)
-        with gr.Accordion("Raw result (JSON)", open=False):
+        picked_settings, picks = gr.State({}), gr.State([])
+        with gr.Accordion("Raw result (JSON)", open=False, elem_classes="dev-only"):
             raw = gr.JSON()
-        outputs = [table, images, msg, raw]
+        outputs = [table, images, msg, raw, picks]
         for event in (go.click(handler(search), [idea, target, nsfw, k, source], outputs, api_name="search",
                                show_progress_on=[msg, table]),
                       idea.submit(handler(search), [idea, target, nsfw, k, source], outputs,
                                   api_visibility="private", show_progress_on=[msg, table])):
             said_in(event, msg)
-        table.select(_select, table, [picked, picked_settings], api_visibility="private")
+        table.select(_select, table, [picked, picked_settings, send], api_visibility="private")
+        images.select(_select_image, picks, [picked, picked_settings, send], api_visibility="private")
     return Picked(picked, send, picked_settings)
 
 
 def reverse_tab(studio: Studio, defaults: UIDefaults) -> Picked:
-    def reverse(payload: Any, nsfw: bool, k: float, source: str = "all") -> tuple[list, list, str, dict]:
+    def reverse(payload: Any, nsfw: bool, k: float, source: str = DEFAULT_SOURCE) -> tuple:
         image, filters, k = uploaded_image(payload), _filters(nsfw, source), as_int(k, "k")
-        result = studio.reverse(image, k, filters)
+        result: SearchResult = studio.reverse(image, k, filters)
         similar = studio.similar_images(image, k, filters)
-        return rows(result), gallery(studio, similar.results), note(result), result.to_dict()
+        pics, picks = gallery_picks(studio, similar.results)
+        said = note(result, empty_note(studio, source, lambda: None) if not result.results else None)
+        return rows(result), pics, said, result.to_dict(), picks
 
     with gr.Tab("Reverse", id="reverse"):
         gr.Markdown("Drop in an image: the prompts that likely made it, with seed, cfg, steps and sampler, "
-                    "and the stored images most like it.")
+                    "and the stored images most like it. " + PICK_HINT)
         with gr.Row():
             image = gr.Image(type="filepath", label="An image", sources=["upload", "clipboard"], height=320,
                              elem_id="reverse-image")
             with gr.Column():
-                nsfw = gr.Checkbox(label="Show NSFW results", value=False)
-                source = gr.Dropdown(list(SOURCES), value="all", label="Source")
-                source.focus(lambda: gr.update(choices=source_choices(studio)), None, source,
-                             api_visibility="private")
-                k = gr.Slider(1, 50, value=defaults.results, step=1, label="Results")
+                nsfw, source, k = _filter_row(studio, defaults, "reverse")
                 go = gr.Button("Find the prompts", variant="primary", elem_id="reverse-go")
         msg = gr.Markdown(elem_id="reverse-note")
         table = gr.Dataframe(headers=COLUMNS, label="Prompts that likely made it", wrap=True, interactive=False,
                              column_widths=WIDTHS, buttons=["copy", "fullscreen"], elem_id="reverse-table")
         with gr.Row():
-            picked = gr.Textbox(label="Picked prompt", buttons=["copy"], scale=5, lines=2,
-                                placeholder="Click a row above")
-            send = gr.Button("Use in Create →", scale=1)
-        picked_settings = gr.State({})
-        images = gr.Gallery(label="Similar images", columns=6, height=320)
-        with gr.Accordion("Raw result (JSON)", open=False):
+            picked = gr.Textbox(label="Picked prompt", buttons=["copy"], scale=5, lines=2, interactive=False,
+                                placeholder=PICK_HINT, elem_id="reverse-picked")
+            send = gr.Button("Use in Create →", scale=1, interactive=False, elem_id="reverse-send")
+        images = gr.Gallery(label="Similar images", columns=6, height=300, object_fit="contain", allow_preview=True,
+                            elem_id="reverse-gallery")
+        picked_settings, picks = gr.State({}), gr.State([])
+        with gr.Accordion("Raw result (JSON)", open=False, elem_classes="dev-only"):
             raw = gr.JSON()
         # preprocess=False: the handler opens the upload itself, so a broken file gets our message.
-        said_in(go.click(handler(reverse), [image, nsfw, k, source], [table, images, msg, raw], api_name="reverse",
-                         preprocess=False, show_progress_on=[msg, table]), msg)
-        table.select(_select, table, [picked, picked_settings], api_visibility="private")
+        said_in(go.click(handler(reverse), [image, nsfw, k, source], [table, images, msg, raw, picks],
+                         api_name="reverse", preprocess=False, show_progress_on=[msg, table]), msg)
+        table.select(_select, table, [picked, picked_settings, send], api_visibility="private")
+        images.select(_select_image, picks, [picked, picked_settings, send], api_visibility="private")
     return Picked(picked, send, picked_settings)

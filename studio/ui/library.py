@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ from studio.errors import InputError, StudioError
 from studio.studio import Studio
 from studio.ui.common import handler, said_in
 from studio.ui.defaults import UIDefaults
-from studio.ui.views import models_markdown, stats_markdown
+from studio.ui.text import inert, models_markdown, stats_markdown
 
 HOW_TO = """**When a model is missing** the rest of the studio keeps working:
 
@@ -36,7 +37,14 @@ def confined(source: str, roots: tuple[str, ...]) -> None:
                          f"{', '.join(roots)}. Move {Path(source).name or source} there, or upload it.")
 
 
-def library_tab(studio: Studio, defaults: UIDefaults) -> gr.Tab:
+@dataclass
+class LibraryControls:
+    tab: gr.Tab
+    stats: gr.Markdown  # refreshed when the first run has added the sample
+    raw: gr.JSON
+
+
+def library_tab(studio: Studio, defaults: UIDefaults) -> LibraryControls:
     def stats() -> tuple[str, dict]:
         s = studio.stats()
         return stats_markdown(s), s
@@ -66,7 +74,7 @@ def library_tab(studio: Studio, defaults: UIDefaults) -> gr.Tab:
         except StudioError as exc:
             raise type(exc)(str(exc).replace(str(source), shown)) from exc
         text, raw = stats()
-        return f"✅ {report.summary().replace(str(source), shown)}", text, raw
+        return f"✅ {inert(report.summary().replace(str(source), shown))}", text, raw
 
     with gr.Tab("Library", id="library") as tab:
         with gr.Row():
@@ -79,20 +87,24 @@ def library_tab(studio: Studio, defaults: UIDefaults) -> gr.Tab:
                 models_md = gr.Markdown()
         gr.Markdown("### Add to the library")
         with gr.Row():
-            path = gr.Textbox(label="A file or folder on this machine", scale=3, interactive=not defaults.space,
+            path = gr.Textbox(label="A file or folder on this machine (Enter ingests)", scale=3,
+                              interactive=not defaults.space, elem_id="library-path",
                               placeholder="data/diffusiondb-sample/metadata-2m-every400th-image_name-prompt.csv")
             upload = gr.File(label="…or upload one (.csv, .parquet, .zip, .json)", type="filepath", scale=2,
                              file_types=[".csv", ".parquet", ".zip", ".json"])
             limit = gr.Number(value=0, precision=0, label="At most (0: all)", scale=1)
-        go = gr.Button("Ingest", variant="primary")
-        ingest_msg = gr.Markdown()
+        go = gr.Button("Ingest", variant="primary", elem_id="library-ingest")
+        ingest_msg = gr.Markdown(elem_id="library-note")
         with gr.Accordion("When a model is missing", open=False):
             gr.Markdown(HOW_TO)
-        with gr.Accordion("Raw statistics (JSON)", open=False):
+        with gr.Accordion("Raw statistics (JSON)", open=False, elem_classes="dev-only"):
             raw = gr.JSON()
         refresh.click(handler(stats), None, [stats_md, raw], api_name="stats")
         tab.select(handler(stats), None, [stats_md, raw], api_visibility="private")
         tab.select(handler(models), None, models_md, api_name="models")
         said_in(go.click(handler(ingest), [path, upload, limit], [ingest_msg, stats_md, raw], api_name="ingest",
                          show_progress_on=[ingest_msg], concurrency_limit=1, concurrency_id="ingest"), ingest_msg)
-    return tab
+        said_in(path.submit(handler(ingest), [path, upload, limit], [ingest_msg, stats_md, raw],
+                            api_visibility="private", show_progress_on=[ingest_msg], concurrency_limit=1,
+                            concurrency_id="ingest"), ingest_msg)
+    return LibraryControls(tab, stats_md, raw)

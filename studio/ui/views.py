@@ -1,9 +1,9 @@
-"""What the tabs show, as plain data: table rows, galleries, notes, diffs, settings and status text."""
+"""What the tabs show, as plain data: table rows, galleries and what a click on them picks, notes, diffs,
+and a stored record's settings adapted for SDXL (with what changed, said)."""
 
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from datetime import datetime
 from pathlib import Path
@@ -11,14 +11,24 @@ from typing import Any
 
 from PIL import Image
 
+from studio.errors import InputError
 from studio.images import open_image
-from studio.search.results import Hit, SearchResult
+from studio.search.results import MINE, Hit, SearchResult
+from studio.ui.text import match
 
-COLUMNS = ["similarity", "prompt", "images", "seed", "cfg", "steps", "sampler", "size", "source"]
-WIDTHS = ["7%", "47%", "6%", "10%", "5%", "5%", "8%", "7%", "5%"]
-SOURCES = {"all": None, "DiffusionDB": "diffusiondb", "mine": "generated"}
+COLUMNS = ["match", "prompt", "images", "seed", "cfg", "steps", "sampler", "size", "source"]
+# Pixel widths, not shares: at 800 px a 5% column is 40 px and its header breaks into vertical letters.
+WIDTHS = ["76px", "420px", "84px", "112px", "60px", "70px", "124px", "100px", "112px"]
+# The Source filter: DiffusionDB by default, so the user's test generations do not crowd it out.
+SOURCES: dict[str, str | tuple[str, ...] | None] = {"DiffusionDB": "diffusiondb", "mine": MINE, "all": None}
+DEFAULT_SOURCE = "DiffusionDB"
 MISSING = "—"  # a setting the record does not have (DiffusionDB's every-400th table has none)
-MODEL_ROLES = {"clip": "CLIP (search)", "llm": "LLM (rewrite)", "sdxl": "SDXL (generate)"}
+SETTING_KEYS = ("seed", "cfg", "steps", "sampler", "size")
+
+
+def cross_modal(result: SearchResult) -> bool:
+    """Whether the scores compare a text with an image (CLIP's cosines are small there)."""
+    return result.target == "images"
 
 
 def rows(result: SearchResult) -> list[list[Any]]:
@@ -26,9 +36,9 @@ def rows(result: SearchResult) -> list[list[Any]]:
     out = []
     for hit in result.results:
         s = hit.settings[0] if hit.settings else {}
-        out.append([round(1 - hit.distance, 3), hit.prompt, hit.metadata.get("image_count", MISSING),
-                    *(cell(s.get(k)) for k in ("seed", "cfg", "steps", "sampler", "size")),
-                    hit.metadata.get("source", MISSING)])
+        across = cross_modal(result) or (result.target == "reverse" and not hit.metadata.get("from_images"))
+        out.append([match(hit, across), hit.prompt, hit.metadata.get("image_count", MISSING),
+                    *(cell(s.get(k)) for k in SETTING_KEYS), hit.metadata.get("source", MISSING)])
     return out
 
 
@@ -67,9 +77,29 @@ def gallery(studio: Any, hits: list[Hit]) -> list[tuple[Image.Image | str, str]]
     return [(pic, hit.prompt[:120]) for hit in hits if (pic := picture(studio, hit)) is not None]
 
 
-def note(result: SearchResult) -> str:
+def gallery_picks(studio: Any, hits: list[Hit]) -> tuple[list[tuple[Image.Image | str, str]], list[dict[str, Any]]]:
+    """gallery() and, in the same order, what clicking each picture picks: its prompt and settings."""
+    pics, picks = [], []
+    for hit in hits:
+        if (pic := picture(studio, hit)) is not None:
+            pics.append((pic, hit.prompt[:120]))
+            picks.append(pick_of(hit))
+    return pics, picks
+
+
+def pick_of(hit: Hit) -> dict[str, Any]:
+    """A search result as Create takes it: the prompt, and the settings of its image (never a missing one)."""
+    s = hit.settings[0] if hit.settings else {}
+    return {"prompt": hit.prompt, **{k: s[k] for k in SETTING_KEYS if s.get(k) not in (None, "", MISSING)}}
+
+
+def note(result: SearchResult, empty: str | None = None) -> str:
+    """The line above the results. `empty`: what is true when there are none (the caller knows: the sample
+    still loading, nothing generated yet, no records of that source)."""
     if not result.results:
-        return "No results." + (" Some were hidden by the filters." if result.hidden else "")
+        if result.hidden:
+            return f"No results: the {result.hidden} closest were hidden by the NSFW filter (tick *Show NSFW*)."
+        return empty or "No results."
     return f"{len(result.results)} results" + (f" ({result.hidden} hidden by the filters)" if result.hidden else "")
 
 
@@ -92,68 +122,47 @@ def diff_spans(idea: str, prompt: str) -> list[tuple[str, str | None]]:
     return spans
 
 
-def settings_line(settings: dict[str, Any]) -> str:
-    keys = ("seed", "cfg", "steps", "sampler", "size")
-    return " · ".join(f"{k} {settings[k]}" for k in keys if settings.get(k) not in (None, ""))
+def for_sdxl(settings: dict[str, Any], exact: bool = False) -> tuple[dict[str, Any], list[str]]:
+    """A stored record's settings as Create can use them with SDXL, and what had to change, in words.
+    exact (History's own generations): sizes are kept as they are, to make the same picture again."""
+    from studio.generate.request import MAX_CFG, MAX_SIDE, MAX_STEPS, MIN_SIDE, SDXL_SIZES, scheduler_name
 
-
-def details_markdown(hit: Hit) -> str:
-    """A generated image's full settings and lineage (History)."""
-    m = hit.metadata
-    lines = [f"**Prompt:** {hit.prompt}"]
-    if m.get("negative_prompt"):
-        lines.append(f"**Negative:** {m['negative_prompt']}")
-    size = f"{m.get('width')}x{m.get('height')}" if m.get("width") else None
-    lines.append("**Settings:** " + settings_line({**m, "size": size}) + (f" · profile {m['profile']}"
-                                                                            if m.get("profile") else ""))
-    lines.append(f"**Model:** {m.get('sdxl_model') or '?'} · **made** {m.get('timestamp') or '?'}")
-    lineage = []
-    if m.get("idea"):
-        lineage.append(f"idea “{m['idea']}”")
-    ids = json.loads(m.get("retrieved_ids") or "[]") if isinstance(m.get("retrieved_ids"), str) else []
-    if ids:
-        lineage.append(f"{len(ids)} retrieved prompts as context")
-    if m.get("llm_model"):
-        lineage.append(f"rewritten by {m['llm_model']}")
-    if m.get("comparison_id"):
-        score = f", CLIP {m['score']:.3f}" if isinstance(m.get("score"), (int, float)) else ""
-        lineage.append(f"comparison {m['comparison_id']} ({m.get('variant')}{score})")
-    if m.get("parent"):
-        lineage.append(f"parent {m['parent']}")
-    lines.append("**Lineage:** " + ("; ".join(lineage) if lineage else "typed directly"))
-    if hit.file:
-        lines.append(f"**File:** `{hit.file}`")
-    return "\n\n".join(lines)
-
-
-def stats_markdown(stats: dict[str, Any]) -> str:
-    lines = [f"**Store:** `{stats['store']}`", "", "| index | CLIP model | records | by source |", "|---|---|---|---|"]
-    for ix in stats["indexes"]:
-        by = ", ".join(f"{k}: {v:,}" for k, v in sorted(ix["by_source"].items())) or "-"
-        if not ix.get("exact", True):
-            by += " (recounting after an interrupted write…)"
-        lines.append(f"| {ix['kind']} | {ix.get('clip_model') or '?'} | {ix['count']:,} | {by} |")
-    if not stats["indexes"]:
-        lines.append("| (empty) | | 0 | ingest the sample or a DiffusionDB part below |")
-    return "\n".join(lines)
-
-
-def models_markdown(models: list[dict[str, Any]]) -> str:
-    lines = ["| model | status |", "|---|---|"]
-    for m in models:
-        mark = ("**unreadable**" if m.get("problem") else "**ready**" if m["found"] and not m["starter"]
-                else "**starter**" if m["found"] else "**missing**")
-        status = m["status"].removeprefix("missing. ").removeprefix("unreadable: ")  # the mark says it already
-        lines.append(f"| {MODEL_ROLES.get(m['role'], m['role'])} | {mark} {status} |")
-    return "\n".join(lines)
-
-
-def missing_note(models: list[dict[str, Any]], role: str) -> str:
-    """One line for a tab that needs `role`, empty when the model is there."""
-    for m in models:
-        if m["role"] == role and (not m["found"] or m.get("problem")):
-            return f"⚠️ {m['status']}"
-    return ""
+    s, out, changed = dict(settings or {}), {}, []
+    if s.get("size") and not s.get("width"):
+        w, _, h = str(s["size"]).partition("x")
+        s["width"], s["height"] = w, h
+    if str(s.get("seed", "")).lstrip("-").isdigit():
+        out["seed"] = int(s["seed"])
+    if isinstance(s.get("steps"), (int, float)) and 1 <= s["steps"] <= MAX_STEPS:
+        out["steps"] = int(s["steps"])
+    if isinstance(s.get("cfg"), (int, float)) and 0 <= s["cfg"] <= MAX_CFG:
+        out["cfg"] = float(s["cfg"])
+    try:
+        w, h = int(s.get("width") or 0), int(s.get("height") or 0)
+    except (TypeError, ValueError):
+        w = h = 0
+    if w and h:
+        if exact and MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE:
+            out["width"], out["height"] = w // 8 * 8, h // 8 * 8
+        else:
+            # DiffusionDB's images are SD 1.x sizes (512 px): SDXL draws badly far from its ~1 MP buckets,
+            # so the SDXL size of the nearest aspect ratio is used instead.
+            bw, bh = min(SDXL_SIZES, key=lambda wh: abs(wh[0] / wh[1] - w / h))
+            out["width"], out["height"] = bw, bh
+            if (bw, bh) != (w, h):
+                changed.append(f"{w}×{h} → {bw}×{bh} (SDXL's size for that shape)")
+    if s.get("sampler"):
+        try:
+            name = scheduler_name(s["sampler"])
+            out["sampler"] = name
+            if name != s["sampler"]:
+                changed.append(f"sampler {s['sampler']} → {name}")
+        except InputError:
+            changed.append(f"sampler {s['sampler']} has no diffusers scheduler here: the current one is kept")
+    for key in ("profile", "negative_prompt"):
+        if s.get(key) is not None:
+            out[key] = s[key]
+    return out, changed
 
 
 def comparison_choices(hits: list[Hit]) -> list[tuple[str, str]]:

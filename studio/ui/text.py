@@ -1,0 +1,161 @@
+"""What the page says in words: stored text made inert for Markdown, readable scores and times, the
+missing-models banner, a generation's settings and lineage, the library's statistics."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+import time
+from typing import Any
+
+from studio.search.results import Hit
+
+MODEL_ROLES = {"clip": "CLIP (search)", "llm": "LLM (rewrite)", "sdxl": "SDXL (generate)"}
+# What each model makes possible, for the banner: what cannot work without it.
+NEEDED_FOR = {"clip": "search, the library and grounded rewrites", "sdxl": "Generate and Compare"}
+ENV = {"clip": "STUDIO_CLIP_MODEL", "llm": "STUDIO_LLM_MODEL", "sdxl": "STUDIO_SDXL_MODEL"}
+OFFLINE_EXAMPLE = {"clip": "/path/to/clip-vit-base-patch32", "sdxl": "/path/to/sdxl-base-1.0 (or a .safetensors)"}
+# What can start markup in Markdown/HTML (links, images, tags, code, emphasis, tables, formulas, entities):
+# escaped; the rest ('/', ':', '.', '-') stays as it is, so the text an API client reads stays readable.
+_PUNCT = re.compile(r"([\\`*_{}\[\]()#!|~<>$&])")
+# CLIPScore (Hessel et al. 2021): 2.5 x max(cosine, 0) puts CLIP's text-image cosines (~0.15-0.4) on 0..1.
+CLIPSCORE_W = 2.5
+
+
+def inert(text: Any) -> str:
+    """Stored or typed text for a Markdown component, shown as the characters it is: no link, image, HTML
+    tag, formula or emphasis can form (a stored `![x](http://host/beacon.png)` must never make the page
+    fetch anything): each character that could open markup is backslash-escaped, as CommonMark allows."""
+    flat = " ".join(str(text or "").split())
+    return _PUNCT.sub(r"\\\1", html.unescape(flat))
+
+
+def quoted(text: Any, limit: int = 300) -> str:
+    """A prompt inside a sentence: inert, cut to `limit` characters with an ellipsis."""
+    flat = " ".join(str(text or "").split())
+    return inert(flat if len(flat) <= limit else flat[: limit - 1] + "…")
+
+
+def match(hit: Hit, cross_modal: bool) -> str:
+    """How close a result is, as a percentage a person can read: the cosine for text-to-text and
+    image-to-image; CLIPScore for text-to-image and image-to-text, whose raw cosines are small and can be
+    negative (a 0.3 cosine there is a good match)."""
+    sim = 1.0 - float(hit.distance)
+    score = min(1.0, CLIPSCORE_W * max(sim, 0.0)) if cross_modal else max(sim, 0.0)
+    return f"{round(100 * score)}%"
+
+
+def ago(epoch: Any, now: float | None = None) -> str:
+    """'just now', '5 minutes ago', '2 hours ago', 'yesterday', '3 days ago', else the date."""
+    try:
+        then = float(epoch)
+    except (TypeError, ValueError):
+        return "at an unknown time"
+    if then <= 0:
+        return "at an unknown time"
+    s = max(0.0, (now or time.time()) - then)
+    for limit, unit, size in ((60, None, 1), (3600, "minute", 60), (86400, "hour", 3600)):
+        if s < limit:
+            if unit is None:
+                return "just now"
+            n = int(s // size)
+            return f"{n} {unit}{'s' if n != 1 else ''} ago"
+    days = int(s // 86400)
+    if days == 1:
+        return "yesterday"
+    if days < 30:
+        return f"{days} days ago"
+    return time.strftime("on %Y-%m-%d", time.localtime(then))
+
+
+def settings_line(settings: dict[str, Any]) -> str:
+    keys = ("seed", "cfg", "steps", "sampler", "size")
+    return " · ".join(f"{k} {settings[k]}" for k in keys if settings.get(k) not in (None, ""))
+
+
+def token_line(text: str) -> str:
+    """The live count under a prompt: SDXL's CLIP tokens (start and end included) against its 77."""
+    from studio.tokens import LIMIT, count
+
+    n = count(text or "") if (text or "").strip() else 0
+    if n <= LIMIT:
+        return f"{n} / {LIMIT} CLIP tokens"
+    return f"**{n} / {LIMIT} CLIP tokens**: past {LIMIT}, SDXL does not read the rest"
+
+
+def missing_banner(models: list[dict[str, Any]], offline: bool = False) -> str:
+    """One banner for every model that is missing or unreadable: what cannot work, the exact command that
+    fetches it (online, once) and the offline way. Empty when all are there (the LLM always has its
+    starter model)."""
+    lines = []
+    for m in models:
+        role = m["role"]
+        if role not in NEEDED_FOR or (m["found"] and not m.get("problem")):
+            continue
+        what = "unreadable" if m.get("problem") else "missing"
+        fetch = "" if offline else f"`.venv/bin/python -m studio models --download {role}` (once, online), or "
+        lines.append(f"⚠️ **{MODEL_ROLES[role]} is {what}**, so {NEEDED_FOR[role]} cannot work yet. "
+                     f"Get it with {fetch}point the studio at a copy on this machine: "
+                     f"`{ENV[role]}={OFFLINE_EXAMPLE[role]} .venv/bin/python launch.py`. Then restart the studio.")
+    return "  \n".join(lines)
+
+
+def details_markdown(hit: Hit, retrieved: list[str] | None = None, now: float | None = None) -> str:
+    """A generated image's settings and lineage, in words (History). `retrieved`: the texts of the stored
+    prompts the LLM was shown (looked up by the caller from the lineage's ids)."""
+    m = hit.metadata
+    lines = [f"**Prompt:** {inert(hit.prompt)}"]
+    if m.get("negative_prompt"):
+        lines.append(f"**Negative:** {inert(m['negative_prompt'])}")
+    size = f"{m.get('width')}×{m.get('height')}" if m.get("width") else None
+    extra = f" · profile {m['profile']}" if m.get("profile") else ""
+    lines.append("**Settings:** " + inert(settings_line({**m, "size": size})) + extra)
+    made = f"Made {ago(m.get('created'), now)} with {inert(m.get('sdxl_model') or 'an unknown model')}"
+    lines.append(made + (" · ★ favourite" if m.get("favourite") else ""))
+    if m.get("idea"):
+        rewrite = f", rewritten by {inert(m['llm_model'])}" if m.get("llm_model") else ""
+        lines.append(f"**From the idea:** “{quoted(m['idea'])}”{rewrite}")
+    if m.get("note"):
+        lines.append(f"**Your note to the LLM:** “{quoted(m['note'])}”")
+    if retrieved:
+        shown = "\n".join(f"{i}. {quoted(t, 160)}" for i, t in enumerate(retrieved[:8], 1))
+        lines.append(f"**Stored prompts the LLM was shown ({len(retrieved)}):**\n\n{shown}")
+    if m.get("comparison_id"):
+        score = f", CLIP {m['score']:.3f}" if isinstance(m.get("score"), (int, float)) else ""
+        lines.append(f"**Compare:** the {inert(m.get('variant') or '?')} column{score}")
+    if not (m.get("idea") or m.get("comparison_id") or retrieved):
+        lines.append("Typed directly (no rewrite).")
+    return "\n\n".join(lines)
+
+
+def retrieved_ids(meta: dict[str, Any]) -> list[str]:
+    """The lineage's retrieved prompt ids (stored JSON-encoded: Chroma keeps scalars only)."""
+    raw = meta.get("retrieved_ids")
+    try:
+        ids = json.loads(raw) if isinstance(raw, str) else list(raw or [])
+    except ValueError:
+        return []
+    return [str(i) for i in ids if i]
+
+
+def stats_markdown(stats: dict[str, Any]) -> str:
+    lines = [f"**Store:** `{stats['store']}`", "", "| index | CLIP model | records | by source |", "|---|---|---|---|"]
+    for ix in stats["indexes"]:
+        by = ", ".join(f"{inert(k)}: {v:,}" for k, v in sorted(ix["by_source"].items())) or "-"
+        if not ix.get("exact", True):
+            by += " (recounting after an interrupted write…)"
+        lines.append(f"| {ix['kind']} | {inert(ix.get('clip_model') or '?')} | {ix['count']:,} | {by} |")
+    if not stats["indexes"]:
+        lines.append("| (empty) | | 0 | ingest the sample or a DiffusionDB part below |")
+    return "\n".join(lines)
+
+
+def models_markdown(models: list[dict[str, Any]]) -> str:
+    lines = ["| model | status |", "|---|---|"]
+    for m in models:
+        mark = ("**unreadable**" if m.get("problem") else "**ready**" if m["found"] and not m["starter"]
+                else "**starter**" if m["found"] else "**missing**")
+        status = m["status"].removeprefix("missing. ").removeprefix("unreadable: ")  # the mark says it already
+        lines.append(f"| {MODEL_ROLES.get(m['role'], m['role'])} | {mark} {status} |")
+    return "\n".join(lines)

@@ -1,0 +1,95 @@
+"""What the page says: stored text made inert, readable scores and times, settings adapted for SDXL with
+what changed said, the missing-models banner, first-run messages, presets and snapping."""
+
+from __future__ import annotations
+
+import re
+
+from studio.search.results import Hit, SearchResult
+from studio.ui.settings_panel import CUSTOM, preset_of, snap
+from studio.ui.text import ago, details_markdown, inert, match, missing_banner, token_line
+from studio.ui.views import for_sdxl, note, rows
+
+BEACON = "a castle ![x](http://evil.example/beacon.png) <img src=http://evil.example/b.png> [link](http://x.y) $$x$$"
+
+
+def _markdown_to_html(text: str) -> str:
+    """CommonMark as the page renders it (markdown-it-py ships with gradio)."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark").render(text)
+
+
+def test_stored_text_is_inert_in_markdown():
+    html = _markdown_to_html(inert(BEACON))
+    assert "<img" not in html and "<a " not in html  # the text is shown: &lt;img src=… as characters
+    assert "![x](http://evil.example/beacon.png)" in html.replace("&lt;", "<").replace("&gt;", ">")
+    hit = Hit("i-1", BEACON, 0.1, {"negative_prompt": "<script>alert(1)</script>", "idea": BEACON,
+                                   "created": 1.0, "sdxl_model": "m"}, "image")
+    rendered = _markdown_to_html(details_markdown(hit, retrieved=[BEACON]))
+    assert "<img" not in rendered and "<script" not in rendered and "<a " not in rendered
+
+
+def test_scores_are_percentages_a_person_can_read():
+    near, far = Hit("a", "x", 0.05, {}), Hit("b", "y", 1.2, {})  # cosine 0.95, and a negative one
+    assert match(near, cross_modal=False) == "95%" and match(far, cross_modal=False) == "0%"
+    text_image = Hit("c", "z", 1 - 0.32, {})  # a good text-to-image match by CLIP's standards
+    assert match(text_image, cross_modal=True) == "80%"
+    result = SearchResult("q", "images", [Hit("d", "p", 1.05, {"source": "diffusiondb"}, "image")])
+    assert rows(result)[0][0] == "0%" and not rows(result)[0][0].startswith("-")
+
+
+def test_relative_times():
+    now = 1_000_000.0
+    assert ago(now - 5, now) == "just now" and ago(now - 120, now) == "2 minutes ago"
+    assert ago(now - 7200, now) == "2 hours ago" and ago(now - 86400 * 1.5, now) == "yesterday"
+    assert ago(now - 86400 * 3, now) == "3 days ago" and ago(None, now) == "at an unknown time"
+
+
+def test_settings_for_sdxl_say_what_changed():
+    values, changed = for_sdxl({"seed": 42, "cfg": 7.0, "steps": 50, "sampler": "k_lms", "width": 512, "height": 512})
+    assert values["width"] == values["height"] == 1024 and values["sampler"] == "LMS" and values["seed"] == 42
+    assert changed == ["512×512 → 1024×1024 (SDXL's size for that shape)", "sampler k_lms → LMS"]
+    values, changed = for_sdxl({"size": "512x768", "sampler": "others"})
+    assert (values["width"], values["height"]) == (832, 1216) and "has no diffusers scheduler" in changed[-1]
+    exact, changed = for_sdxl({"width": 64, "height": 64, "seed": 7, "sampler": "Euler", "profile": "fast",
+                               "negative_prompt": "blurry"}, exact=True)
+    assert (exact["width"], exact["height"], exact["profile"], exact["negative_prompt"]) == (64, 64, "fast", "blurry")
+    assert changed == []
+
+
+def test_presets_and_snapping():
+    assert preset_of(1216, 832) == "1216×832" and preset_of(1000, 1000) == CUSTOM
+    assert snap(100) == 96 and snap(103) == 104 and snap(5) == 64 and snap(9999) == 2048 and snap("x") is None
+
+
+def test_empty_states_say_what_is_true():
+    empty = SearchResult("q", "prompts", [], hidden=0)
+    assert note(empty, "Nothing of yours yet") == "Nothing of yours yet"
+    assert "hidden by the NSFW filter" in note(SearchResult("q", "prompts", [], hidden=3), "x")
+
+
+def test_the_banner_names_the_command_and_the_offline_way():
+    models = [{"role": "clip", "found": False, "problem": None}, {"role": "llm", "found": True, "problem": None},
+              {"role": "sdxl", "found": True, "problem": None}]
+    banner = missing_banner(models)
+    assert "`.venv/bin/python -m studio models --download clip`" in banner and "STUDIO_CLIP_MODEL=" in banner
+    assert "SDXL" not in banner and missing_banner(models[1:]) == ""
+    assert "--download" not in missing_banner(models, offline=True)
+
+
+def test_the_token_counter():
+    assert token_line("") == "0 / 77 CLIP tokens" and token_line("a photo of a cat") == "7 / 77 CLIP tokens"
+    assert re.search(r"\*\*\d+ / 77 CLIP tokens\*\*", token_line("word " * 100))
+
+
+def test_first_run_says_the_sample_is_loading_then_what_it_added(studio):
+    from studio.firstrun import FirstRun
+
+    run = FirstRun(studio)
+    run.progress.phase, run.progress.detail, run.progress.done, run.progress.total = "ingesting", "prompts", 1216, 4935
+    assert run.loading() == "the sample is still loading (1,216/4,935 prompts)"
+    run.progress.phase, run.progress.added, run.progress.finished = "ready", (5025, 3), 100.0
+    assert run.loading() is None
+    assert "5,025 prompts and 3 images added" in run.status_markdown(now=150.0)
+    assert run.status_markdown(now=1000.0) == ""
