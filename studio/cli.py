@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -14,6 +15,7 @@ from studio.search.results import Filters, SearchResult
 from studio.studio import Studio
 
 COMMANDS: dict[str, Callable[[Studio, argparse.Namespace], Any]] = {}
+PROMPT_ID = re.compile(r"p-[0-9a-f]{24}")  # studio.search.store.prompt_id: rewrite --example tells ids from texts
 
 
 def command(name: str) -> Callable:
@@ -108,6 +110,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="default: random")
     p.add_argument("--max-tokens", type=int, help="longest candidate in LLM tokens (default 80)")
     p.add_argument("--nsfw", action="store_true", help="allow examples DiffusionDB scored NSFW (>= 0.5)")
+    p.add_argument("--note", help='a wish the LLM follows, e.g. "warmer light, no people"')
+    p.add_argument("--example", action="append", default=[], metavar="ID_OR_TEXT",
+                   help="show the LLM this example instead of the closest stored prompts: a stored prompt id "
+                        "(p-…, from search --json) or a prompt's text; repeat the flag for more")
+    p.add_argument("--lock", action="append", default=[], metavar="TERM",
+                   help="a word or phrase every candidate keeps verbatim (repeat for more); the idea's LoRA tags, "
+                        "(weighted:1.3) groups and \"quoted phrases\" are locked already")
     p = sub.add_parser("serve", parents=[common], help="start the web studio (same as python launch.py)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=7860)
@@ -166,13 +175,16 @@ def _compare(studio: Studio, a: argparse.Namespace) -> Any:
 
 @command("rewrite")
 def _rewrite(studio: Studio, a: argparse.Namespace) -> Any:
-    fields = dict(k=a.k, n=a.n, filters=Filters(nsfw=a.nsfw), seed=a.seed, max_tokens=a.max_tokens)
+    ids = [e for e in a.example if PROMPT_ID.fullmatch(e.strip())]
+    fields = dict(k=a.k, n=a.n, filters=Filters(nsfw=a.nsfw), seed=a.seed, max_tokens=a.max_tokens, note=a.note,
+                  example_ids=[e.strip() for e in ids], example_texts=[e for e in a.example if e not in ids],
+                  locked=a.lock)
     if a.json:
         return studio.rewrite(a.idea, **fields)
     result, line_start = None, False
     for event in studio.rewrite_stream(a.idea, **fields):  # tokens to stdout as the model writes them
         if event.kind == "retrieved":
-            _print_examples(event.hits or [])
+            _print_examples(event.hits or [], event.chosen)
         elif event.kind == "start":
             retry = f" (retry: {event.reason})" if event.reason else ""
             print(f"\n{event.index + 1}:{retry} ", end="", flush=True)
@@ -186,10 +198,11 @@ def _rewrite(studio: Studio, a: argparse.Namespace) -> Any:
     return result
 
 
-def _print_examples(hits: Sequence[Any]) -> None:
+def _print_examples(hits: Sequence[Any], chosen: bool = False) -> None:
     if not hits:
         return
-    print(f"Style examples ({len(hits)} of the stored prompts closest to the idea, those with style words first):")
+    print(f"Style examples (the {len(hits)} you chose):" if chosen else
+          f"Style examples ({len(hits)} of the stored prompts closest to the idea, those with style words first):")
     for i, hit in enumerate(hits, 1):
         print(f"{i:2d}. [{1 - hit.distance:.3f}] {hit.prompt}")
     print("Rewriting...", end="", flush=True)
@@ -201,6 +214,10 @@ def _print_rewrite(out: Any) -> None:
     for i, cand in enumerate(out.candidates, 1):
         tokens = "? CLIP tokens (no CLIP tokenizer)" if cand.tokens is None else f"{cand.tokens} CLIP tokens"
         print(f"{i:2d}. {cand.text or '(nothing usable)'}\n      {tokens}, seed {cand.seed}")
+        if cand.added:
+            print(f"      adds: {'; '.join(cand.added)}")
+        if cand.restored:
+            print(f"      put back (the model dropped or changed them): {'  '.join(cand.restored)}")
         if cand.warning:
             print(f"      warning: {cand.warning}")
     if out.dropped:

@@ -4,7 +4,7 @@ library) and is the one API the UI, the CLI and scripts call. Studio.from_settin
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any, Callable
 
@@ -46,7 +46,7 @@ class Studio:
         self._store_lock = threading.Lock()
         self.searcher = Searcher(self.clip.get, lambda: self.store)
         self.ingester = Ingester(settings, self.store_for, self.clip.get)
-        self.rewriting = RewriteService(self.gpu.llm, self.searcher.search, self.clip.get)
+        self.rewriting = RewriteService(self.gpu.llm, self.searcher.search, self.clip.get, lambda: self.store)
         self.history_ = History(lambda: self.store, self.clip.get)
         self.comparer = Comparer(self.rewrite, self._generate_once, self.clip.get, self._write_back)
 
@@ -198,13 +198,22 @@ class Studio:
 
     # -- rewrite -----------------------------------------------------------------------------
     def rewrite_stream(self, idea: str, k: int = 5, n: int = 1, filters: Filters = Filters(), *,
-                       seed: int | None = None, max_tokens: int | None = None) -> Iterator[Any]:
-        return self.rewriting.stream(idea, k, n, filters, seed=seed, max_tokens=max_tokens)
+                       seed: int | None = None, max_tokens: int | None = None, example_ids: Sequence[str] = (),
+                       example_texts: Sequence[str] = (), note: str | None = None,
+                       locked: Sequence[str] = ()) -> Iterator[Any]:
+        """rewrite() as RewriteEvents (studio.rewrite.results) for the UI."""
+        return self.rewriting.stream(idea, k, n, filters, seed=seed, max_tokens=max_tokens, example_ids=example_ids,
+                                     example_texts=example_texts, note=note, locked=locked)
 
     def rewrite(self, idea: str, k: int = 5, n: int = 1, filters: Filters = Filters(),
                 on_token: Callable[[int, str], None] | None = None, *, seed: int | None = None,
-                max_tokens: int | None = None) -> Any:
-        return self.rewriting.rewrite(idea, k, n, filters, on_token, seed=seed, max_tokens=max_tokens)
+                max_tokens: int | None = None, example_ids: Sequence[str] = (), example_texts: Sequence[str] = (),
+                note: str | None = None, locked: Sequence[str] = ()) -> Any:
+        """An idea -> RewriteResult: n candidates in the style of the k closest stored prompts, or of the
+        examples the user chose (example_ids, example_texts); `note` is a wish the LLM follows; the idea's
+        LoRA tags, weighted groups and quoted phrases and the `locked` terms come back in every candidate."""
+        return self.rewriting.rewrite(idea, k, n, filters, on_token, seed=seed, max_tokens=max_tokens,
+                                      example_ids=example_ids, example_texts=example_texts, note=note, locked=locked)
 
     # -- generate, compare, history ----------------------------------------------------------
     def generate(self, request: Any, *, on_preview: Callable[[Any], None] | None = None, cancel: Any = None,

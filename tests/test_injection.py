@@ -14,7 +14,7 @@ from studio.rewrite.prompting import UNTRUSTED, sanitise_example
 from studio.rewrite.rewriter import Rewriter
 from studio.rewrite.untrusted import has_markup
 from studio.search.results import Hit
-from tests.fakes import ObedientBackend, RecordingBackend
+from tests.fakes import LLAMA2_TEMPLATE, ObedientBackend, RecordingBackend
 from tests.injections import INJECTIONS
 
 IDEA = "a cat sleeping on a sofa"
@@ -52,6 +52,25 @@ def test_an_injection_never_reaches_or_steers_an_obedient_model(text: str, paylo
         assert payload.casefold() not in cand.text.casefold(), cand.text
         assert cand.text and not has_markup(cand.text)
     assert all(payload.casefold() not in e.casefold() for e in result.examples)
+
+
+@pytest.mark.parametrize("layout", ["fewshot", "chat"])
+@pytest.mark.parametrize("text, payload", INJECTIONS, ids=[p for _, p in INJECTIONS])
+def test_a_chosen_example_with_a_note_and_locks_opens_no_new_path(text: str, payload: str, layout: str):
+    """The user's picks (a stored prompt or a pasted text) are sanitised as retrieved ones are: with a note
+    and locked terms in play, the injection still never reaches, nor steers, an obedient model."""
+    meta = {"tokenizer.chat_template": LLAMA2_TEMPLATE} if layout == "chat" else {}
+    backend = ObedientBackend(payloads=PAYLOADS, metadata=meta)
+    rw = Rewriter(backend, "fake.gguf", retries=1, layout=layout)
+    picks = [Hit("text-1", text, 1.0, {}, "text", []), *hits(*STYLED[:2])]
+    result = list(rw.stream(IDEA + ' "velvet"', picks, n=2, seed=7, chosen=True, note="warmer light, no dogs",
+                            locked=["(sofa:1.2)"]))[-1].result
+    sent = " ".join(c.text for c in backend.calls).casefold()
+    assert payload.casefold() not in sent and "warmer light" in sent
+    assert payload == "evil.example" or [d["id"] for d in result.dropped] == ["text-1"]  # markup may be shown cleaned
+    for cand in result.candidates:
+        assert payload.casefold() not in cand.text.casefold(), cand.text
+        assert '"velvet"' in cand.text and "(sofa:1.2)" in cand.text and not has_markup(cand.text)
 
 
 @pytest.mark.parametrize("text, payload", [i for i in INJECTIONS if "evil.example" not in i[1]],

@@ -145,6 +145,29 @@ def test_even_a_shown_injection_leaves_a_one_line_prompt(rewriter: Rewriter, sam
     assert one_line_prompt(clean_output(raw)), raw
 
 
+LOCKED_IDEA = 'a cat sleeping on a (velvet sofa:1.3), [moonlight], a sign saying "HOME" <lora:film_grain:0.7>'
+LOCKED = ["(velvet sofa:1.3)", "[moonlight]", '"HOME"', "<lora:film_grain:0.7>", "cozy"]
+
+
+def test_locked_terms_come_back_verbatim_in_every_starter_candidate(sample_studio: Studio, rewriter: Rewriter):
+    """Real llama.cpp, several seeds: whatever the 135M model writes, every locked term is in every candidate,
+    the token count is of the final text, and no LoRA tag but the user's appears."""
+    from studio.tokens import count
+
+    sample_studio.rewriter = rewriter
+    restored = 0
+    for seed in (1, 2, 3):
+        result = sample_studio.rewrite(LOCKED_IDEA, k=3, n=2, seed=seed, locked=["cozy"], note="warmer light, no dogs")
+        assert result.locked == LOCKED and result.avoided == ["dogs"] and "joined the idea" in result.notice
+        for cand in result.candidates:
+            assert all(term in cand.text for term in LOCKED), cand.text
+            assert cand.text.count("<lora:") == 1 and "\n" not in cand.text and "dog" not in cand.text.lower()
+            assert cand.tokens == count(cand.text) and cand.tokens > count(LOCKED[-1])
+            assert set(cand.restored) <= set(LOCKED) - {LOCKED[3]}
+            restored += len(cand.restored)
+    print(f"{restored} locked terms put back over 6 starter candidates")
+
+
 # -- bad input -------------------------------------------------------------------------------
 @pytest.mark.parametrize("idea, match", [("", "Type an idea"), ("   \n\t ", "Type an idea"),
                                           ("x" * 10_000, "Shorten it")])
@@ -253,6 +276,21 @@ def test_cli_rewrite_json_with_retrieval(studio: Studio, tiny_clip_dir: Path, ca
     assert out["candidates"][0]["text"] and out["candidates"][0]["tokens"] > 2
     assert {"cfg", "steps"} <= out["suggested"].keys()
     assert set(out["timings"]) >= {"first_token_s", "tokens_per_s"}
+
+
+def test_cli_rewrite_with_chosen_examples_a_note_and_locks(sample_studio: Studio, tiny_clip_dir: Path, capsys):
+    pid = sample_studio.search("a lighthouse", k=1).results[0].id
+    code = cli.main(["rewrite", "a lighthouse (at night:1.2)", "--example", pid, "--example", "a castle, oil painting",
+                     "--note", "no boats", "--lock", "moon", "-n", "2", "--seed", "4", "--max-tokens", "24", "--json",
+                     "--home", str(sample_studio.settings.home), "--clip-model", str(tiny_clip_dir), "--offline"])
+    out = json.loads(capsys.readouterr().out)
+    assert code == 0 and out["chosen"] and out["retrieved_ids"] == [pid]
+    assert out["chosen_texts"] == ["a castle, oil painting"] and len(out["examples"]) == 2
+    assert (out["note"], out["locked"], out["avoided"]) == ("no boats", ["(at night:1.2)", "moon"], ["boats"])
+    assert len(out["candidates"]) == 2
+    for cand in out["candidates"]:
+        assert "(at night:1.2)" in cand["text"] and "moon" in cand["text"] and "boat" not in cand["text"].lower()
+        assert isinstance(cand["added"], list) and isinstance(cand["restored"], list)
 
 
 def test_cli_errors_exit_2(tmp_path: Path, tiny_clip_dir: Path, capsys):

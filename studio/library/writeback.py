@@ -27,6 +27,20 @@ class Lineage:
     comparison_id: str | None = None  # shared by the images of one compare()
     variant: str | None = None  # in a comparison: "original" | "retrieved" | "rewritten"
     score: float | None = None  # CLIP similarity of the image to the idea
+    examples_chosen: bool = False  # the LLM's examples were the user's picks (retrieved_ids, example_texts)
+    example_texts: list[str] = field(default_factory=list)  # picks brought as text, as the LLM saw them
+    note: str | None = None  # the user's note to the LLM
+    locked: list[str] = field(default_factory=list)  # terms kept verbatim through the rewrite
+
+    @classmethod
+    def of_rewrite(cls, result: Any, **fields: Any) -> "Lineage":
+        """The lineage of a prompt written by a rewrite (a studio.rewrite.results.RewriteResult): its idea,
+        the examples (ids, and texts the user brought), the note and the locked terms, the LLM."""
+        ids = list(result.retrieved_ids)
+        return cls(**{"idea": result.idea, "retrieved_ids": ids, "llm_model": result.model,
+                      "parent": ids[0] if ids else None, "examples_chosen": bool(getattr(result, "chosen", False)),
+                      "example_texts": list(getattr(result, "chosen_texts", [])), "note": getattr(result, "note", None),
+                      "locked": list(getattr(result, "locked", [])), **fields})
 
 
 @dataclass

@@ -1,5 +1,5 @@
 """Rewriter: a local LLM (an LLMBackend; llama-cpp for real) turns an idea into prompts in the style of
-retrieved ones: the retry and prefill rules, cleaning, checks and timings."""
+retrieved (or chosen) ones: the retry and prefill rules, cleaning, checks, locked terms put back, timings."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import gc
 import random
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from collections.abc import Generator as Gen
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
@@ -19,7 +19,12 @@ from studio.rewrite.prompting import (
     FALLBACK_EXAMPLES, UNTRUSTED, BuiltPrompt, Example, chat_messages, check_counts, clean_idea,
     clean_output, fewshot_prompt, idea_note, llama2_chat, pick_examples, problems, suggest_settings,
 )
+from studio.rewrite.locked import restore
+from studio.rewrite.results import Candidate, RewriteEvent, RewriteResult, Timings
+from studio.rewrite.steering import Steering, additions, steer
 from studio.rewrite.untrusted import one_line, strip_markup, suspicion, tainted_words
+
+__all__ = ["Candidate", "RewriteEvent", "RewriteResult", "Rewriter", "Timings", "pick_layout"]
 
 if TYPE_CHECKING:
     from studio.config import Settings
@@ -28,89 +33,6 @@ if TYPE_CHECKING:
 NO_PROMPT = "the model gave no usable prompt, so the idea is kept as it is"
 CLIP_LIMIT = 77  # SDXL's two text encoders read 77 tokens (start and end included) and drop the rest
 LAYOUTS = ("auto", "chat", "fewshot")
-
-
-@dataclass
-class Candidate:
-    """One rewritten prompt: the cleaned text, its CLIP token count, and what may be wrong with it."""
-
-    text: str
-    tokens: int | None  # CLIP tokens, start and end included; None when no CLIP tokenizer is available
-    warning: str | None = None
-    raw: str = ""  # what the model streamed, before cleaning
-    seed: int = 0
-    temperature: float = 0.0
-    attempts: int = 1
-    problems: list[str] = field(default_factory=list)  # left after the retries (shown in `warning`)
-    llm_tokens: int = 0  # tokens the LLM generated for this attempt (a retry's prefill not counted)
-    prefill: str = ""  # a retry's start, written by us: the previous attempt (or the idea) and a comma
-
-
-@dataclass
-class Timings:
-    retrieval_s: float = 0.0
-    load_s: float = 0.0  # loading the GGUF, when this call had to
-    first_token_s: float = 0.0  # start of generation -> first token of the first candidate (prompt eval included)
-    tokens_per_s: float = 0.0  # decode speed: tokens after the first / time after the first
-    prompt_tokens: int = 0
-    cached_tokens: int = 0  # prompt tokens llama-cpp already held (the fixed instruction prefix, or more)
-    generated_tokens: int = 0  # every attempt, retries included
-    total_s: float = 0.0
-
-
-@dataclass
-class RewriteResult:
-    idea: str
-    candidates: list[Candidate]
-    retrieved: list[Hit]  # the stored prompts shown to the model, closest first
-    examples: list[str]  # those prompts as the model saw them (sanitised)
-    suggested: dict[str, Any]  # median cfg/steps (and the usual sampler/size) of the retrieved neighbours
-    model: str
-    starter: bool
-    layout: str  # "chat" (the GGUF's chat template) | "fewshot" ("Idea: … / Prompt: …" completion)
-    timings: Timings
-    dropped: list[dict[str, str]] = field(default_factory=list)  # retrieved but not shown: id, prompt, reason
-    notice: str | None = None  # e.g. the starter-model notice: say it where the result is shown
-    retrieval: str | None = None  # why no examples were retrieved (no CLIP, another CLIP's store), if so
-
-    @property
-    def text(self) -> str:
-        return self.candidates[0].text if self.candidates else ""
-
-    @property
-    def retrieved_ids(self) -> list[str]:
-        return [h.id for h in self.retrieved]
-
-    @property
-    def retrieved_texts(self) -> list[str]:
-        return [h.prompt for h in self.retrieved]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"idea": self.idea, "candidates": [asdict(c) for c in self.candidates],
-                "retrieved": [h.to_dict() for h in self.retrieved], "retrieved_ids": self.retrieved_ids,
-                "examples": self.examples, "dropped": self.dropped, "suggested": self.suggested,
-                "model": self.model, "starter": self.starter, "layout": self.layout, "notice": self.notice,
-                "retrieval": self.retrieval, "timings": asdict(self.timings)}
-
-
-@dataclass
-class RewriteEvent:
-    """One step of a streamed rewrite. kind: "retrieved" (hits, examples, suggested) -> per candidate
-    "start" (index, attempt, seed; a new attempt replaces the text so far) -> "token" (index, text,
-    partial) ... -> "candidate" (index, candidate) -> finally "done" (result)."""
-
-    kind: str
-    index: int = 0
-    text: str = ""
-    partial: str = ""
-    attempt: int = 0
-    seed: int = 0
-    reason: str | None = None  # on a retry's "start": what was wrong with the previous attempt
-    candidate: Candidate | None = None
-    hits: list[Hit] | None = None
-    examples: list[str] | None = None
-    suggested: dict[str, Any] | None = None
-    result: RewriteResult | None = None
 
 
 def pick_layout(requested: str, metadata: dict[str, str], name: str, starter: bool) -> str:
@@ -167,10 +89,11 @@ class Rewriter:
         return llm_resident(self.path.stat().st_size, self.backend.n_ctx)
 
     # -- prompt ----------------------------------------------------------------------------
-    def build(self, idea: str, examples: Sequence[Example]) -> BuiltPrompt:
+    def build(self, idea: str, examples: Sequence[Example], note: str | None = None) -> BuiltPrompt:
+        """The text for the model; `note` (the user's) goes in the chat layout's user turn, after the examples."""
         if self.layout == "fewshot":
             return fewshot_prompt(idea, examples)
-        messages = chat_messages(idea, examples)
+        messages = chat_messages(idea, examples, note)
         llm = self._live()
         template = llm.metadata.get("tokenizer.chat_template")
         if template:
@@ -225,38 +148,48 @@ class Rewriter:
     def stream(self, idea: str, hits: Sequence[Hit], *, k: int = 5, n: int = 1,
                count_tokens: Callable[[str], int] | None = None, seed: int | None = None,
                max_tokens: int | None = None, retrieval_s: float = 0.0, load_s: float = 0.0,
-               retrieval_note: str | None = None) -> Iterator[RewriteEvent]:
+               retrieval_note: str | None = None, chosen: bool = False, note: str | None = None,
+               locked: Sequence[str] = ()) -> Iterator[RewriteEvent]:
         """Rewrite `idea` n times in the style of the first k usable hits, as events (see RewriteEvent).
         A failed attempt (empty, the idea again, a copy, chatter) is retried warmer, starting from the
         previous attempt (or the idea) and a comma, so that the model has to add to it.
         count_tokens: CLIP's token counter (None: counts are reported as None).
-        retrieval_note: why there are no hits (no CLIP, another CLIP's store); it joins the notice."""
+        retrieval_note: why there are no hits (no CLIP, another CLIP's store); it joins the notice.
+        chosen: `hits` are the user's picks: every safe one is shown, in their order (k does not apply).
+        note: the user's wish for the model; locked: terms every candidate carries verbatim besides those
+        found in the idea (see studio.rewrite.steering and studio.rewrite.locked)."""
         started = time.perf_counter()
         idea = clean_idea(idea)
         check_counts(k, n)
-        used, examples, dropped = pick_examples(hits, k)
+        plan = steer(idea, note, locked)
+        used, examples, dropped = pick_examples(hits, len(hits) if chosen else k, chosen=chosen)
         suggested = suggest_settings(used)
-        yield RewriteEvent("retrieved", hits=used, examples=[e.text for e in examples], suggested=suggested)
+        yield RewriteEvent("retrieved", hits=used, examples=[e.text for e in examples], suggested=suggested,
+                           chosen=chosen)
         shown = examples or list(FALLBACK_EXAMPLES)  # nothing retrieved: the layout still needs pairs
-        built = self.build(idea, shown)
+        asked = plan.model_idea(self.layout)  # the idea as the model reads it (locked syntax as words)
+        built = self.build(asked, shown, plan.model_note(self.layout))
         known = [(h.id, h.prompt) for h in used] + [(e.id, e.text) for e in shown]
-        # Words only the dropped, suspicious examples held: a candidate carrying one was steered by them.
+        # Words only the dropped, suspicious examples held: a candidate carrying one was steered by them;
+        # and the words the user's note excludes.
         banned = tainted_words([d["prompt"] for d in dropped if d["reason"].startswith(UNTRUSTED)],
-                               [idea, *(e.text for e in shown)])
-        run = _Run(idea, built, known, random.randrange(2**31) if seed is None else int(seed),
+                               [idea, asked, plan.note or "", *(e.text for e in shown)]) | plan.banned
+        run = _Run(asked, built, known, random.randrange(2**31) if seed is None else int(seed),
                    max_tokens or self.max_tokens, Timings(retrieval_s=retrieval_s, load_s=load_s), banned,
-                   suspicion(idea))
+                   suspicion(asked), plan)
         with self._lock:
             llm = self._live()
             try:
                 prompt_tokens = self.tokens(built.text)
                 if len(prompt_tokens) + run.budget >= llm.n_ctx:
                     raise InputError(f"The idea and examples take {len(prompt_tokens)} tokens, more than the "
-                                     f"model's context of {llm.n_ctx} allows; use a shorter idea or a smaller k.")
+                                     f"model's context of {llm.n_ctx} allows; use a shorter idea or fewer "
+                                     "examples (a smaller k, or fewer chosen).")
                 run.timings.prompt_tokens = len(prompt_tokens)
                 run.timings.cached_tokens = self.cached_tokens(prompt_tokens)
                 for index in range(n):
                     best = yield from self._candidate(run, index)
+                    settle(best, plan)
                     finish_candidate(best, count_tokens)
                     run.candidates.append(best)
                     yield RewriteEvent("candidate", index, text=best.text, candidate=best)
@@ -266,12 +199,16 @@ class Rewriter:
         timings = run.timings
         timings.tokens_per_s = run.decoded / run.decode_s if run.decode_s > 0 else 0.0
         timings.total_s = retrieval_s + load_s + (time.perf_counter() - started)
-        if k and not examples and not retrieval_note:
+        if chosen and not examples:
+            retrieval_note = ("None of the chosen examples could be shown (see why under dropped), so built-in "
+                              "examples stood in.")
+        elif k and not examples and not retrieval_note:
             retrieval_note = ("No stored prompt close to the idea passed the filters, so built-in examples "
                               "stood in; ingest DiffusionDB (`python -m studio ingest`) for grounded rewrites.")
-        notice = " ".join(n for n in (idea_note(idea), retrieval_note, self.notice) if n) or None
+        notes = (idea_note(idea), retrieval_note, plan.notice(self.layout), self.notice)
         result = RewriteResult(idea, run.candidates, used, [e.text for e in examples], suggested, self.name,
-                               self.starter, self.layout, timings, dropped, notice, retrieval_note)
+                               self.starter, self.layout, timings, dropped, " ".join(x for x in notes if x) or None,
+                               retrieval_note, chosen, plan.note, plan.locked, list(plan.avoid))
         yield RewriteEvent("done", result=result)
 
     def _candidate(self, run: "_Run", index: int) -> Gen[RewriteEvent, None, Candidate]:
@@ -311,7 +248,7 @@ class Rewriter:
                 run.decoded += cand.llm_tokens - 1
                 run.decode_s += last - first
             cand.text = clean_output(cand.raw, cut_off=finish == "length", banned=run.banned, allowed=run.allowed)
-            cand.problems = problems(cand.text, run.idea, run.known)
+            cand.problems = problems(cand.text, run.idea, run.known, run.plan.view if run.plan else None)
             if best is None or (not cand.text, len(cand.problems)) < (not best.text, len(best.problems)):
                 best = cand
             if not cand.problems:
@@ -356,9 +293,17 @@ class _Run:
     timings: Timings
     banned: frozenset[str] = frozenset()  # words only suspicious examples held (see untrusted.tainted_words)
     allowed: str | None = None  # the idea's own suspicion(): its "you" may stay in a candidate
+    plan: Steering | None = None  # the note and locked terms
     candidates: list[Candidate] = field(default_factory=list)
     decoded: int = 0  # tokens after each attempt's first, and the seconds they took: decode speed
     decode_s: float = 0.0
+
+
+def settle(cand: Candidate, plan: Steering) -> None:
+    """Every locked term put back (those the model dropped or changed listed in `restored`), then what the
+    candidate adds to the idea: before its CLIP tokens are counted, so the count includes the terms."""
+    cand.text, cand.restored = restore(cand.text, plan.terms)
+    cand.added = additions(cand.text, plan.idea, plan.locked)
 
 
 def retry_prefill(best: Candidate, idea: str) -> str:

@@ -16,9 +16,10 @@ from typing import Iterable
 
 # -- normalising ------------------------------------------------------------------------------------------
 # Text a tokenizer may turn into control tokens (completions tokenize with special=True), so a stored prompt
-# could otherwise close a chat turn or open a new system message.
+# could otherwise close a chat turn or open a new system message. "[INST]"-style tags are matched in capitals
+# only: "[sunset]" is A1111's emphasis, not a control tag.
 SPECIAL = re.compile(
-    r"<\|[^|<>]{0,40}\|>|</?s>|<(?:unk|pad|bos|eos|mask)>|\[/?[A-Z_]{3,12}\]|<</?SYS>>|</?(?:start|end)_of_turn>"
+    r"<\|[^|<>]{0,40}\|>|</?s>|<(?:unk|pad|bos|eos|mask)>|(?-i:\[/?[A-Z_]{3,12}\])|<</?SYS>>|</?(?:start|end)_of_turn>"
     r"|<\|?(?:im_start|im_end|eot_id|endoftext|begin_of_text|end_of_text)\|?>|^\s*#{2,}\s*\w+\s*:?",
     re.I | re.M,
 )
