@@ -72,6 +72,11 @@ def test_rewrite_streams_a_prompt_grounded_in_retrieved_ones(client) -> None:
     assert prompt.strip() and prompt == raw["candidates"][0]["text"]
     assert "CLIP tokens" in notes and "starter model" in notes  # the starter-model notice, where it applies
     assert raw["retrieved_ids"] and raw["starter"] is True
+    # Steering through the same endpoint: a note, two candidates, a locked word (the outputs stay four).
+    retrieved, prompt, notes, raw = client.predict("a lighthouse in a storm", 3, False, "warmer light", 2, [],
+                                                   "velvet", api_name="/rewrite")
+    assert len(raw["candidates"]) == 2 and raw["note"] == "warmer light"
+    assert all("velvet" in c["text"] for c in raw["candidates"])
 
 
 def test_generate_saves_and_remembers(client) -> None:

@@ -159,6 +159,39 @@ def test_create_rewrites_then_generates(page: Any) -> None:
     shot(page, "4-create")
 
 
+def test_steering_the_rewrite(page: Any) -> None:
+    page.get_by_role("tab", name="Explore").click()
+    page.locator("#explore-idea textarea").fill("a lighthouse in a storm, oil painting")
+    page.locator("#explore-search").click()
+    page.locator("#explore-note").get_by_text("results").wait_for()
+    brought = page.locator("#explore-table [data-testid='cell-1-1']").inner_text().strip()
+    page.locator("#explore-table [data-testid='cell-1-1']").click()
+    expect(page.locator("#explore-picked textarea")).to_have_value(brought)
+    page.locator("#explore-add").click()  # one of Explore's prompts joins the LLM's examples
+    page.locator("#explore-note").get_by_text("Added to the examples").wait_for()
+    page.get_by_role("tab", name="Create").click()
+    if not page.locator("#create-note textarea").is_visible():
+        page.locator("#create-steer").get_by_text("Steer the rewrite").first.click()
+    page.locator("#create-idea textarea").fill("a cat sleeping on a sofa")
+    page.locator("#create-note textarea").fill("warmer light, no people")
+    page.locator("#create-locked textarea").fill("velvet")
+    page.locator("#create-candidates input[type=number]").fill("2")
+    page.locator("#create-candidates input[type=number]").press("Enter")
+    page.locator("#create-rewrite").click()
+    page.locator("#create-rewrite-note").get_by_text("2 candidates below").wait_for()
+    examples = page.locator("#create-examples").inner_text()
+    assert brought[:40] in examples  # the brought example was shown to the LLM, beside retrieved ones
+    texts = [page.locator(f"#create-cand-{i} textarea").input_value() for i in range(2)]
+    assert all("velvet" in t for t in texts), texts
+    page.locator("#create-cand-use-1").click()
+    expect(page.locator("#create-prompt textarea")).to_have_value(texts[1])
+    small_settings(page, "create-settings")
+    page.locator("#create-generate-all").click()
+    page.locator("#create-info").get_by_text("candidates side by side").wait_for()
+    assert page.locator("#create-looks img").count() == 2
+    shot(page, "15-steering")
+
+
 def test_sizes_snap_to_multiples_of_8_as_typed(page: Any) -> None:
     page.get_by_role("tab", name="Create").click()
     box = page.locator("#create-settings input[aria-label='number input for Width']")

@@ -16,6 +16,7 @@ from studio.ui.defaults import UIDefaults, ui_defaults
 from studio.ui.explore import explore_tab, reverse_tab
 from studio.ui.history import history_tab
 from studio.ui.library import library_tab
+from studio.ui.steering import add_example
 from studio.ui.page import page_options
 from studio.ui.text import missing_banner, stats_markdown
 from studio.ui.views import for_sdxl
@@ -71,6 +72,10 @@ def build_ui(studio: Studio, first_run: FirstRun | None = None, defaults: UIDefa
                             **private)
         compare.send.click(_to_create(create, "Compare (the ★ image)", exact=True), compare.winner, fill_out,
                            **private)
+        steer = create.steer
+        for source in (explore, reverse, history):  # a pick or one of your images as an example for the LLM
+            source.add.click(add_example, [source.settings, steer.choices, steer.examples],
+                             [steer.examples, steer.choices, source.note], **private)
         dev.change(None, dev, None, js="(on) => { document.body.classList.toggle('studio-dev', on); return []; }",
                    **private)
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import gradio as gr
 
+from studio.errors import InputError, StudioError
 from studio.generate.request import MAX_IMAGES, MAX_PROMPT_CHARS
 from studio.rewrite.prompting import MAX_IDEA_CHARS
 from studio.search.results import Filters, Hit
@@ -14,7 +15,10 @@ from studio.studio import Studio
 from studio.ui.common import GPU, Cancels, as_int, handler, plain_json, said_in, seed_or_none, session_of, streamed
 from studio.ui.defaults import UIDefaults
 from studio.ui.settings_panel import SettingsPanel, settings_panel
-from studio.ui.text import match, settings_line, token_line
+from studio.ui.steering import (
+    Steering, card_updates, chosen, examples_update, locked_terms, steering_panel,
+)
+from studio.ui.text import inert, match, settings_line, token_line
 from studio.ui.views import MISSING
 
 RETRIEVED = ["match", "prompt", "images", "settings"]
@@ -30,6 +34,7 @@ class CreateControls:
     panel: SettingsPanel
     lineage: gr.State
     note: gr.Markdown
+    steer: Steering
 
     @property
     def settings(self) -> list[Any]:
@@ -45,31 +50,52 @@ def _retrieved_rows(hits: list[Hit]) -> list[list[Any]]:
 
 
 def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> CreateControls:
-    def rewrite(idea: str, k: float, nsfw: bool, progress: gr.Progress = gr.Progress()) -> Any:
+    def rewrite(idea: str, k: float, nsfw: bool, note: str = "", n: float = 1, ticked: list[str] | None = None,
+                locked: str = "", examples_for: str = "", progress: gr.Progress = gr.Progress()) -> Any:
+        from dataclasses import asdict
+
+        from studio.library.writeback import Lineage
+
         progress(0, desc="Loading the LLM…" if not studio.llm_loaded else "Retrieving…")
+        ids, texts = chosen(ticked)
+        many, k = as_int(n, "candidates"), as_int(k, "k")
+        if (idea or "").strip() != (examples_for or "").strip():
+            # A new idea: its own neighbours, beside any examples the user brought (ticked) for it.
+            ids = neighbours(idea, k, bool(nsfw)) if texts and k else []
         table: list[list[Any]] = []
         text, suggested = "", {}
-        for ev in studio.rewrite_stream(idea, as_int(k, "k"), 1, Filters(nsfw=bool(nsfw))):
+        skip3, skip4 = [gr.skip()] * 3, [gr.skip()] * 4
+        for ev in studio.rewrite_stream(idea, k, many, Filters(nsfw=bool(nsfw)), example_ids=ids,
+                                        example_texts=texts, note=(note or "").strip() or None,
+                                        locked=locked_terms(locked)):
             if ev.kind == "retrieved":
                 table, suggested = _retrieved_rows(ev.hits or []), ev.suggested or {}
                 progress(0.1, desc="Rewriting…")
-                yield table, "", "✍️ Writing…", gr.skip(), suggested, gr.skip()
-            elif ev.kind == "start":
+                yield table, "", "✍️ Writing…", gr.skip(), suggested, *skip3
+            elif ev.kind == "start" and ev.index == 0:
                 text = ""
-            elif ev.kind == "token":
+            elif ev.kind == "start":
+                yield gr.skip(), gr.skip(), f"✍️ Writing candidate {ev.index + 1} of {many}…", gr.skip(), *skip4
+            elif ev.kind == "token" and ev.index == 0:
                 text = ev.partial or text + ev.text
-                yield gr.skip(), text, gr.skip(), gr.skip(), gr.skip(), gr.skip()
+                yield gr.skip(), text, gr.skip(), gr.skip(), *skip4
             elif ev.kind == "done" and ev.result is not None:
                 r = ev.result
                 cand = r.candidates[0] if r.candidates else None
                 notes = [f"**{cand.tokens} CLIP tokens**" if cand else "The model wrote nothing usable."]
                 notes += [f"⚠️ {cand.warning}"] if cand and cand.warning else []
+                notes += [f"🔒 Put back what the LLM dropped: {inert(', '.join(cand.restored))}"] if cand and cand.restored else []
+                notes += [f"{len(r.candidates)} candidates below: **Use this ↑** puts one here."] if len(r.candidates) > 1 else []
                 notes += [f"ℹ️ {r.notice}"] if r.notice else []
                 notes += [f"Neighbours suggest: {settings_line(r.suggested)}"] if r.suggested else []
-                lineage = {"idea": r.idea, "retrieved_ids": r.retrieved_ids, "llm_model": r.model,
-                           "parent": r.retrieved_ids[0] if r.retrieved_ids else None}
                 yield (_retrieved_rows(r.retrieved) or table, r.text, "\n\n".join(notes), r.to_dict(),
-                       r.suggested or suggested, lineage)
+                       r.suggested or suggested, asdict(Lineage.of_rewrite(r)), r.to_dict(), r.idea)
+
+    def neighbours(idea: str, k: int, nsfw: bool) -> list[str]:
+        try:
+            return [h.id for h in studio.search(idea, "prompts", k, Filters(nsfw=nsfw)).results]
+        except StudioError:  # no CLIP, another CLIP's store: the brought examples alone
+            return []
 
     def generate(prompt: str, negative: str, seed: Any, steps: float, cfg: float, width: float, height: float,
                  sampler: str, profile: str, n: float, lineage: dict | None = None,
@@ -101,6 +127,38 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
             pics = [(img, f"seed {s}") for img, s in zip(result.images, result.seeds)]
             yield result.images[0], pics, result.describe().replace("\n", "  \n"), plain_json(result.to_dict())
 
+    def generate_all(result: dict, negative: str, seed: Any, steps: float, cfg: float, width: float, height: float,
+                     sampler: str, profile: str, request: gr.Request = None) -> Any:
+        """Every candidate of the last rewrite with one seed and these settings: a look side by side."""
+        import secrets
+
+        from studio.generate.request import SEED_RANGE
+        from studio.library.writeback import Lineage
+
+        cands = [c for c in (result or {}).get("candidates") or [] if c.get("text")]
+        if len(cands) < 2:
+            raise InputError("Rewrite with 2 or more candidates first (Steer the rewrite → Candidates).")
+        fixed = seed_or_none(seed)
+        fixed = secrets.randbelow(SEED_RANGE) if fixed is None else fixed
+        lineage = Lineage(idea=result.get("idea"), retrieved_ids=list(result.get("retrieved_ids") or []),
+                          llm_model=result.get("model"), examples_chosen=bool(result.get("chosen")),
+                          example_texts=list(result.get("chosen_texts") or []), note=result.get("note"),
+                          locked=list(result.get("locked") or []))
+        fields = {"negative_prompt": negative or "", "seed": fixed, "steps": as_int(steps, "steps"),
+                  "cfg": float(cfg), "width": as_int(width, "width"), "height": as_int(height, "height"),
+                  "scheduler": sampler or None, "profile": profile or "standard"}
+        looks: list[tuple[Any, str]] = []
+        with cancels.job(session_of(request)) as flag:
+            for i, cand in enumerate(cands):
+                yield gr.update(visible=True, value=looks or None), f"⏳ Candidate {i + 1} of {len(cands)}…"
+                out = studio.generate(cand["text"], cancel=flag, lineage=lineage, **fields)
+                if out.cancelled:
+                    yield gr.update(value=looks or None), f"⏹️ Cancelled after {len(looks)} of {len(cands)}."
+                    return
+                looks.append((out.images[0], f"{i + 1} · {cand.get('tokens')} tokens"))
+        yield gr.update(value=looks), (f"Seed **{fixed}**: the {len(looks)} candidates side by side, each saved to "
+                                       "your library. **Use this ↑** above puts one in the Prompt box.")
+
     def cancel(request: gr.Request = None) -> str:
         return "⏹️ Cancelling at the next step…" if cancels.cancel(session_of(request)) else "Nothing is running."
 
@@ -122,6 +180,7 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
             k = gr.Slider(0, 20, value=5, step=1, label="Examples to retrieve", scale=1, min_width=200)
             nsfw = gr.Checkbox(label="NSFW examples", value=False, scale=0, min_width=160)
             rewrite_btn = gr.Button("Rewrite", variant="primary", scale=1, elem_id="create-rewrite", min_width=140)
+        steer = steering_panel()
         retrieved = gr.Dataframe(headers=RETRIEVED, label="Retrieved prompts (the LLM's examples)", wrap=True,
                                  interactive=False, column_widths=["90px", "480px", "70px", "220px"], max_height=260)
         prompt = gr.Textbox(label="Prompt", lines=3, buttons=["copy"], elem_id="create-prompt", max_length=MAX_PROMPT_CHARS,
@@ -150,10 +209,11 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
         with gr.Accordion("Raw result (JSON)", open=False, elem_classes="dev-only"):
             raw = gr.JSON()
         suggested, lineage = gr.State({}), gr.State({})
-        controls = CreateControls(prompt, negative, panel, lineage, rewrite_note)
+        controls = CreateControls(prompt, negative, panel, lineage, rewrite_note, steer)
 
         private = {"api_visibility": "private", "queue": False}
-        rw_out = [retrieved, prompt, rewrite_note, raw, suggested, lineage]
+        rw_in = [idea, k, nsfw, steer.note, steer.n, steer.examples, steer.locked, steer.examples_for]
+        rw_out = [retrieved, prompt, rewrite_note, raw, suggested, lineage, steer.result, steer.examples_for]
         before = gr.State("")  # the Prompt box as it was when Rewrite was clicked: Undo brings it back
         for trigger in (rewrite_btn.click, idea.submit):
             trigger(lambda text: text, prompt, before, **private)
@@ -161,11 +221,25 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
         last_seed_btn[0].click(lambda r: ((r or {}).get("seeds") or [gr.skip()])[0], raw, panel.seed, **private)
         prompt.change(token_line, prompt, tokens, trigger_mode="always_last", show_progress="hidden", **private)
         # A failed rewrite leaves the Prompt box as it was: progress and errors show on the note under it.
-        for event in (rewrite_btn.click(handler(rewrite, gpu=True), [idea, k, nsfw], rw_out, api_name="rewrite",
+        for event in (rewrite_btn.click(handler(rewrite, gpu=True), rw_in, rw_out, api_name="rewrite",
                                         show_progress_on=[rewrite_note], **GPU),
-                      idea.submit(handler(rewrite, gpu=True), [idea, k, nsfw], rw_out, api_visibility="private",
+                      idea.submit(handler(rewrite, gpu=True), rw_in, rw_out, api_visibility="private",
                                   show_progress_on=[rewrite_note], **GPU)):
             said_in(event, rewrite_note)
+        card_out = [part for col, text, info_md, _ in steer.cards for part in (col, text, info_md)]
+
+        def show_steering(result: dict, choices: list, ticked: list[str]) -> list[Any]:
+            group, new_choices = examples_update(result or {}, choices, ticked)
+            many = len((result or {}).get("candidates") or []) > 1
+            return [group, new_choices, *card_updates(result), gr.update(visible=many)]
+        steer.result.change(show_steering, [steer.result, steer.choices, steer.examples],
+                            [steer.examples, steer.choices, *card_out, steer.generate_all], **private)
+        for _, text, _, use in steer.cards:
+            use.click(lambda t: t or gr.skip(), text, prompt, **private)
+        look_in = [steer.result, negative, panel.seed, panel.steps, panel.cfg, panel.width, panel.height,
+                   panel.sampler, panel.profile]
+        said_in(steer.generate_all.click(handler(generate_all, gpu=True), look_in, [steer.looks, info],
+                                         api_visibility="private", show_progress_on=[info], **GPU), info)
         suggest.click(suggested_settings, suggested, [*controls.settings, rewrite_note], **private)
         gen_in = [prompt, negative, panel.seed, panel.steps, panel.cfg, panel.width, panel.height, panel.sampler,
                   panel.profile, n, lineage]

@@ -27,6 +27,8 @@ class Picked:
     prompt: gr.Textbox
     send: gr.Button
     settings: gr.State
+    add: gr.Button  # ＋ the picked prompt to the examples the LLM sees (Create)
+    note: gr.Markdown  # the tab's own status line
 
 
 def _filters(nsfw: bool, source: str | None) -> Filters:
@@ -65,16 +67,16 @@ def _select(table: Any, evt: gr.SelectData) -> tuple[Any, Any, Any]:
     """A clicked row -> its prompt (with a copy button) and its settings, ready for Create."""
     row = evt.row_value or []
     if len(row) < 8:
-        return gr.skip(), gr.skip(), gr.skip()
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
     picked = {"prompt": row[1], **{k: v for k, v in zip(SETTING_KEYS, row[3:8]) if v not in ("", None, MISSING)}}
-    return row[1], picked, gr.update(interactive=True)
+    return row[1], picked, gr.update(interactive=True), gr.update(interactive=True)
 
 
 def _select_image(picks: list[dict], evt: gr.SelectData) -> tuple[Any, Any, Any]:
     """A clicked picture -> its prompt and its image's settings (the gallery also opens it full size)."""
     if not picks or evt.index is None or evt.index >= len(picks):
-        return gr.skip(), gr.skip(), gr.skip()
-    return picks[evt.index]["prompt"], picks[evt.index], gr.update(interactive=True)
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    return picks[evt.index]["prompt"], picks[evt.index], gr.update(interactive=True), gr.update(interactive=True)
 
 
 def _filter_row(studio: Studio, defaults: UIDefaults, tab: str) -> tuple[Any, Any, Any]:
@@ -114,7 +116,9 @@ def explore_tab(studio: Studio, defaults: UIDefaults, loading: Callable[[], str 
         with gr.Row():
             picked = gr.Textbox(label="Picked prompt", buttons=["copy"], scale=5, lines=2, interactive=False,
                                 placeholder=PICK_HINT, elem_id="explore-picked")
-            send = gr.Button("Use in Create →", scale=1, interactive=False, elem_id="explore-send")
+            with gr.Column(scale=1, min_width=180):
+                send = gr.Button("Use in Create →", interactive=False, elem_id="explore-send")
+                add = gr.Button("＋ Add to the LLM's examples", size="sm", interactive=False, elem_id="explore-add")
         table = gr.Dataframe(headers=COLUMNS, label="Prompts", wrap=True, interactive=False, column_widths=WIDTHS,
                              buttons=["copy", "fullscreen"], elem_id="explore-table")
         picked_settings, picks = gr.State({}), gr.State([])
@@ -126,9 +130,9 @@ def explore_tab(studio: Studio, defaults: UIDefaults, loading: Callable[[], str 
                       idea.submit(handler(search), [idea, target, nsfw, k, source], outputs,
                                   api_visibility="private", show_progress_on=[msg, table])):
             said_in(event, msg)
-        table.select(_select, table, [picked, picked_settings, send], api_visibility="private")
-        images.select(_select_image, picks, [picked, picked_settings, send], api_visibility="private")
-    return Picked(picked, send, picked_settings)
+        table.select(_select, table, [picked, picked_settings, send, add], api_visibility="private")
+        images.select(_select_image, picks, [picked, picked_settings, send, add], api_visibility="private")
+    return Picked(picked, send, picked_settings, add, msg)
 
 
 def reverse_tab(studio: Studio, defaults: UIDefaults) -> Picked:
@@ -155,7 +159,9 @@ def reverse_tab(studio: Studio, defaults: UIDefaults) -> Picked:
         with gr.Row():
             picked = gr.Textbox(label="Picked prompt", buttons=["copy"], scale=5, lines=2, interactive=False,
                                 placeholder=PICK_HINT, elem_id="reverse-picked")
-            send = gr.Button("Use in Create →", scale=1, interactive=False, elem_id="reverse-send")
+            with gr.Column(scale=1, min_width=180):
+                send = gr.Button("Use in Create →", interactive=False, elem_id="reverse-send")
+                add = gr.Button("＋ Add to the LLM's examples", size="sm", interactive=False, elem_id="reverse-add")
         images = gr.Gallery(label="Similar images", columns=6, height=300, object_fit="contain", allow_preview=True,
                             elem_id="reverse-gallery")
         picked_settings, picks = gr.State({}), gr.State([])
@@ -164,6 +170,6 @@ def reverse_tab(studio: Studio, defaults: UIDefaults) -> Picked:
         # preprocess=False: the handler opens the upload itself, so a broken file gets our message.
         said_in(go.click(handler(reverse), [image, nsfw, k, source], [table, images, msg, raw, picks],
                          api_name="reverse", preprocess=False, show_progress_on=[msg, table]), msg)
-        table.select(_select, table, [picked, picked_settings, send], api_visibility="private")
-        images.select(_select_image, picks, [picked, picked_settings, send], api_visibility="private")
-    return Picked(picked, send, picked_settings)
+        table.select(_select, table, [picked, picked_settings, send, add], api_visibility="private")
+        images.select(_select_image, picks, [picked, picked_settings, send, add], api_visibility="private")
+    return Picked(picked, send, picked_settings, add, msg)

@@ -23,6 +23,13 @@ PICK_FIRST = "Click one of your images first."
 class HistoryControls:
     reuse: gr.Button
     picked: gr.State  # the picked entry: {"prompt", "negative_prompt", "seed", "steps", ...}
+    add: gr.Button  # ＋ its prompt to the examples the LLM sees (Create)
+    note: gr.Markdown
+
+    @property
+    def settings(self) -> gr.State:
+        """The picked entry, as Explore's picks are named."""
+        return self.picked
 
 
 def _entry(hit: Hit) -> dict[str, Any]:
@@ -109,6 +116,7 @@ def history_tab(studio: Studio) -> HistoryControls:
         details = gr.Markdown("Click an image for its settings and where it came from.", elem_id="history-details")
         with gr.Row():
             reuse = gr.Button("Reuse these settings in Create →", interactive=False, elem_id="history-reuse")
+            add = gr.Button("＋ Add to the LLM's examples", elem_id="history-add", scale=0, min_width=200)
             fav = gr.Button("★ Favourite", elem_id="history-favourite", scale=0, min_width=140)
             remove = gr.Button("🗑️ Delete", variant="stop", elem_id="history-delete", scale=0, min_width=120)
         action = gr.Markdown(elem_id="history-action")
@@ -129,4 +137,4 @@ def history_tab(studio: Studio) -> HistoryControls:
         said_in(deleted, action)
         deleted.success(handler(lambda n, f: history("", None, n, f)), [limit, favourites], out,
                         api_visibility="private")
-    return HistoryControls(reuse, picked)
+    return HistoryControls(reuse, picked, add, action)

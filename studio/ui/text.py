@@ -118,25 +118,35 @@ def details_markdown(hit: Hit, retrieved: list[str] | None = None, now: float | 
         lines.append(f"**From the idea:** “{quoted(m['idea'])}”{rewrite}")
     if m.get("note"):
         lines.append(f"**Your note to the LLM:** “{quoted(m['note'])}”")
-    if retrieved:
-        shown = "\n".join(f"{i}. {quoted(t, 160)}" for i, t in enumerate(retrieved[:8], 1))
-        lines.append(f"**Stored prompts the LLM was shown ({len(retrieved)}):**\n\n{shown}")
+    if locked := json_list(m, "locked"):
+        lines.append("**Kept exactly:** " + ", ".join(f"“{quoted(t, 80)}”" for t in locked))
+    brought = json_list(m, "example_texts")
+    shown_all = [*(retrieved or []), *brought]
+    if shown_all:
+        whose = "you chose" if m.get("examples_chosen") else "the LLM was shown"
+        shown = "\n".join(f"{i}. {quoted(t, 160)}" for i, t in enumerate(shown_all[:8], 1))
+        lines.append(f"**Examples {whose} ({len(shown_all)}):**\n\n{shown}")
     if m.get("comparison_id"):
         score = f", CLIP {m['score']:.3f}" if isinstance(m.get("score"), (int, float)) else ""
         lines.append(f"**Compare:** the {inert(m.get('variant') or '?')} column{score}")
-    if not (m.get("idea") or m.get("comparison_id") or retrieved):
+    if not (m.get("idea") or m.get("comparison_id") or shown_all):
         lines.append("Typed directly (no rewrite).")
     return "\n\n".join(lines)
 
 
-def retrieved_ids(meta: dict[str, Any]) -> list[str]:
-    """The lineage's retrieved prompt ids (stored JSON-encoded: Chroma keeps scalars only)."""
-    raw = meta.get("retrieved_ids")
+def json_list(meta: dict[str, Any], key: str) -> list[str]:
+    """A lineage list (stored JSON-encoded: Chroma keeps scalars, and refuses empty lists)."""
+    raw = meta.get(key)
     try:
-        ids = json.loads(raw) if isinstance(raw, str) else list(raw or [])
+        items = json.loads(raw) if isinstance(raw, str) else list(raw or [])
     except ValueError:
         return []
-    return [str(i) for i in ids if i]
+    return [str(i) for i in items if i] if isinstance(items, list) else []
+
+
+def retrieved_ids(meta: dict[str, Any]) -> list[str]:
+    """The lineage's retrieved prompt ids."""
+    return json_list(meta, "retrieved_ids")
 
 
 def stats_markdown(stats: dict[str, Any]) -> str:
