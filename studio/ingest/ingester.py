@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from studio.config import Settings
-from studio.ingest.outputs import is_outputs_folder, read_outputs
+from studio.ingest.outputs import is_image_folder, read_outputs
 from studio.ingest.pipeline import IngestReport, ingest_rows
 from studio.ingest.retry import RetryingStore
 from studio.ingest.sources import read_source, source_name, table_source
@@ -34,8 +34,8 @@ class Ingester:
             source_tag = table_source(path) or "diffusiondb"
         else:
             source_tag = source_name(source_tag)
-        if is_outputs_folder(path):
-            # Our own PNGs (STUDIO_HOME/outputs), or another tool's: source generated / user, lineage kept.
+        if is_image_folder(path):
+            # Our own PNGs (STUDIO_HOME/outputs), the user's from any tool: source generated / user, lineage kept.
             rows, batch = (lambda: read_outputs(path)), max(1, self.settings.batch_size // 4)
         else:
             cache = self.settings.home / "cache" / "diffusiondb"
