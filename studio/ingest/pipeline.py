@@ -96,19 +96,18 @@ def count_prompts(rows: Iterable[Row], report: IngestReport) -> PromptCounts:
     for row in rows:
         report.rows += 1
         report.images += row.location is not None or row.error is not None
-        if row.error is not None:
+        if row.error is not None:  # not stored as an image; a dataset row's prompt is still kept
             report.unreadable += 1
             report.failed.append((row.image_name, row.error))
-            continue
         if row.notes:
             report.cells_left_out += len(row.notes)
             report.cell_notes.extend(row.notes[: max(0, 20 - len(report.cell_notes))])
         if not normalise(row.prompt):
-            if row.location is None:
-                report.skipped_rows += 1
-            else:  # an image with no prompt: embedded in the images pass, findable by image
+            if row.location is not None:  # an image with no prompt: embedded in the images pass, findable by image
                 report.images_without_prompt += 1
                 counts.image_rows += 1
+            elif row.error is None:
+                report.skipped_rows += 1
             continue
         counts.add(prompt_id(row.prompt), row.part)
         if row.location is not None:
