@@ -63,7 +63,8 @@ def explore_tab(studio: Studio, defaults: UIDefaults) -> Picked:
             target = gr.Radio(["prompts", "images"], value="prompts", label="List", scale=1)
         with gr.Row():
             nsfw = gr.Checkbox(label="Show NSFW results", value=False)
-            source = gr.Dropdown(list(SOURCES), value="all", label="Source", scale=1)
+            # Any source name the store holds is accepted (API callers too); the list refreshes on focus.
+            source = gr.Dropdown(list(SOURCES), value="all", label="Source", scale=1, allow_custom_value=True)
             source.focus(lambda: gr.update(choices=source_choices(studio)), None, source, api_visibility="private")
             k = gr.Slider(1, 50, value=defaults.results, step=1, label="Results")
             go = gr.Button("Search", variant="primary", elem_id="explore-search")
@@ -103,7 +104,7 @@ def reverse_tab(studio: Studio, defaults: UIDefaults) -> Picked:
                              elem_id="reverse-image")
             with gr.Column():
                 nsfw = gr.Checkbox(label="Show NSFW results", value=False)
-                source = gr.Dropdown(list(SOURCES), value="all", label="Source")
+                source = gr.Dropdown(list(SOURCES), value="all", label="Source", allow_custom_value=True)
                 source.focus(lambda: gr.update(choices=source_choices(studio)), None, source,
                              api_visibility="private")
                 k = gr.Slider(1, 50, value=defaults.results, step=1, label="Results")
