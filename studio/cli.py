@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from studio.config import Settings
-from studio.errors import StudioError
+from studio.errors import InputError, StudioError
 from studio.search.results import Filters, SearchResult
 from studio.studio import Studio
 
@@ -43,7 +43,8 @@ def _common() -> argparse.ArgumentParser:
 def _filters(p: argparse.ArgumentParser) -> None:
     p.add_argument("-k", type=int, default=10, help="how many results (default 10)")
     p.add_argument("--nsfw", action="store_true", help="include results DiffusionDB scored NSFW (>= 0.5)")
-    p.add_argument("--source", choices=["diffusiondb", "generated", "user"], help="only records of this source")
+    p.add_argument("--source", metavar="NAME", help="only records of this source: diffusiondb, generated, user, or a "
+                   "prompt library's or dataset's name (`stats` lists what the store holds)")
 
 
 def _generation(p: argparse.ArgumentParser, batch: bool = True) -> None:
@@ -74,12 +75,16 @@ def build_parser() -> argparse.ArgumentParser:
     common = _common()
     parser = argparse.ArgumentParser(prog="python -m studio", description="Prompt Studio: local prompt memory.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    p = sub.add_parser("ingest", parents=[common], help="load DiffusionDB (folder, zip, parquet/csv, hub:2m:1-5)")
-    p.add_argument("source", help="a part folder or zip, a table (.parquet/.csv/.jsonl with a prompt column), "
-                                   "or hub:2m:1-5 / hub:large:1-5 / hub:2m:metadata")
+    p = sub.add_parser("ingest", parents=[common], help="load prompts and images: DiffusionDB, a prompt table, a "
+                       "`datasets` folder or hf:ORG/NAME, a folder of images from any tool")
+    p.add_argument("source", help="a part folder or zip, a table (.parquet/.csv/.jsonl with a prompt column), a folder "
+                                   "of images (A1111, ComfyUI, Fooocus, InvokeAI, NovelAI, ours, any), a datasets "
+                                   "save_to_disk folder, hf:ORG/NAME[:split], or hub:2m:1-5 / hub:large:1-5 / "
+                                   "hub:2m:metadata")
     p.add_argument("--limit", type=int, help="read only the first N rows (a quick taste)")
     p.add_argument("--source", dest="tag", default=None, metavar="NAME",
-                   help="the source name to store (default: diffusiondb, or a prompt library's file name)")
+                   help="the source name to store (default: diffusiondb, a prompt library's file or folder name, "
+                        "a hub dataset's NAME; a folder of images is the user's)")
     p.add_argument("--tag", dest="tag", help=argparse.SUPPRESS)  # the earlier name of --source
     p = sub.add_parser("search", parents=[common], help="an idea -> prompts (or images, with --target images)")
     p.add_argument("text")
@@ -141,19 +146,29 @@ def _print_results(result: SearchResult) -> None:
         print(f"({result.hidden} results hidden by the NSFW/source filters)")
 
 
+def _filters_of(studio: Studio, a: argparse.Namespace) -> Filters:
+    """--source is any source the store holds (from the writers' counters); another name says which there are."""
+    if a.source:
+        held = sorted({s for ix in studio.stats()["indexes"] for s in ix["by_source"]} - {"?"})
+        if a.source not in held:
+            raise InputError(f"--source {a.source}: the store holds no records of that source. Use one of: "
+                             f"{', '.join(held) or '(none yet: ingest something first)'}.")
+    return Filters(nsfw=a.nsfw, source=a.source)
+
+
 @command("search")
 def _search(studio: Studio, a: argparse.Namespace) -> Any:
-    return studio.search(a.text, a.target, a.k, Filters(nsfw=a.nsfw, source=a.source))
+    return studio.search(a.text, a.target, a.k, _filters_of(studio, a))
 
 
 @command("reverse")
 def _reverse(studio: Studio, a: argparse.Namespace) -> Any:
-    return studio.reverse(a.image, a.k, Filters(nsfw=a.nsfw, source=a.source))
+    return studio.reverse(a.image, a.k, _filters_of(studio, a))
 
 
 @command("similar")
 def _similar(studio: Studio, a: argparse.Namespace) -> Any:
-    return studio.similar_images(a.image, a.k, Filters(nsfw=a.nsfw, source=a.source))
+    return studio.similar_images(a.image, a.k, _filters_of(studio, a))
 
 
 @command("ingest")

@@ -274,5 +274,5 @@ class Studio:
         return self.history_.favourite(image_id, on)
 
     def delete_image(self, image_id: str) -> Any:
-        """Remove one of your images from the library; its PNG moves to outputs/deleted/ (returned)."""
+        """Remove one of your images from the library; its PNG moves to outputs/.deleted/ (returned)."""
         return self.history_.delete(image_id, self.settings.outputs_dir)

@@ -134,6 +134,25 @@ def test_library_stats_models_and_ingest(client) -> None:
     assert "already stored" in msg
 
 
+def test_the_library_ingests_a_tool_folder_and_a_dataset(client, tmp_path: Path) -> None:
+    """The user's images from any tool and a `datasets` folder, through the Library's Ingest; Explore then offers
+    and filters by both sources, and a seed past int64 shows whole."""
+    from tests.test_datasets import make_dataset
+    from tests.toolimages import COMFY_SEED, make_tool_folder
+
+    make_tool_folder(tmp_path / "tools")
+    msg, _, _ = client.predict(str(tmp_path / "tools"), None, 0, api_name="/ingest")
+    assert "13 images: 10 with a prompt, 2 without, 1 unreadable" in msg and "broken.png" in msg
+    msg, _, raw = client.predict(str(make_dataset(tmp_path / "ds-prompts")), None, 0, api_name="/ingest")
+    assert "4 new prompts" in msg and "3 new images" in msg
+    assert {"user", "ds-prompts"} <= {s for ix in raw["indexes"] for s in ix["by_source"]}
+    table, _, _, _ = client.predict("a red fox in fresh snow, national geographic", "prompts", True, 3, "user",
+                                    api_name="/search")
+    top = table["data"][0]
+    assert top[1] == "a red fox in fresh snow, national geographic" and str(top[3]) == str(COMFY_SEED)
+    assert top[-1] == "user"
+
+
 def test_an_uploaded_file_is_named_as_the_user_named_it(client, tmp_path: Path) -> None:
     from gradio_client import handle_file
 

@@ -37,7 +37,7 @@ def test_delete_keeps_counts_exact_and_the_png_aside(gen_studio: Studio):
     gone, twin = gen_studio.generate("a red barn", seed=4, n=2, **SMALL).saved
     before = _counts(gen_studio)
     moved = gen_studio.delete_image(gone.image_id)
-    assert moved is not None and moved.is_file() and moved.parent == gen_studio.settings.outputs_dir / "deleted"
+    assert moved is not None and moved.is_file() and moved.parent == gen_studio.settings.outputs_dir / ".deleted"
     assert not gone.path.exists()
     after = _counts(gen_studio)
     assert after["images"]["generated"] == before["images"]["generated"] - 1
@@ -50,7 +50,7 @@ def test_delete_keeps_counts_exact_and_the_png_aside(gen_studio: Studio):
     assert [h.id for h in gen_studio.history().results] == [kept.image_id]
     with pytest.raises(InputError, match="already deleted"):
         gen_studio.delete_image(gone.image_id)
-    # A repair of outputs/ does not bring deleted images back (they sit in outputs/deleted/).
+    # A repair of outputs/ does not bring deleted images back (they sit in outputs/.deleted/).
     report = gen_studio.ingest(str(gen_studio.settings.outputs_dir))
     assert report.images_new == 0 and len(gen_studio.history().results) == 1
 

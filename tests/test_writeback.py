@@ -224,13 +224,14 @@ def test_outputs_folder_reader_and_a1111_pngs(gen_studio: Studio, tmp_path: Path
                                 "Seed: 42, Size: 64x64, Model: sdxl")
     Image.new("RGB", (64, 64), "gray").save(foreign / "00001-42.png", pnginfo=info)
     Image.new("RGB", (64, 64), "gray").save(foreign / "no-metadata.png")
-    (row,) = list(read_outputs(foreign))
+    row, plain = list(read_outputs(foreign))  # the image without metadata is a row too (embedded, no prompt)
     assert row.image_name.startswith("png-") and (row.prompt, row.settings["seed"], row.settings["steps"]) == (
         "a tower", 42, 20)
+    assert (plain.prompt, plain.source, plain.location) == ("", "user", str((foreign / "no-metadata.png").resolve()))
     assert row.image_name == next(read_outputs(foreign)).image_name  # the same id every time
     empty = tmp_path / "empty"
     empty.mkdir()
-    Image.new("RGB", (8, 8)).save(empty / "plain.png")
+    (empty / "notes.txt").write_text("no images here")
     with pytest.raises(InputError, match="STUDIO_HOME/outputs"):
         list(read_source(str(empty), tmp_path, offline=True))
 

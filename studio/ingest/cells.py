@@ -16,6 +16,7 @@ FLOAT_KEYS = frozenset({"cfg", "image_nsfw", "prompt_nsfw"})
 TEXT_KEYS = frozenset({"user_name", "timestamp", "image_name"})
 _PART = re.compile(r"(?:part-)?0*(\d{1,6})")
 MAX_NOTES = 20  # per source: the first few say enough
+INT64 = range(-(2**63), 2**63)  # what a Chroma metadata int holds; a larger one comes back as a rounded float
 
 
 def plain(value: Any) -> Any:
@@ -118,3 +119,12 @@ def typed_column(key: str, array: Any) -> list[Any] | None:
     if key == "timestamp" and pa.types.is_timestamp(kind):
         return [None if v is None else v.isoformat() for v in array.to_pylist()]
     return None
+
+
+def exact_seed(meta: dict[str, Any]) -> dict[str, Any]:
+    """A seed past int64 (ComfyUI's go up to 2**64-1) kept exactly: as text under `seed_text`, since Chroma would
+    store it as a float and round it (search.results.settings_of shows it as the seed)."""
+    seed = meta.get("seed")
+    if isinstance(seed, int) and not isinstance(seed, bool) and seed not in INT64:
+        return {**meta, "seed": None, "seed_text": str(seed)}
+    return meta

@@ -1,4 +1,5 @@
-"""Ingester: any source (DiffusionDB, a metadata table, our outputs/) through the one pipeline into the store."""
+"""Ingester: any source (DiffusionDB, a prompt table, a `datasets` folder or hf: dataset, a folder of images from
+any tool, our outputs/) through the one pipeline into the store."""
 
 from __future__ import annotations
 
@@ -6,7 +7,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from studio.config import Settings
-from studio.ingest.outputs import is_outputs_folder, read_outputs
+from studio.ingest.hfdatasets import is_dataset_folder
+from studio.ingest.outputs import is_image_folder, read_outputs
 from studio.ingest.pipeline import IngestReport, ingest_rows
 from studio.ingest.retry import RetryingStore
 from studio.ingest.sources import read_source, source_name, table_source
@@ -27,24 +29,43 @@ class Ingester:
 
     def ingest(self, source: str, limit: int | None = None, source_tag: str | None = None,
                progress: Progress | None = None) -> IngestReport:
-        """source_tag: the `source` stored on each record; by default diffusiondb, or for a prompt library
-        (a table without DiffusionDB's columns) its file's stem."""
+        """source_tag: the `source` stored on each record; by default diffusiondb, for a prompt library (a table
+        or `datasets` folder without DiffusionDB's columns) its file's or folder's name, for hf:ORG/NAME its NAME;
+        images in a folder are the user's (ours stay generated)."""
         path = Path(source).expanduser()
+        if source.startswith("hf:") or is_dataset_folder(path):
+            return self._ingest_dataset(source, limit, source_tag, progress)
         if source_tag is None:
             source_tag = table_source(path) or "diffusiondb"
         else:
             source_tag = source_name(source_tag)
-        if is_outputs_folder(path):
-            # Our own PNGs (STUDIO_HOME/outputs), or another tool's: source generated / user, lineage kept.
+        if is_image_folder(path):
+            # Our own PNGs (STUDIO_HOME/outputs), the user's from any tool: source generated / user, lineage kept.
             rows, batch = (lambda: read_outputs(path)), max(1, self.settings.batch_size // 4)
         else:
             cache = self.settings.home / "cache" / "diffusiondb"
             rows, batch = (lambda: read_source(source, cache, self.settings.offline)), self.settings.batch_size
+        return ingest_rows(rows, self._store(), self.embedder(), source=source_tag, label=source, batch_size=batch,
+                           limit=limit, progress=progress)
+
+    def _ingest_dataset(self, source: str, limit: int | None, source_tag: str | None,
+                        progress: Progress | None) -> IngestReport:
+        """A `datasets` folder or hf:ORG/NAME: read once into a spool (images saved under STUDIO_HOME/datasets/
+        NAME/ so the gallery can show them), then through the pipeline like any source."""
+        from studio.ingest.hfdatasets import open_dataset, spooled
+
+        opened = open_dataset(source, self.settings.offline)
+        tag = source_name(source_tag) if source_tag else opened.source
+        images = self.settings.home / "datasets" / tag
+        with spooled(opened, tag, images, self.settings.home / "cache" / "spool", limit, progress) as rows:
+            return ingest_rows(rows, self._store(), self.embedder(), source=tag, label=source,
+                               batch_size=self.settings.batch_size, progress=progress)
+
+    def _store(self) -> Any:
         store: Any = self.store(True)
         if self.settings.chroma_url:  # a server that drops for a moment is waited for, about a minute
             store = RetryingStore(store, self.settings.chroma_url)
-        return ingest_rows(rows, store, self.embedder(), source=source_tag, label=source, batch_size=batch,
-                           limit=limit, progress=progress)
+        return store
 
     def ingest_sample(self, progress: Progress | None = None) -> list[IngestReport]:
         sample = Path(self.settings.sample_dir)

@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 from studio.errors import InputError
 from studio.images import open_image, read_location
 from studio.search.results import SETTING_KEYS
+from studio.ingest.cells import exact_seed
 from studio.ingest.dedupe import PromptCounts
 from studio.ingest.sources import Row
 from studio.search.store import PromptStore, normalise, prompt_id
@@ -42,16 +43,27 @@ class IngestReport:
     prompts_unchanged: int = 0
     images_new: int = 0
     images_unchanged: int = 0
-    skipped_rows: int = 0  # empty prompts
+    skipped_rows: int = 0  # empty prompts (rows without an image)
+    images: int = 0  # rows that are an image (a file, a zip member, a dataset cell), unreadable ones included
+    images_without_prompt: int = 0  # embedded all the same (findable by image), under no prompt
+    unreadable: int = 0  # files that could not be opened as images at all (named in `failed`)
     failed: list[tuple[str, str]] = field(default_factory=list)  # (image, why) for unreadable images
     cells_left_out: int = 0  # table cells not of their type (seed 'x'): left out, never stored as text
     cell_notes: list[str] = field(default_factory=list)  # the first few of them, said in the summary
     seconds: float = 0.0
 
     def summary(self) -> str:
-        text = (f"{self.source}: {self.rows} rows -> {self.prompts_new} new prompts, {self.prompts_updated} updated, "
-                f"{self.prompts_unchanged} already stored; {self.images_new} new images, "
-                f"{self.images_unchanged} already stored")
+        if self.images and self.images == self.rows:  # a folder of images: what each one held
+            kinds = [f"{self.images - self.unreadable - self.images_without_prompt} with a prompt"]
+            kinds += [f"{self.images_without_prompt} without"] if self.images_without_prompt else []
+            kinds += [f"{self.unreadable} unreadable"] if self.unreadable else []
+            text = f"{self.source}: {self.images} images: {', '.join(kinds)} ->"
+        else:
+            text = f"{self.source}: {self.rows} rows ->"
+        text += (f" {self.prompts_new} new prompts, {self.prompts_updated} updated, {self.prompts_unchanged} already "
+                 f"stored; {self.images_new} new images, {self.images_unchanged} already stored")
+        if self.images_without_prompt and self.images != self.rows:
+            text += f"; {self.images_without_prompt} images without a prompt (embedded, findable by image)"
         if self.skipped_rows:
             text += f"; {self.skipped_rows} rows with an empty prompt skipped"
         if self.cells_left_out:
@@ -59,7 +71,7 @@ class IngestReport:
             text += f"; {self.cells_left_out} cells of the wrong type left out ({shown}{' ...' if self.cells_left_out > 3 else ''})"
         if self.failed:
             shown = "; ".join(f"{name}: {why}" for name, why in self.failed[:5])
-            text += f"; {len(self.failed)} unreadable images skipped ({shown}{' ...' if len(self.failed) > 5 else ''})"
+            text += f"; {len(self.failed)} unreadable images not stored ({shown}{' ...' if len(self.failed) > 5 else ''})"
         return text + f" in {self.seconds:.1f} s."
 
 
@@ -78,15 +90,24 @@ def rereadable(rows: Iterable[Row] | RowSource, limit: int | None = None) -> Row
 
 
 def count_prompts(rows: Iterable[Row], report: IngestReport) -> PromptCounts:
-    """Pass 1: every row counted (report.rows, empty prompts, wrong-typed cells), prompts deduped compactly."""
+    """Pass 1: every row counted (report.rows, images with and without a prompt, unreadable files, empty
+    prompts, wrong-typed cells), prompts deduped compactly."""
     counts = PromptCounts()
     for row in rows:
         report.rows += 1
+        report.images += row.location is not None or row.error is not None
+        if row.error is not None:  # not stored as an image; a dataset row's prompt is still kept
+            report.unreadable += 1
+            report.failed.append((row.image_name, row.error))
         if row.notes:
             report.cells_left_out += len(row.notes)
             report.cell_notes.extend(row.notes[: max(0, 20 - len(report.cell_notes))])
         if not normalise(row.prompt):
-            report.skipped_rows += 1
+            if row.location is not None:  # an image with no prompt: embedded in the images pass, findable by image
+                report.images_without_prompt += 1
+                counts.image_rows += 1
+            elif row.error is None:
+                report.skipped_rows += 1
             continue
         counts.add(prompt_id(row.prompt), row.part)
         if row.location is not None:
@@ -105,10 +126,10 @@ def first_rows(rows: Iterable[Row], counts: PromptCounts) -> Iterator[PromptGrou
 
 
 def image_rows(rows: Iterable[Row]) -> Iterator[Row]:
-    """Pass 3: one row per image that has pixels (or a location to read them from)."""
+    """Pass 3: one row per image that has pixels (or a location to read them from), with a prompt or not."""
     seen: set[str] = set()
     for row in rows:
-        if row.location is not None and normalise(row.prompt) and row.image_name not in seen:
+        if row.location is not None and row.error is None and row.image_name not in seen:
             seen.add(row.image_name)
             yield row
 
@@ -133,15 +154,15 @@ def prompt_metadata(group: PromptGroup, source: str, old: dict[str, Any] | None,
         image_count=sum(counts.values()),
     )
     meta.update({k: v for k, v in group.first.extra.items() if k not in ("profile", "timestamp")})
-    return meta
+    return exact_seed(meta)
 
 
 def image_metadata(row: Row, source: str) -> dict[str, Any]:
     meta = {key: row.settings.get(key) for key in IMAGE_KEYS}
-    meta.update(prompt_id=prompt_id(row.prompt), prompt=row.prompt.strip(), file=row.location,
-                source=row.source or source, part=row.part)
+    meta.update(prompt_id=prompt_id(row.prompt) if normalise(row.prompt) else None, prompt=row.prompt.strip(),
+                file=row.location, source=row.source or source, part=row.part)
     meta.update(row.extra)
-    return meta
+    return exact_seed(meta)
 
 
 def batched(items: Iterable[T], size: int) -> Iterator[list[T]]:

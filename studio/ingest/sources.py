@@ -46,6 +46,7 @@ class Row:
     pixels: Any = None  # the decoded image when the caller has it (write-back), else read from `location`
     vector: Any = None  # its CLIP image vector when the caller has it (compare scores with it)
     notes: list[str] | None = None  # cells left out because they were not of their type (the report lists them)
+    error: str | None = None  # why this file cannot be read as an image: counted and named in the report, not stored
 
 
 def _part_name(path: Path) -> str:
@@ -63,19 +64,34 @@ def _part_json_rows(mapping: Any, part: str, origin: str, locate: Callable[[str]
         yield Row(str(name), str(entry["p"] or ""), part, settings, locate(str(name)))
 
 
+def _is_part_mapping(path: Path) -> bool:
+    """A DiffusionDB part JSON ({"image.png": {"p": prompt, ...}}), whatever its file name (the sample's is
+    images.json), as opposed to any other JSON lying beside a user's images (a ComfyUI workflow)."""
+    try:
+        mapping = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return "part-" in path.name  # a broken part JSON is still a part: read_folder says what is wrong
+    return isinstance(mapping, dict) and any(isinstance(v, dict) and "p" in v for v in mapping.values())
+
+
+def has_part_json(folder: Path) -> bool:
+    return any(_is_part_mapping(p) for p in folder.glob("*.json"))
+
+
 def read_folder(folder: Path) -> Iterator[Row]:
-    """A part folder: images plus a part JSON; zips in the folder are read as parts too."""
-    jsons = sorted(p for p in folder.glob("*.json"))
+    """A part folder: images plus a part JSON; zips in the folder are read as parts too. A folder with none of
+    those is a folder of images (ours, another tool's, any: studio/ingest/outputs.py)."""
+    jsons = sorted(p for p in folder.glob("*.json") if _is_part_mapping(p))
     zips = sorted(folder.glob("*.zip"))
     tables = sorted(p for p in folder.iterdir() if p.suffix in TABLE_SUFFIXES)
     if not jsons and not zips and not tables:
         from studio.ingest.outputs import read_outputs
 
-        rows = read_outputs(folder)  # a folder of our generated PNGs (or A1111's): their metadata says it all
+        rows = read_outputs(folder)
         first = next(rows, None)
         if first is None:
-            raise InputError(f"{folder} has no part JSON, part zip, metadata table or PNGs with generation "
-                             "metadata. Point at a DiffusionDB part, or at STUDIO_HOME/outputs.")
+            raise InputError(f"{folder} has no images, part JSON, part zip or metadata table. Point at a folder of "
+                             "images (PNG, JPEG, WebP), a DiffusionDB part, or STUDIO_HOME/outputs.")
         yield first
         yield from rows
         return

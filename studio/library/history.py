@@ -20,7 +20,7 @@ from studio.search.store import PromptStore
 MINE = {"source": "generated"}
 FAVOURITES = {"$and": [MINE, {"favourite": True}]}
 BATCH_MARGIN = 16  # more than the images of one generation (n <= 8) or one compare
-DELETED = "deleted"  # under outputs/: a deleted image's PNG is moved here (not read by `ingest outputs`)
+DELETED = ".deleted"  # under outputs/: a deleted image's PNG is moved here (hidden: `ingest outputs` skips it)
 
 
 class History:
@@ -59,7 +59,7 @@ class History:
 
     def delete(self, image_id: str, outputs: Path) -> Path | None:
         """Remove one of our images from the library: its record goes (and its prompt's, when no other image
-        used it); its PNG moves to outputs/deleted/, so a mistake can be undone by moving it back and
+        used it); its PNG moves to outputs/.deleted/, so a mistake can be undone by moving it back and
         running `python -m studio ingest outputs`. Returns where the file went (None: no file)."""
         store = self.store()
         found = store.get("images", [image_id])
@@ -102,7 +102,7 @@ class History:
 
 
 def _move_aside(file: str | None, outputs: Path) -> Path | None:
-    """A deleted image's PNG into outputs/deleted/ (only files under outputs/ are moved)."""
+    """A deleted image's PNG into outputs/.deleted/ (only files under outputs/ are moved)."""
     if not file:
         return None
     path, outputs = Path(file), Path(outputs).resolve()

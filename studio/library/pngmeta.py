@@ -136,15 +136,3 @@ def read_png(path: Path) -> tuple[Parameters | None, dict[str, Any] | None]:
         except json.JSONDecodeError:
             studio = None  # a damaged chunk: fall back to the A1111 text
     return params, studio
-
-
-def chunk_from_parameters(params: Parameters, path: Path) -> dict[str, Any]:
-    """Our chunk's fields for a PNG that has only A1111 text (another tool's image): the id comes
-    from the file's bytes, so reading the same file twice gives the same record."""
-    import hashlib
-
-    digest = hashlib.sha1(Path(path).read_bytes()).hexdigest()[:24]
-    return {"app": "a1111", "image_id": f"png-{digest}", "prompt": params.prompt,
-            "negative_prompt": params.negative_prompt, "seed": params.seed, "steps": params.steps, "cfg": params.cfg,
-            "sampler": params.sampler, "width": params.width, "height": params.height, "model": params.model or "",
-            "lineage": {}}

@@ -78,6 +78,8 @@ class SearchResult:
 
 def settings_of(meta: dict[str, Any]) -> dict[str, Any]:
     out = {k: meta[k] for k in SETTING_KEYS if meta.get(k) is not None}
+    if "seed" not in out and meta.get("seed_text"):  # a seed past int64, kept as text (ingest.cells.exact_seed)
+        out = {"seed": meta["seed_text"], **out}
     if "width" in out and "height" in out:
         out["size"] = f"{out['width']}x{out['height']}"
     return out

@@ -87,6 +87,8 @@ class Searcher:
         txt_sim = {rec.id: 1.0 - (rec.distance or 0.0) for rec in prompts}
         settings: dict[str, list[dict[str, Any]]] = {}
         for rec in images:
+            if not (rec.metadata.get("prompt_id") or (rec.document or "").strip()):
+                continue  # an image stored without a prompt (a user's file with no metadata): none to offer
             pid = rec.metadata.get("prompt_id") or prompt_id(rec.document or "")
             img_sim[pid] = max(img_sim.get(pid, -1.0), 1.0 - (rec.distance or 0.0))
             settings.setdefault(pid, []).append(settings_of(rec.metadata) | {"image_id": rec.id})

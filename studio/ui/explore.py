@@ -42,9 +42,8 @@ def source_choices(studio: Studio) -> list[str]:
         found = {s for ix in studio.stats()["indexes"] for s in ix["by_source"]}
     except Exception:  # no store yet: the fixed choices
         found = set()
-    fixed = {v for v in SOURCES.values() if isinstance(v, str)} | {s for v in SOURCES.values()
-                                                                   if isinstance(v, tuple) for s in v}
-    return list(SOURCES) + sorted(found - fixed - {"?"})
+    named = {v for v in SOURCES.values() if isinstance(v, str)}  # "mine" stays split too: generated | user
+    return list(SOURCES) + sorted(found - named - {"?"})
 
 
 def empty_note(studio: Studio, source: str, loading: Callable[[], str | None]) -> str:
@@ -81,7 +80,9 @@ def _select_image(picks: list[dict], evt: gr.SelectData) -> tuple[Any, Any, Any]
 
 def _filter_row(studio: Studio, defaults: UIDefaults, tab: str) -> tuple[Any, Any, Any]:
     nsfw = gr.Checkbox(label="Show NSFW results", value=False)
-    source = gr.Dropdown(list(SOURCES), value=DEFAULT_SOURCE, label="Source", scale=1, elem_id=f"{tab}-source")
+    # Any source name the store holds is accepted (API callers too); the list refreshes on focus.
+    source = gr.Dropdown(list(SOURCES), value=DEFAULT_SOURCE, label="Source", scale=1, elem_id=f"{tab}-source",
+                         allow_custom_value=True)
     source.focus(lambda: gr.update(choices=source_choices(studio)), None, source, api_visibility="private")
     k = gr.Slider(1, 50, value=defaults.results, step=1, label="Results")
     return nsfw, source, k

@@ -29,6 +29,10 @@ Restart the studio after adding a model. See `models/README.md` for what goes wh
 def confined(source: str, roots: tuple[str, ...]) -> None:
     """Served beyond this machine, a typed path must lie under one of `roots` (links followed), so that a
     visitor cannot make the server read any file it can; hub specs and uploads are not server paths."""
+    if source.startswith("hf:"):  # a hub dataset, unless a local folder of that name is what load_dataset reads
+        source = source[3:].split(":")[0]
+        if not Path(source).is_dir():
+            return
     if not roots or source.startswith("hub:"):
         return
     real = Path(source).expanduser().resolve()
@@ -56,8 +60,9 @@ def library_tab(studio: Studio, defaults: UIDefaults) -> LibraryControls:
                progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[str, str, dict]:
         source = upload if upload else (path or "").strip()
         if not source:
-            raise InputError("Give a file or folder: a DiffusionDB part folder or zip, a metadata .parquet/.csv, "
-                             "your outputs/ folder, or hub:2m:1-2 (online).")
+            raise InputError("Give a file or folder: a folder of images (A1111, ComfyUI, Fooocus, InvokeAI, NovelAI, "
+                             "your outputs/), a prompt table (.csv/.parquet/.jsonl), a datasets save_to_disk folder, "
+                             "a DiffusionDB part folder or zip, or (online) hf:ORG/NAME or hub:2m:1-2.")
         if defaults.space and not upload:
             raise InputError("In this demo Space, upload a file to ingest; reading the server's folders is off.")
         if not upload:
@@ -87,8 +92,9 @@ def library_tab(studio: Studio, defaults: UIDefaults) -> LibraryControls:
                 models_md = gr.Markdown()
         gr.Markdown("### Add to the library")
         with gr.Row():
-            path = gr.Textbox(label="A file or folder on this machine (Enter ingests)", scale=3,
-                              interactive=not defaults.space, elem_id="library-path",
+            path = gr.Textbox(label="A file or folder on this machine (images from any tool, a table, a datasets "
+                              "folder), or hf:ORG/NAME; Enter ingests", scale=3, interactive=not defaults.space,
+                              elem_id="library-path",
                               placeholder="data/diffusiondb-sample/metadata-2m-every400th-image_name-prompt.csv")
             upload = gr.File(label="…or upload one (.csv, .parquet, .zip, .json)", type="filepath", scale=2,
                              file_types=[".csv", ".parquet", ".zip", ".json"])
