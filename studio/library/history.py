@@ -17,9 +17,15 @@ BATCH_MARGIN = 16  # more than the images of one generation (n <= 8) or one comp
 
 
 class History:
-    def __init__(self, store: Callable[[], PromptStore], embedder: Callable[[], Any]) -> None:
+    def __init__(self, store: Callable[[], PromptStore], embedder: Callable[[], Any], queries: Any = None) -> None:
+        """queries: the text side (studio.search.queries.QueryEncoder); default: CLIP's text tower."""
         self.store = store
         self.embedder = embedder
+        if queries is None:
+            from studio.search.queries import QueryEncoder
+
+            queries = QueryEncoder(embedder, None, store)
+        self.queries = queries
 
     def history(self, query: str | ImageSource | None = None, limit: int = 20) -> SearchResult:
         """Our own generations: newest first, or (query: text, or an image) the closest ones."""
@@ -27,13 +33,14 @@ class History:
             records = self._newest(limit)
             records.sort(key=lambda r: (-float(r.metadata.get("created") or 0.0), r.metadata.get("seed") or 0))
             return SearchResult("", "history", [to_hit(r, "images") for r in records[:limit]])
+        encoder = None
         if isinstance(query, str) and not _is_image_path(query):
-            vector = self.embedder().embed_texts([query_text(query)])[0]
+            vector, encoder = self.queries.embed(query_text(query))
         else:
             vector = self.embedder().embed_images([open_image(query)])[0]
         # Chroma's `where` here, not the over-fetch of Searcher.query: our images are few among millions.
         records = self.store().query("images", vector, limit, where=MINE)
-        return SearchResult(label_of(query), "history", [to_hit(r, "images") for r in records])
+        return SearchResult(label_of(query), "history", [to_hit(r, "images") for r in records], encoder=encoder)
 
     def _newest(self, limit: int) -> list[Any]:
         """The last `limit` generations stored (Chroma keeps insertion order): with the writers' exact

@@ -20,6 +20,7 @@ from studio.rewrite.prompting import (
     clean_output, fewshot_prompt, idea_note, llama2_chat, pick_examples, problems, suggest_settings,
 )
 from studio.rewrite.untrusted import one_line, strip_markup, suspicion, tainted_words
+from studio.search.language import is_english
 
 if TYPE_CHECKING:
     from studio.config import Settings
@@ -167,10 +168,11 @@ class Rewriter:
         return llm_resident(self.path.stat().st_size, self.backend.n_ctx)
 
     # -- prompt ----------------------------------------------------------------------------
-    def build(self, idea: str, examples: Sequence[Example]) -> BuiltPrompt:
+    def build(self, idea: str, examples: Sequence[Example], english: bool = True) -> BuiltPrompt:
+        """english: False asks for the prompt in English (studio.search.language.is_english(idea))."""
         if self.layout == "fewshot":
-            return fewshot_prompt(idea, examples)
-        messages = chat_messages(idea, examples)
+            return fewshot_prompt(idea, examples, english)
+        messages = chat_messages(idea, examples, english)
         llm = self._live()
         template = llm.metadata.get("tokenizer.chat_template")
         if template:
@@ -238,7 +240,7 @@ class Rewriter:
         suggested = suggest_settings(used)
         yield RewriteEvent("retrieved", hits=used, examples=[e.text for e in examples], suggested=suggested)
         shown = examples or list(FALLBACK_EXAMPLES)  # nothing retrieved: the layout still needs pairs
-        built = self.build(idea, shown)
+        built = self.build(idea, shown, is_english(idea))
         known = [(h.id, h.prompt) for h in used] + [(e.id, e.text) for e in shown]
         # Words only the dropped, suspicious examples held: a candidate carrying one was steered by them.
         banned = tainted_words([d["prompt"] for d in dropped if d["reason"].startswith(UNTRUSTED)],
@@ -269,7 +271,7 @@ class Rewriter:
         if k and not examples and not retrieval_note:
             retrieval_note = ("No stored prompt close to the idea passed the filters, so built-in examples "
                               "stood in; ingest DiffusionDB (`python -m studio ingest`) for grounded rewrites.")
-        notice = " ".join(n for n in (idea_note(idea), retrieval_note, self.notice) if n) or None
+        notice = " ".join(n for n in (idea_note(idea, self.starter), retrieval_note, self.notice) if n) or None
         result = RewriteResult(idea, run.candidates, used, [e.text for e in examples], suggested, self.name,
                                self.starter, self.layout, timings, dropped, notice, retrieval_note)
         yield RewriteEvent("done", result=result)
@@ -366,6 +368,8 @@ def retry_prefill(best: Candidate, idea: str) -> str:
     is not a copy), else the idea; then a comma, so that the model goes on with style words."""
     only_short = all(p in ("adds almost nothing to the idea", "same as the idea") for p in best.problems)
     base = best.text if best.text and only_short else idea
+    if not is_english(base):  # the model would go on in the idea's language: a plain retry instead
+        return ""
     return base.rstrip(" ,.;:!?") + ","
 
 
