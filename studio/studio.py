@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from studio.config import Settings
-from studio.errors import StoreMismatchError
+from studio.errors import StoreMismatchError, StudioError
 from studio.gpu import Gpu, MemoryPlan, Slot
 from studio.images import ImageSource
 from studio.ingest.ingester import Ingester
@@ -176,6 +176,11 @@ class Studio:
         started = time.perf_counter()
         for target in ("prompts", "images"):
             self.searcher.search("a painting", target, 1, Filters(nsfw=True))
+        if self.queries.multilingual is not None:
+            try:  # its model loads now too; a missing or mismatched one is said by the search that needs it
+                self.searcher.search("una pintura al óleo", "prompts", 1, Filters(nsfw=True))
+            except StudioError:
+                pass
         return time.perf_counter() - started
 
     def is_empty(self) -> bool:

@@ -36,9 +36,10 @@ OTHER = frozenset(
     "os um uma dos das em ao ou".split()
 )
 WORD = re.compile(r"[^\W\d_]+")
-# A share of letters outside the Latin script above which a text is not English (a CJK word in an
-# English prompt stays English).
-OTHER_SCRIPT_SHARE = 0.3
+# Above this share of other-script letters among the text's units (a Latin word counts one, as does each
+# other-script letter: a Chinese character is about a word) a text is not English: "a cat, 猫" stays English,
+# a Chinese sentence with names in Latin letters ("夜晚的海洋，victo ngai，kilian eng") is not.
+OTHER_SCRIPT_SHARE = 0.4
 
 
 def _latin(char: str) -> bool:
@@ -50,9 +51,11 @@ def is_english(text: str) -> bool:
     letters = [c for c in text if c.isalpha()]
     if not letters:
         return True
-    if sum(not _latin(c) for c in letters) > OTHER_SCRIPT_SHARE * len(letters):
-        return False
     words = WORD.findall(text.lower())
+    other_script = sum(not _latin(c) for c in letters)
+    latin_words = sum(1 for w in words if _latin(w[0]))
+    if other_script > OTHER_SCRIPT_SHARE * (other_script + latin_words):
+        return False
     english = sum(w in ENGLISH for w in words)
     other = sum(w in OTHER for w in words)
     if english != other:

@@ -18,7 +18,8 @@ COLUMNS = ["similarity", "prompt", "images", "seed", "cfg", "steps", "sampler", 
 WIDTHS = ["7%", "47%", "6%", "10%", "5%", "5%", "8%", "7%", "5%"]
 SOURCES = {"all": None, "DiffusionDB": "diffusiondb", "mine": "generated"}
 MISSING = "—"  # a setting the record does not have (DiffusionDB's every-400th table has none)
-MODEL_ROLES = {"clip": "CLIP (search)", "llm": "LLM (rewrite)", "sdxl": "SDXL (generate)"}
+MODEL_ROLES = {"clip": "CLIP (search)", "llm": "LLM (rewrite)", "sdxl": "SDXL (generate)",
+               "multilingual": "Multilingual (ideas in other languages)"}
 
 
 def rows(result: SearchResult) -> list[list[Any]]:
@@ -141,9 +142,10 @@ def stats_markdown(stats: dict[str, Any]) -> str:
 def models_markdown(models: list[dict[str, Any]]) -> str:
     lines = ["| model | status |", "|---|---|"]
     for m in models:
-        mark = ("**unreadable**" if m.get("problem") else "**ready**" if m["found"] and not m["starter"]
+        mark = ("**off**" if m.get("unset") else "**unreadable**" if m.get("problem")
+                else "**ready**" if m["found"] and not m["starter"]
                 else "**starter**" if m["found"] else "**missing**")
-        status = m["status"].removeprefix("missing. ").removeprefix("unreadable: ")  # the mark says it already
+        status = m["status"].removeprefix("missing. ").removeprefix("unreadable: ").removeprefix("off ")  # the mark says it already
         lines.append(f"| {MODEL_ROLES.get(m['role'], m['role'])} | {mark} {status} |")
     return "\n".join(lines)
 
