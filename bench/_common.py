@@ -112,3 +112,51 @@ def open_clip(bench: str, folder: Path | None, quick: bool) -> Any:
           f"{embedder.dim}-d), loaded in {time.perf_counter() - start:.1f} s")
     print(f"# {machine()}")
     return embedder
+
+
+class ChromaServer:
+    """A `chroma run` server on 127.0.0.1 over `path` (bench/scale.py --server): start(), stop(), restart()."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.proc: Any = None
+        self.url = ""
+
+    def start(self) -> "ChromaServer":
+        import socket
+        import subprocess
+        import time
+
+        import httpx
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.path.mkdir(parents=True, exist_ok=True)
+        chroma = Path(sys.executable).with_name("chroma")
+        self.proc = subprocess.Popen([str(chroma), "run", "--path", str(self.path), "--host", "127.0.0.1", "--port",
+                                      str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        self.url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/api/v2/heartbeat", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"chroma run over {self.path} did not answer within 60 s")
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except Exception:
+                self.proc.kill()
+            self.proc = None
+
+    def restart(self) -> "ChromaServer":
+        """A fresh server process over the same files: its indexes are not in memory yet."""
+        self.stop()
+        return self.start()

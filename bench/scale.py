@@ -20,6 +20,7 @@ after warm-up <= 1 s; stats <= 100 ms; history <= 100 ms; recall@10 >= 0.95; rea
 
     .venv/bin/python bench/scale.py --quick          # 200k rows, a few minutes on 2 cores
     .venv/bin/python bench/scale.py --json out.json  # 2,000,000 rows
+    .venv/bin/python bench/scale.py --quick --server # both arms through `chroma run` servers (STUDIO_CHROMA_URL)
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--json", type=Path, default=None)
     p.add_argument("--keep", action="store_true", help="keep the two stores (under the cache) after the run")
     p.add_argument("--reader-only", action="store_true", help="only build the table and measure reader + dedupe")
+    p.add_argument("--server", action="store_true",
+                   help="both arms through their own `chroma run` server on 127.0.0.1 (as STUDIO_CHROMA_URL)")
     a = p.parse_args()
     if a.quick:
         a.rows = 200_000
@@ -84,7 +87,7 @@ from _scale_data import StandIn
 from studio.config import Settings
 from studio.studio import Studio
 studio = Studio(Settings(home=__import__("pathlib").Path(sys.argv[1]), clip_model=StandIn.name, offline=True,
-                         device="cpu"), embedder=StandIn())
+                         device="cpu", chroma_url=sys.argv[4] or None), embedder=StandIn())
 t = time.perf_counter()
 warm = sys.argv[2] == "warm" and studio.warm()
 t1 = time.perf_counter()
@@ -136,9 +139,15 @@ def main() -> None:
     shutil.rmtree(work, ignore_errors=True)
     shards = shard_tables(table, args.shards, C.CACHE / f"scale-shards-{args.rows}-{args.shards}")
     enc = StandIn()
+    # --server: each arm has its own `chroma run` (the same collection names would meet on one server).
+    servers = {arm: C.ChromaServer(work / f"{arm}-server").start() for arm in ("studio", "raw")} if args.server else {}
+    urls = {arm: srv.url for arm, srv in servers.items()}
+    out["server"] = bool(args.server)
+    if args.server:
+        print(f"through chroma run servers: studio {urls['studio']}, raw {urls['raw']}")
     studio = Studio(Settings(home=work / "studio", clip_model=StandIn.name, offline=True, device="cpu",
-                             batch_size=args.batch), embedder=enc)
-    raw_client = open_client(work / "raw")
+                             batch_size=args.batch, chroma_url=urls.get("studio")), embedder=enc)
+    raw_client = open_client(work / "raw", urls.get("raw"))
     raw = PromptStore(raw_client, StandIn.name, DIM, create=True)
     raw_col = raw.collections["prompts"]
     seen: set[str] = set()
@@ -177,7 +186,8 @@ def main() -> None:
     raw_s = sum(r / x for r, x in zip(rows_per, rates["raw"]))
     out.update(ingest_rows_s=total_rows / studio_s, raw_rows_s=total_rows / raw_s, ingest_ratio=raw_s / studio_s,
                first_10pct_rows_s=rates["studio"][0], last_10pct_rows_s=rates["studio"][-1],
-               peak_rss_gb=rss_gb(), studio_disk_gb=du_gb(work / "studio"), raw_disk_gb=du_gb(work / "raw"))
+               peak_rss_gb=rss_gb(), studio_disk_gb=du_gb(work / ("studio-server" if args.server else "studio")),
+               raw_disk_gb=du_gb(work / ("raw-server" if args.server else "raw")))
     stored = studio.store.count("prompts")
     out["stored_prompts"] = stored
     print(f"ingest: studio {out['ingest_rows_s']:,.0f} rows/s, raw adds {out['raw_rows_s']:,.0f} rows/s: ratio "
@@ -211,10 +221,13 @@ def main() -> None:
           f"p95 {out['filter_ratio']:.2f} -> {C.verdict(out['filter_ratio'] <= TARGETS['filter_ratio'])}")
 
     # recall@10 against exact search over every stored vector
-    got_all = studio.store.collections["prompts"].get(include=["embeddings"])
-    matrix = np.asarray(got_all["embeddings"], np.float32)
-    all_ids = got_all["ids"]
-    del got_all
+    col = studio.store.collections["prompts"]
+    matrix, all_ids = np.empty((stored, DIM), np.float32), []
+    for start in range(0, stored, 50_000):  # in pages: one get of 1.5M vectors is GBs of Python lists (or HTTP)
+        page = col.get(include=["embeddings"], limit=50_000, offset=start)
+        matrix[start:start + len(page["ids"])] = np.asarray(page["embeddings"], np.float32)
+        all_ids += page["ids"]
+    matrix = matrix[:len(all_ids)]
     hits = tied = 0
     for q in queries:
         v = enc.embed_texts([q])[0]
@@ -267,10 +280,15 @@ def main() -> None:
 
     # reopen -> first search, in fresh processes (the index is not in memory yet)
     del studio
-    cold = json.loads(subprocess.run([sys.executable, "-c", REOPEN, str(work / "studio"), "cold", str(C.ROOT)],
-                                     capture_output=True, text=True, check=True).stdout)
-    warm = json.loads(subprocess.run([sys.executable, "-c", REOPEN, str(work / "studio"), "warm", str(C.ROOT)],
-                                     capture_output=True, text=True, check=True).stdout)
+
+    def reopen(how: str) -> dict[str, float]:
+        url = servers["studio"].restart().url if args.server else ""  # a server reopens as a fresh process
+        return json.loads(subprocess.run([sys.executable, "-c", REOPEN, str(work / "studio"), how, str(C.ROOT), url],
+                                         capture_output=True, text=True, check=True).stdout)
+
+    cold, warm = reopen("cold"), reopen("warm")
+    for srv in servers.values():
+        srv.stop()
     out.update(first_search_cold_s=cold["first_search_s"], warm_s=warm["warm_s"], first_search_s=warm["first_search_s"])
     print(f"reopen: first search without warm-up {cold['first_search_s']:.2f} s; warm-up {warm['warm_s']:.2f} s, then "
           f"the first search {warm['first_search_s']:.3f} s -> {C.verdict(out['first_search_s'] <= TARGETS['first_search_s'])}")

@@ -33,6 +33,10 @@ def _common() -> argparse.ArgumentParser:
     g.add_argument("--clip-model", help="CLIP path or hub id (STUDIO_CLIP_MODEL)")
     g.add_argument("--llm-model", help="GGUF path or hub file (STUDIO_LLM_MODEL)")
     g.add_argument("--sdxl-model", help="SDXL folder, .safetensors or hub id (STUDIO_SDXL_MODEL)")
+    g.add_argument("--multilingual-model", help="text encoder for queries in other languages, distilled from the "
+                   "CLIP (STUDIO_MULTILINGUAL_MODEL), e.g. sentence-transformers/clip-ViT-B-32-multilingual-v1")
+    g.add_argument("--multilingual-queries", choices=["auto", "all"],
+                   help="which queries it reads: auto (not English) or all (STUDIO_MULTILINGUAL_QUERIES)")
     g.add_argument("--chroma-url", help="use a Chroma server, e.g. http://127.0.0.1:8000 (STUDIO_CHROMA_URL)")
     g.add_argument("--device", choices=["auto", "cuda", "cpu"], help="(STUDIO_DEVICE)")
     g.add_argument("--offline", action="store_true", default=None, help="never touch the network (STUDIO_OFFLINE=1)")
@@ -100,7 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tokens", parents=[common], help="SDXL's CLIP token count of a prompt, and where 77 cuts it")
     p.add_argument("text")
     p = sub.add_parser("models", parents=[common], help="where each model loads from, and whether it is there")
-    p.add_argument("--download", choices=["clip", "llm", "sdxl"], help="fetch this role's model once (online)")
+    p.add_argument("--download", choices=["clip", "llm", "sdxl", "multilingual"],
+                   help="fetch this role's model once (online)")
     p = sub.add_parser("generate", parents=[common], help="a prompt -> SDXL images, saved to outputs/ and stored")
     p.add_argument("prompt")
     _generation(p)
@@ -132,6 +137,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _print_results(result: SearchResult) -> None:
+    if result.encoder == "multilingual":
+        print("(query read by the multilingual encoder, STUDIO_MULTILINGUAL_MODEL)", file=sys.stderr)
     if not result.results:
         print("No results." + (f" ({result.hidden} hidden by filters; try --nsfw)" if result.hidden else ""))
     for i, hit in enumerate(result.results, 1):
@@ -292,7 +299,7 @@ def _show(name: str, out: Any, as_json: bool) -> None:
             print(f"{out['over']} past the cut; SDXL ignores: {out['cut']}")
     elif name == "models":
         for m in out["models"]:
-            print(f"{m['role']:5s} {m['ref']}\n      {m['status']}")
+            print(f"{m['role']:5s} {m['ref'] or '(not set)'}\n      {m['status']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -301,6 +308,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings.from_env(
             home=args.home, clip_model=args.clip_model, llm_model=args.llm_model, sdxl_model=args.sdxl_model,
             chroma_url=args.chroma_url, device=args.device, offline=args.offline,
+            multilingual_model=args.multilingual_model, multilingual_queries=args.multilingual_queries,
         )
         if args.command == "serve":
             from studio.app import main as serve

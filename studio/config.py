@@ -12,6 +12,9 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CLIP = "openai/clip-vit-base-patch32"  # 512-d; ViT-L/14 is selectable
 DEFAULT_LLM = "llama-2-7b-chat.Q4_K_M.gguf"  # looked up in models/; the starter model stands in
 DEFAULT_SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
+# Suggested for ideas in other languages (512-d, in ViT-B/32's space); used only when configured.
+DEFAULT_MULTILINGUAL = "sentence-transformers/clip-ViT-B-32-multilingual-v1"
+MULTILINGUAL_QUERIES = ("auto", "all")
 
 
 def _flag(value: str | None) -> bool:
@@ -28,6 +31,13 @@ class Settings:
     clip_model: str = DEFAULT_CLIP
     llm_model: str = DEFAULT_LLM
     sdxl_model: str = DEFAULT_SDXL
+    # A text encoder distilled from the CLIP above, for queries in other languages (a sentence-transformers
+    # folder, models/ name or hub id); empty: every query goes through CLIP's own text tower.
+    multilingual_model: str = ""
+    # Which queries it encodes: "auto" (those not in English; English ones keep CLIP's own) or "all".
+    multilingual_queries: str = "auto"
+    # The CLIP it was distilled from, when neither its clip_alignment.json nor a known name says.
+    multilingual_clip: str = ""
     # Set: talk to a Chroma server (`chroma run`) over HTTP; unset: the embedded store.
     chroma_url: str | None = None
     # "auto" picks CUDA when torch sees a GPU, else CPU.
@@ -65,6 +75,9 @@ class Settings:
             "clip_model": env.get("STUDIO_CLIP_MODEL") or base.clip_model,
             "llm_model": env.get("STUDIO_LLM_MODEL") or base.llm_model,
             "sdxl_model": env.get("STUDIO_SDXL_MODEL") or base.sdxl_model,
+            "multilingual_model": env.get("STUDIO_MULTILINGUAL_MODEL") or base.multilingual_model,
+            "multilingual_queries": (env.get("STUDIO_MULTILINGUAL_QUERIES") or base.multilingual_queries).lower(),
+            "multilingual_clip": env.get("STUDIO_MULTILINGUAL_CLIP") or base.multilingual_clip,
             "chroma_url": env.get("STUDIO_CHROMA_URL") or None,
             "device": (env.get("STUDIO_DEVICE") or base.device).lower(),
             "offline": _flag(env.get("STUDIO_OFFLINE")) or _flag(env.get("HF_HUB_OFFLINE")),
@@ -78,6 +91,11 @@ class Settings:
             from studio.errors import InputError
 
             raise InputError(f"STUDIO_DEVICE={settings.device!r}: use one of auto, cuda, cpu.")
+        if settings.multilingual_queries not in MULTILINGUAL_QUERIES:
+            from studio.errors import InputError
+
+            raise InputError(f"STUDIO_MULTILINGUAL_QUERIES={settings.multilingual_queries!r}: use auto (queries not "
+                             "in English) or all.")
         return settings
 
     def with_(self, **changes: object) -> "Settings":

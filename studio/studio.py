@@ -9,7 +9,7 @@ from dataclasses import replace
 from typing import Any, Callable
 
 from studio.config import Settings
-from studio.errors import ModelMissingError, StoreMismatchError
+from studio.errors import ModelMissingError, StoreMismatchError, StudioError
 from studio.gpu import Gpu, MemoryPlan, Slot
 from studio.images import ImageSource
 from studio.ingest.ingester import Ingester
@@ -18,6 +18,7 @@ from studio.library.compare import Comparer
 from studio.library.history import History
 from studio.rewrite.service import RewriteService
 from studio.search.results import Filters, Hit, SearchResult
+from studio.search.queries import QueryEncoder
 from studio.search.searcher import Searcher, query_text
 from studio.search import counts
 from studio.search.store import PromptStore, open_client
@@ -30,10 +31,12 @@ class Studio:
     """Parts may be passed in (tests pass tiny real models and recording fakes); the rest load on first
     use, each in its own slot, so a slow load (the LLM, SDXL) never blocks a search.
     `loaders` overrides how a part loads: {"clip": () -> embedder, "llm": (plan) -> Rewriter,
-    "sdxl": (plan) -> Generator, "chroma": () -> client}."""
+    "sdxl": (plan) -> Generator, "chroma": () -> client, "multilingual": () -> MultilingualEncoder}.
+    `multilingual`: the encoder for queries in other languages (else loaded when STUDIO_MULTILINGUAL_MODEL is set)."""
 
     def __init__(self, settings: Settings, embedder: Any = None, client: Any = None, generator: Any = None,
-                 rewriter: Any = None, *, loaders: dict[str, Callable[..., Any]] | None = None) -> None:
+                 rewriter: Any = None, *, loaders: dict[str, Callable[..., Any]] | None = None,
+                 multilingual: Any = None) -> None:
         self.settings = settings
         load = dict(loaders or {})
         self.clip: Slot[Any] = Slot("clip", load.get("clip") or self._load_clip, embedder)
@@ -44,10 +47,16 @@ class Studio:
         self._store: PromptStore | None = None
         self._store_created = False
         self._store_lock = threading.Lock()
-        self.searcher = Searcher(self.clip.get, lambda: self.store)
+        self.multilingual: Slot[Any] = Slot("multilingual", load.get("multilingual") or self._load_multilingual,
+                                            multilingual)
+        use = multilingual is not None or bool(settings.multilingual_model) or "multilingual" in load
+        # Only the text side of searches: ingest and write-back embed with CLIP (self.clip) as before.
+        self.queries = QueryEncoder(self.clip.get, self.multilingual.get if use else None, lambda: self.store,
+                                    settings.multilingual_queries)
+        self.searcher = Searcher(self.clip.get, lambda: self.store, self.queries)
         self.ingester = Ingester(settings, self.store_for, self.clip.get)
         self.rewriting = RewriteService(self.gpu.llm, self.searcher.search, self.clip.get, lambda: self.store)
-        self.history_ = History(lambda: self.store, self.clip.get)
+        self.history_ = History(lambda: self.store, self.clip.get, self.queries)
         self.comparer = Comparer(self.rewrite, self._generate_once, self.clip.get, self._write_back)
 
     @classmethod
@@ -60,6 +69,11 @@ class Studio:
         from studio.search.embed import ClipEmbedder
 
         return ClipEmbedder.load(self.settings)
+
+    def _load_multilingual(self) -> Any:
+        from studio.search.multilingual import MultilingualEncoder
+
+        return MultilingualEncoder.load(self.settings)
 
     def _open_client(self) -> Any:
         return open_client(self.settings.store_dir, self.settings.chroma_url)
@@ -162,6 +176,11 @@ class Studio:
         started = time.perf_counter()
         for target in ("prompts", "images"):
             self.searcher.search("a painting", target, 1, Filters(nsfw=True))
+        if self.queries.multilingual is not None:
+            try:  # its model loads now too; a missing or mismatched one is said by the search that needs it
+                self.searcher.search("una pintura al óleo", "prompts", 1, Filters(nsfw=True))
+            except StudioError:
+                pass
         return time.perf_counter() - started
 
     def is_empty(self) -> bool:
@@ -185,7 +204,7 @@ class Studio:
         """Each role: where it would load from and whether it is there (no network)."""
         return [{"role": role, "ref": (loc := locate(role, self.settings)).ref, "found": loc.found,
                  "path": str(loc.path) if loc.path else None, "starter": loc.starter, "status": loc.describe(),
-                 "problem": loc.problem}
+                 "problem": loc.problem, "unset": loc.unset}
                 for role in ROLES]
 
     def check_store(self) -> str | None:

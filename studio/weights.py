@@ -7,11 +7,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.config import Settings
+from studio.config import DEFAULT_MULTILINGUAL, Settings
 from studio.errors import InputError, ModelMissingError
 
-ROLES = ("clip", "llm", "sdxl")
-_ENV = {"clip": "STUDIO_CLIP_MODEL", "llm": "STUDIO_LLM_MODEL", "sdxl": "STUDIO_SDXL_MODEL"}
+ROLES = ("clip", "llm", "sdxl", "multilingual")
+_ENV = {"clip": "STUDIO_CLIP_MODEL", "llm": "STUDIO_LLM_MODEL", "sdxl": "STUDIO_SDXL_MODEL",
+        "multilingual": "STUDIO_MULTILINGUAL_MODEL"}
 # Only the files a role needs: no TF/Flax/PyTorch-pickle duplicates of the weights.
 _ALLOW = {
     "clip": ["*.json", "*.txt", "*.safetensors"],
@@ -32,12 +33,15 @@ class ModelLocation:
     looked: list[Path] = field(default_factory=list)
     starter: bool = False  # the bundled starter LLM stands in for a missing one
     problem: str | None = None  # found, but it cannot be loaded as it is (a corrupt GGUF, a CLIP without files)
+    unset: bool = False  # an optional role nobody configured (the multilingual encoder): off, not missing
 
     @property
     def found(self) -> bool:
         return self.path is not None
 
     def describe(self) -> str:
+        if self.unset:
+            return multilingual_off(self.looked)
         if self.problem:
             return f"unreadable: {self.problem}"
         if self.path is not None:
@@ -51,6 +55,8 @@ def _usable(role: str, path: Path) -> bool:
         return path.is_file() and path.suffix == ".gguf"
     if role == "clip":
         return (path / "config.json").is_file()
+    if role == "multilingual":
+        return (path / "modules.json").is_file()
     # SDXL: a diffusers folder or one single-file checkpoint.
     return (path / "model_index.json").is_file() or (path.is_file() and path.suffix == ".safetensors")
 
@@ -95,9 +101,36 @@ def clip_problem(path: Path) -> str | None:
     return None
 
 
+def multilingual_problem(path: Path) -> str | None:
+    """What a sentence-transformers folder lacks to load (None: modules.json and every module's folder)."""
+    try:
+        modules = json.loads((path / "modules.json").read_text(encoding="utf-8"))
+        folders = [path / str(m.get("path", "")) for m in modules]
+    except (OSError, ValueError, AttributeError, TypeError) as exc:
+        return f"{path / 'modules.json'} is not a readable sentence-transformers module list ({exc})"
+    missing = [str(f) for f in folders if not f.is_dir()]
+    if missing:
+        return (f"the multilingual model folder {path} lacks {', '.join(missing)}: copy the whole folder, or fetch "
+                "it with `python -m studio models --download multilingual`")
+    return None
+
+
+def multilingual_off(looked: list[Path]) -> str:
+    """The status of the multilingual encoder when STUDIO_MULTILINGUAL_MODEL is unset."""
+    have = next((p for p in looked if _usable("multilingual", p)), None)
+    if have is not None:
+        return (f"off (queries go through CLIP only); {have} is here: set STUDIO_MULTILINGUAL_MODEL={have.name} "
+                "to search with ideas in other languages")
+    return ("off (queries go through CLIP only). To search with ideas in other languages, run `python -m studio "
+            f"models --download multilingual` once while online ({DEFAULT_MULTILINGUAL}, for ViT-B/32), then set "
+            "STUDIO_MULTILINGUAL_MODEL=clip-ViT-B-32-multilingual-v1")
+
+
 def _problem(role: str, path: Path) -> str | None:
     if role == "llm":
         return gguf_problem(path)
+    if role == "multilingual":
+        return multilingual_problem(path)
     return clip_problem(path) if role == "clip" else None
 
 
@@ -138,6 +171,9 @@ def locate(role: str, settings: Settings) -> ModelLocation:
     if role not in ROLES:
         raise InputError(f"Unknown model role {role!r}: use one of {', '.join(ROLES)}.")
     ref = getattr(settings, f"{role}_model")
+    if not ref:  # an optional role left unset (the multilingual encoder): where the suggested one would be
+        default = locate(role, settings.with_(**{f"{role}_model": DEFAULT_MULTILINGUAL}))
+        return ModelLocation(role, "", None, None, default.looked, unset=True)
     hub = _split_hub(role, ref)
     candidates = [settings.models_dir / ref, settings.models_dir / _local_name(role, ref)]
     if hub is None or Path(ref).expanduser().exists():
@@ -176,8 +212,24 @@ def ensure(role: str, settings: Settings) -> ModelLocation:
     return download(role, settings)
 
 
+def pick_files(names: list[str]) -> list[str]:
+    """The files of a sentence-transformers repo that loading needs: configs, vocabularies, and per folder
+    one copy of the weights (model.safetensors where there is one, else pytorch_model.bin), no ONNX,
+    OpenVINO or TF duplicates."""
+    keep = [n for n in names if n.endswith((".json", ".txt", ".model")) and not n.startswith(("onnx/", "openvino/"))]
+    folders = {str(Path(n).parent) for n in names}
+    for folder in folders:
+        inside = {Path(n).name: n for n in names if str(Path(n).parent) == folder}
+        weights = inside.get("model.safetensors") or inside.get("pytorch_model.bin")
+        if weights and not weights.startswith(("onnx/", "openvino/")):
+            keep.append(weights)
+    return sorted(keep)
+
+
 def download(role: str, settings: Settings) -> ModelLocation:
     """Fetch a hub model once into models/ (huggingface_hub shows a progress bar)."""
+    if role == "multilingual" and not settings.multilingual_model:  # `--download multilingual`: the suggested one
+        settings = settings.with_(multilingual_model=DEFAULT_MULTILINGUAL)
     loc = locate(role, settings)
     if loc.found and not loc.starter:
         return loc
@@ -196,7 +248,10 @@ def download(role: str, settings: Settings) -> ModelLocation:
             if path.resolve() != target.resolve():
                 path.replace(target)
         else:
-            huggingface_hub.snapshot_download(repo, local_dir=target, allow_patterns=_ALLOW.get(role))
+            allow = _ALLOW.get(role)
+            if role == "multilingual":  # module folders whose weights may be only in the older .bin format
+                allow = pick_files(huggingface_hub.list_repo_files(repo))
+            huggingface_hub.snapshot_download(repo, local_dir=target, allow_patterns=allow)
     except Exception as exc:  # network down, gated repo, disk full: say which and what to do
         first_line = (str(exc).strip().splitlines() or [""])[0][:200]  # hub errors run to paragraphs
         raise ModelMissingError(

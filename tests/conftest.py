@@ -46,6 +46,26 @@ def embedder(tiny_clip_dir: Path):
     return ClipEmbedder.load(Settings(clip_model=str(tiny_clip_dir), offline=True, device="cpu"))
 
 
+@pytest.fixture(scope="session")
+def multilingual_dir(tmp_path_factory: pytest.TempPathFactory, tiny_clip_dir: Path, embedder) -> Path:
+    """A tiny multilingual encoder distilled from the tiny CLIP on the sample's prompts and their
+    translations (tests/tiny_multilingual.py), saved as a SentenceTransformer folder."""
+    from tests.tiny_multilingual import build_multilingual
+
+    folder = tmp_path_factory.mktemp("models") / "tiny-multilingual"
+    build_multilingual(folder, embedder, str(tiny_clip_dir))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def multilingual(multilingual_dir: Path, tiny_clip_dir: Path):
+    """That encoder, loaded the way users load theirs (MultilingualEncoder.load -> SentenceTransformer)."""
+    from studio.search.multilingual import MultilingualEncoder
+
+    return MultilingualEncoder.load(Settings(clip_model=str(tiny_clip_dir), multilingual_model=str(multilingual_dir),
+                                             offline=True, device="cpu"))
+
+
 @pytest.fixture
 def settings(tmp_path: Path, tiny_clip_dir: Path) -> Settings:
     return Settings(home=tmp_path / "home", models_dir=tmp_path / "models", clip_model=str(tiny_clip_dir),

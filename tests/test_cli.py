@@ -60,7 +60,8 @@ def test_errors_exit_2_with_a_message(tmp_path: Path, tiny_clip_dir: Path) -> No
 def test_models_lists_every_role(tmp_path: Path, tiny_clip_dir: Path) -> None:
     out = run("models", "--json", home=tmp_path, clip=tiny_clip_dir)
     models = {m["role"]: m for m in json.loads(out.stdout)["models"]}
-    assert set(models) == {"clip", "llm", "sdxl"}
+    assert set(models) == {"clip", "llm", "sdxl", "multilingual"}
+    assert models["multilingual"]["unset"] and not models["multilingual"]["found"]  # off unless configured
     assert models["clip"]["found"] and models["clip"]["path"] == str(tiny_clip_dir.resolve())
 
 

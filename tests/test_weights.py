@@ -109,7 +109,7 @@ def test_importing_the_core_loads_no_heavy_library() -> None:
     transformers, diffusers or llama_cpp: those load on first use."""
     code = ("import sys, time; t = time.perf_counter(); import studio; took = time.perf_counter() - t; "
             "import studio.studio, studio.cli; heavy = ('torch', 'gradio', 'chromadb', 'transformers', 'diffusers', "
-            "'llama_cpp'); print(took, [m for m in heavy if m in sys.modules])")
+            "'llama_cpp', 'sentence_transformers'); print(took, [m for m in heavy if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60, check=True)
     took, loaded = out.stdout.split(" ", 1)
     assert loaded.strip() == "[]" and float(took) < 0.5, out.stdout

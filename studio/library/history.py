@@ -24,9 +24,15 @@ DELETED = ".deleted"  # under outputs/: a deleted image's PNG is moved here (hid
 
 
 class History:
-    def __init__(self, store: Callable[[], PromptStore], embedder: Callable[[], Any]) -> None:
+    def __init__(self, store: Callable[[], PromptStore], embedder: Callable[[], Any], queries: Any = None) -> None:
+        """queries: the text side (studio.search.queries.QueryEncoder); default: CLIP's text tower."""
         self.store = store
         self.embedder = embedder
+        if queries is None:
+            from studio.search.queries import QueryEncoder
+
+            queries = QueryEncoder(embedder, None, store)
+        self.queries = queries
 
     def history(self, query: str | ImageSource | None = None, limit: int = 20,
                 favourites: bool = False) -> SearchResult:
@@ -40,13 +46,14 @@ class History:
             records = self._newest(limit)
             records.sort(key=lambda r: (-float(r.metadata.get("created") or 0.0), r.metadata.get("seed") or 0))
             return SearchResult("", "history", [to_hit(r, "images") for r in records[:limit]])
+        encoder = None
         if isinstance(query, str) and not _is_image_path(query):
-            vector = self.embedder().embed_texts([query_text(query)])[0]
+            vector, encoder = self.queries.embed(query_text(query))
         else:
             vector = self.embedder().embed_images([open_image(query)])[0]
         # Chroma's `where` here, not the over-fetch of Searcher.query: our images are few among millions.
         records = self.store().query("images", vector, limit, where=FAVOURITES if favourites else MINE)
-        return SearchResult(label_of(query), "history", [to_hit(r, "images") for r in records])
+        return SearchResult(label_of(query), "history", [to_hit(r, "images") for r in records], encoder=encoder)
 
     def favourite(self, image_id: str, on: bool = True) -> bool:
         """Mark (or unmark) one of our images as a favourite; False when it is not stored."""

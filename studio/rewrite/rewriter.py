@@ -23,6 +23,7 @@ from studio.rewrite.locked import restore
 from studio.rewrite.results import Candidate, RewriteEvent, RewriteResult, Timings
 from studio.rewrite.steering import Steering, additions, steer
 from studio.rewrite.untrusted import one_line, strip_markup, suspicion, tainted_words
+from studio.search.language import is_english
 
 __all__ = ["Candidate", "RewriteEvent", "RewriteResult", "Rewriter", "Timings", "pick_layout"]
 
@@ -89,11 +90,13 @@ class Rewriter:
         return llm_resident(self.path.stat().st_size, self.backend.n_ctx)
 
     # -- prompt ----------------------------------------------------------------------------
-    def build(self, idea: str, examples: Sequence[Example], note: str | None = None) -> BuiltPrompt:
-        """The text for the model; `note` (the user's) goes in the chat layout's user turn, after the examples."""
+    def build(self, idea: str, examples: Sequence[Example], note: str | None = None,
+              english: bool = True) -> BuiltPrompt:
+        """The text for the model; `note` (the user's) goes in the chat layout's user turn, after the examples;
+        english: False asks for the prompt in English (studio.search.language.is_english(idea))."""
         if self.layout == "fewshot":
-            return fewshot_prompt(idea, examples)
-        messages = chat_messages(idea, examples, note)
+            return fewshot_prompt(idea, examples, english)
+        messages = chat_messages(idea, examples, note, english)
         llm = self._live()
         template = llm.metadata.get("tokenizer.chat_template")
         if template:
@@ -168,7 +171,7 @@ class Rewriter:
                            chosen=chosen)
         shown = examples or list(FALLBACK_EXAMPLES)  # nothing retrieved: the layout still needs pairs
         asked = plan.model_idea(self.layout)  # the idea as the model reads it (locked syntax as words)
-        built = self.build(asked, shown, plan.model_note(self.layout))
+        built = self.build(asked, shown, plan.model_note(self.layout), is_english(idea))
         known = [(h.id, h.prompt) for h in used] + [(e.id, e.text) for e in shown]
         # Words only the dropped, suspicious examples held: a candidate carrying one was steered by them;
         # and the words the user's note excludes.
@@ -205,7 +208,7 @@ class Rewriter:
         elif k and not examples and not retrieval_note:
             retrieval_note = ("No stored prompt close to the idea passed the filters, so built-in examples "
                               "stood in; ingest DiffusionDB (`python -m studio ingest`) for grounded rewrites.")
-        notes = (idea_note(idea), retrieval_note, plan.notice(self.layout), self.notice)
+        notes = (idea_note(idea, self.starter), retrieval_note, plan.notice(self.layout), self.notice)
         result = RewriteResult(idea, run.candidates, used, [e.text for e in examples], suggested, self.name,
                                self.starter, self.layout, timings, dropped, " ".join(x for x in notes if x) or None,
                                retrieval_note, chosen, plan.note, plan.locked, list(plan.avoid))
@@ -311,6 +314,8 @@ def retry_prefill(best: Candidate, idea: str) -> str:
     is not a copy), else the idea; then a comma, so that the model goes on with style words."""
     only_short = all(p in ("adds almost nothing to the idea", "same as the idea") for p in best.problems)
     base = best.text if best.text and only_short else idea
+    if not is_english(base):  # the model would go on in the idea's language: a plain retry instead
+        return ""
     return base.rstrip(" ,.;:!?") + ","
 
 

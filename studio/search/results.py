@@ -70,9 +70,10 @@ class SearchResult:
     target: str  # "prompts" | "images" | "similar" | "reverse"
     results: list[Hit]
     hidden: int = 0  # results the filters held back
+    encoder: str | None = None  # a text query's: "clip", or "multilingual" (STUDIO_MULTILINGUAL_MODEL)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"query": self.query, "target": self.target, "hidden": self.hidden,
+        return {"query": self.query, "target": self.target, "hidden": self.hidden, "encoder": self.encoder,
                 "results": [h.to_dict() for h in self.results]}
 
 

@@ -28,11 +28,17 @@ def query_text(text: str) -> str:
 
 
 class Searcher:
-    """Searches one store with one CLIP; both come from zero-argument callables (loaded lazily)."""
+    """Searches one store with one CLIP; both come from zero-argument callables (loaded lazily).
+    queries: the text side (studio.search.queries.QueryEncoder: CLIP, or a multilingual encoder); default CLIP."""
 
-    def __init__(self, embedder: Callable[[], Any], store: Callable[[], PromptStore]) -> None:
+    def __init__(self, embedder: Callable[[], Any], store: Callable[[], PromptStore], queries: Any = None) -> None:
         self.embedder = embedder
         self.store = store
+        if queries is None:
+            from studio.search.queries import QueryEncoder
+
+            queries = QueryEncoder(embedder, None, store)
+        self.queries = queries
 
     def query(self, kind: str, vector: Any, k: int, filters: Filters) -> tuple[list[Record], int]:
         """The k nearest records that pass the filters, and how many closer ones they hid.
@@ -60,9 +66,9 @@ class Searcher:
         if target not in ("prompts", "images"):
             raise InputError(f"target={target!r}: use prompts or images.")
         text = query_text(text)
-        vector = self.embedder().embed_texts([text])[0]
+        vector, encoder = self.queries.embed(text)
         records, hidden = self.query(target, vector, k, filters)
-        return SearchResult(text, target, [to_hit(r, target) for r in records], hidden)
+        return SearchResult(text, target, [to_hit(r, target) for r in records], hidden, encoder)
 
     def similar_images(self, image: ImageSource, k: int = 10, filters: Filters = Filters()) -> SearchResult:
         """An image -> the stored images closest to it."""

@@ -166,6 +166,39 @@ class PromptStore:
                 f"new model build its own index beside the old: give its folder another name (for example "
                 f"{self.key}-v2) and ingest again.")
 
+    def check_aligned(self, name: str, dim: int, clip_model: str | None, fingerprint: str | None,
+                      said_by: str) -> None:
+        """Refuse a query encoder (the multilingual one) whose vectors are not in this index's CLIP space:
+        another size, or distilled from another CLIP (by fingerprint where it gives one, else by name)."""
+        off = "or unset STUDIO_MULTILINGUAL_MODEL to search with CLIP alone; nothing was searched"
+        other = f"use a multilingual model distilled from {self.clip_model!r}"
+        if dim != self.dim:
+            raise StoreMismatchError(
+                f"The multilingual model {name!r} makes {dim}-d vectors, but this store's index "
+                f"{self.names['prompts']!r} holds CLIP {self.clip_model!r}'s {self.dim}-d ones: it was distilled "
+                f"from another CLIP. {other[0].upper()}{other[1:]} (for openai/clip-vit-base-patch32: "
+                f"sentence-transformers/clip-ViT-B-32-multilingual-v1), {off}.")
+        if fingerprint and self.fingerprint:
+            if fingerprint == self.fingerprint:
+                return
+            raise StoreMismatchError(
+                f"The multilingual model {name!r} was distilled from a CLIP with fingerprint {fingerprint} "
+                f"({clip_model}, as {said_by} says), but this store's vectors come from {self.clip_model!r} "
+                f"(fingerprint {self.fingerprint}): its vectors would land in another space. Point STUDIO_CLIP_MODEL "
+                f"at the CLIP it was distilled from, {other}, {off}.")
+        if not clip_model:
+            raise StoreMismatchError(
+                f"The multilingual model {name!r} does not say which CLIP it was distilled from (no "
+                f"clip_alignment.json in its folder, and not a model we know), so its vectors may not be in this "
+                f"store's space. If it was distilled from this store's CLIP, set STUDIO_MULTILINGUAL_CLIP="
+                f"{self.clip_model}; else {other}, {off}.")
+        if model_key(clip_model) != self.key:
+            raise StoreMismatchError(
+                f"The multilingual model {name!r} was distilled from {clip_model!r} (as {said_by} says), but this "
+                f"store's vectors come from CLIP {self.clip_model!r}: its vectors would land in another space. Set "
+                f"STUDIO_CLIP_MODEL={clip_model} to search that CLIP's index, {other}, {off}. If {self.clip_model!r} "
+                f"is that same model under another name, set STUDIO_MULTILINGUAL_CLIP={self.clip_model}.")
+
     def _collection(self, kind: str, create: bool) -> Any:
         name = self.names[kind]
         if not create:

@@ -11,7 +11,8 @@ from typing import Any
 
 from studio.search.results import Hit
 
-MODEL_ROLES = {"clip": "CLIP (search)", "llm": "LLM (rewrite)", "sdxl": "SDXL (generate)"}
+MODEL_ROLES = {"clip": "CLIP (search)", "llm": "LLM (rewrite)", "sdxl": "SDXL (generate)",
+               "multilingual": "Multilingual (ideas in other languages)"}
 # What each model makes possible, for the banner: what cannot work without it.
 NEEDED_FOR = {"clip": "search, the library and grounded rewrites", "sdxl": "Generate and Compare"}
 ENV = {"clip": "STUDIO_CLIP_MODEL", "llm": "STUDIO_LLM_MODEL", "sdxl": "STUDIO_SDXL_MODEL"}
@@ -164,8 +165,9 @@ def stats_markdown(stats: dict[str, Any]) -> str:
 def models_markdown(models: list[dict[str, Any]]) -> str:
     lines = ["| model | status |", "|---|---|"]
     for m in models:
-        mark = ("**unreadable**" if m.get("problem") else "**ready**" if m["found"] and not m["starter"]
-                else "**starter**" if m["found"] else "**missing**")
-        status = m["status"].removeprefix("missing. ").removeprefix("unreadable: ")  # the mark says it already
+        mark = ("**off**" if m.get("unset") else "**unreadable**" if m.get("problem")
+                else "**ready**" if m["found"] and not m["starter"] else "**starter**" if m["found"] else "**missing**")
+        # the mark says it already
+        status = m["status"].removeprefix("missing. ").removeprefix("unreadable: ").removeprefix("off ")
         lines.append(f"| {MODEL_ROLES.get(m['role'], m['role'])} | {mark} {status} |")
     return "\n".join(lines)
