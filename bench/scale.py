@@ -140,7 +140,9 @@ def main() -> None:
     shards = shard_tables(table, args.shards, C.CACHE / f"scale-shards-{args.rows}-{args.shards}")
     enc = StandIn()
     # --server: each arm has its own `chroma run` (the same collection names would meet on one server).
-    servers = {arm: C.ChromaServer(work / f"{arm}-server").start() for arm in ("studio", "raw")} if args.server else {}
+    from tests.chromaserver import ChromaServer
+
+    servers = {arm: ChromaServer(work / f"{arm}-server").start() for arm in ("studio", "raw")} if args.server else {}
     urls = {arm: srv.url for arm, srv in servers.items()}
     out["server"] = bool(args.server)
     if args.server:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -14,10 +13,10 @@ from studio.errors import StoreMismatchError, StoreUnavailableError
 from studio.search.store import normalise
 from studio.studio import Studio
 from studio.search.store import model_key
+from tests.chromaserver import ChromaServer, free_port
 from tests.conftest import SAMPLE, SAMPLE_IMAGES
 from tests.tiny import build_clip
 
-CHROMA = Path(sys.executable).with_name("chroma")
 
 
 @pytest.fixture(scope="module")
@@ -121,35 +120,12 @@ def test_a_store_from_before_fingerprints_is_checked_by_its_own_vectors(studio: 
         Studio(studio.settings, embedder=same_name_other_weights).search("a castle")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def chroma_url(tmp_path_factory: pytest.TempPathFactory):
     """A real Chroma server (`chroma run`) on 127.0.0.1, for STUDIO_CHROMA_URL."""
-    import httpx
-
-    port = _free_port()
-    path = tmp_path_factory.mktemp("chroma-server")
-    proc = subprocess.Popen([str(CHROMA), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/api/v2/heartbeat", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    else:
-        proc.kill()
-        pytest.fail("chroma run did not start within 60 s")
-    yield url
-    proc.terminate()
-    proc.wait(10)
+    server = ChromaServer(tmp_path_factory.mktemp("chroma-server")).start()
+    yield server.url
+    server.stop()
 
 
 def test_server_store_ingests_searches_and_refuses(settings, embedder, other_clip, chroma_url: str) -> None:
@@ -184,25 +160,9 @@ def test_server_store_refuses_same_name_other_weights(settings, embedder, same_n
 
 
 def test_unreachable_server_says_how_to_start_one(settings, embedder) -> None:
-    studio = Studio(settings.with_(chroma_url=f"http://127.0.0.1:{_free_port()}"), embedder=embedder)
+    studio = Studio(settings.with_(chroma_url=f"http://127.0.0.1:{free_port()}"), embedder=embedder)
     with pytest.raises(StoreUnavailableError, match="chroma run --path"):
         studio.search("a castle")
-
-
-def _start_chroma(path: Path, port: int) -> subprocess.Popen:
-    import httpx
-
-    proc = subprocess.Popen([str(CHROMA), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1).status_code == 200:
-                return proc
-        except httpx.HTTPError:
-            time.sleep(0.2)
-    proc.kill()
-    pytest.fail("chroma run did not start within 60 s")
 
 
 def _server_prompts(port: int) -> int:
@@ -218,10 +178,10 @@ def test_a_server_stopped_and_restarted_mid_ingest_loses_and_duplicates_nothing(
 
     from tests.conftest import ROOT
 
-    port, data = _free_port(), tmp_path / "server"
-    server = _start_chroma(data, port)
+    server = ChromaServer(tmp_path / "server").start()
+    port = server.port
     env = os.environ | {"STUDIO_HOME": str(tmp_path / "home"), "STUDIO_CLIP_MODEL": str(tiny_clip_dir),
-                        "STUDIO_CHROMA_URL": f"http://127.0.0.1:{port}", "STUDIO_CHROMA_RETRY_S": "60"}
+                        "STUDIO_CHROMA_URL": server.url, "STUDIO_CHROMA_RETRY_S": "60"}
     source = str(SAMPLE / "metadata-2m-every400th-image_name-prompt.csv")
     cmd = [sys.executable, "-m", "studio", "ingest", source, "--json"]
     ingest = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -235,10 +195,9 @@ def test_a_server_stopped_and_restarted_mid_ingest_loses_and_duplicates_nothing(
                 pass
             time.sleep(0.05)
         assert ingest.poll() is None, "the ingest ended before the server could be stopped"
-        server.terminate()
-        server.wait(20)
+        server.stop()
         time.sleep(3)  # the ingest meets a dead server for a few seconds
-        server = _start_chroma(data, port)
+        server.start()
         out, err = ingest.communicate(timeout=300)
         assert ingest.returncode == 0, err[-2000:]
         first = json.loads(out)
@@ -250,8 +209,7 @@ def test_a_server_stopped_and_restarted_mid_ingest_loses_and_duplicates_nothing(
         assert _server_prompts(port) == total
     finally:
         ingest.kill()
-        server.terminate()
-        server.wait(20)
+        server.stop()
 
 
 def test_a_server_that_stays_down_ends_the_ingest_in_one_line(tmp_path: Path, tiny_clip_dir: Path):
@@ -259,10 +217,10 @@ def test_a_server_that_stays_down_ends_the_ingest_in_one_line(tmp_path: Path, ti
 
     from tests.conftest import ROOT
 
-    port, data = _free_port(), tmp_path / "server"
-    server = _start_chroma(data, port)
+    server = ChromaServer(tmp_path / "server").start()
+    port = server.port
     env = os.environ | {"STUDIO_HOME": str(tmp_path / "home"), "STUDIO_CLIP_MODEL": str(tiny_clip_dir),
-                        "STUDIO_CHROMA_URL": f"http://127.0.0.1:{port}", "STUDIO_CHROMA_RETRY_S": "3"}
+                        "STUDIO_CHROMA_URL": server.url, "STUDIO_CHROMA_RETRY_S": "3"}
     cmd = [sys.executable, "-m", "studio", "ingest", str(SAMPLE / "metadata-2m-every400th-image_name-prompt.csv")]
     ingest = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -274,8 +232,7 @@ def test_a_server_that_stays_down_ends_the_ingest_in_one_line(tmp_path: Path, ti
             except Exception:
                 pass
             time.sleep(0.05)
-        server.kill()
-        server.wait(20)
+        server.stop(kill=True)
         _, err = ingest.communicate(timeout=120)
         assert ingest.returncode == 2 and "Traceback" not in err
         last = err.strip().splitlines()[-1]
