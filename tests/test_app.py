@@ -183,6 +183,11 @@ def test_without_clip_the_page_says_what_is_missing(tmp_path: Path) -> None:
                 page.goto(url)
                 page.get_by_text("Not ready").wait_for(timeout=30_000)
                 assert "python -m studio models --download clip" in page.inner_text("body")
+                banner = page.locator("#models-banner").inner_text()  # one banner: the command, the offline way
+                assert "--download clip" in banner and "STUDIO_CLIP_MODEL=" in banner and "STUDIO_SDXL_MODEL=" in banner
+                page.get_by_role("tab", name="Create").click()
+                assert page.locator("#create-generate").is_disabled()  # what cannot work says so, not fails later
+                assert "needs SDXL" in page.locator("#create-generate").inner_text()
                 ARTIFACTS.mkdir(exist_ok=True)
                 page.screenshot(path=str(ARTIFACTS / "missing-clip.png"), full_page=True)
                 b.close()

@@ -75,7 +75,6 @@ def test_the_banner_names_the_command_and_the_offline_way():
     banner = missing_banner(models)
     assert "`.venv/bin/python -m studio models --download clip`" in banner and "STUDIO_CLIP_MODEL=" in banner
     assert "SDXL" not in banner and missing_banner(models[1:]) == ""
-    assert "--download" not in missing_banner(models, offline=True)
 
 
 def test_the_token_counter():

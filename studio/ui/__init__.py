@@ -55,7 +55,7 @@ def build_ui(studio: Studio, first_run: FirstRun | None = None, defaults: UIDefa
             dev = gr.Checkbox(label="Developer view (raw JSON)", value=False, scale=0, min_width=220,
                               elem_id="dev-view")
         status_md = gr.Markdown(first_run.status_markdown() if first_run else "", elem_id="status")
-        banner = gr.Markdown(missing_banner(studio.models(), studio.settings.offline), elem_id="models-banner")
+        banner = gr.Markdown(missing_banner(studio.models()), elem_id="models-banner")
         with gr.Tabs() as tabs:
             explore = explore_tab(studio, defaults, loading)
             reverse = reverse_tab(studio, defaults)
@@ -95,5 +95,5 @@ def build_ui(studio: Studio, first_run: FirstRun | None = None, defaults: UIDefa
             outs = [status_md, timer, said_ready, library.stats, library.raw]
             timer.tick(status, said_ready, outs, show_progress="hidden", **private)
             demo.load(status, said_ready, outs, **private)
-        demo.load(lambda: missing_banner(studio.models(), studio.settings.offline), None, banner, **private)
+        demo.load(lambda: missing_banner(studio.models()), None, banner, **private)
     return demo

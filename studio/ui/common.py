@@ -110,6 +110,14 @@ def on_gpu(fn: Callable[..., Any], duration: int = 120) -> Callable[..., Any]:
     return spaces.GPU(duration=duration)(fn)
 
 
+def sdxl_missing(studio: Any) -> bool:
+    """No SDXL on this machine (nor loaded): Generate and Compare are shown disabled, the banner says why.
+    (A hub id is not fetched from the page: 7 GB is `python -m studio models --download sdxl`'s to fetch.)"""
+    from studio.weights import locate
+
+    return not studio.sdxl_loaded and not locate("sdxl", studio.settings).found
+
+
 def handler(fn: Callable[..., Any], gpu: bool = False) -> Callable[..., Any]:
     return on_gpu(guarded(fn)) if gpu else guarded(fn)
 

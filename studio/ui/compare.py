@@ -12,7 +12,9 @@ from studio.library.compare import VARIANTS
 from studio.rewrite.prompting import MAX_IDEA_CHARS
 from studio.search.results import Hit, settings_of
 from studio.studio import Studio
-from studio.ui.common import GPU, Cancels, as_int, handler, plain_json, said_in, seed_or_none, session_of, streamed
+from studio.ui.common import (
+    GPU, Cancels, as_int, handler, plain_json, said_in, sdxl_missing, seed_or_none, session_of, streamed,
+)
 from studio.ui.defaults import UIDefaults
 from studio.ui.settings_panel import settings_panel
 from studio.ui.text import inert
@@ -132,7 +134,9 @@ def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Compa
         with gr.Row():
             idea = gr.Textbox(label="Idea (Enter compares)", placeholder="a lighthouse in a storm, oil painting",
                               scale=4, elem_id="compare-idea", max_length=MAX_IDEA_CHARS)
-            go = gr.Button("Compare", variant="primary", scale=1, elem_id="compare-go")
+            blocked = sdxl_missing(studio)
+            go = gr.Button("Compare (needs SDXL)" if blocked else "Compare", variant="primary", scale=1,
+                           interactive=not blocked, elem_id="compare-go")
             stop = gr.Button("Cancel", variant="stop", scale=0, min_width=100)
         with gr.Accordion("Settings (the same for all three)", open=False, elem_id="compare-settings"):
             panel = settings_panel(defaults)

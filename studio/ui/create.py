@@ -12,7 +12,9 @@ from studio.generate.request import MAX_IMAGES, MAX_PROMPT_CHARS
 from studio.rewrite.prompting import MAX_IDEA_CHARS
 from studio.search.results import Filters, Hit
 from studio.studio import Studio
-from studio.ui.common import GPU, Cancels, as_int, handler, plain_json, said_in, seed_or_none, session_of, streamed
+from studio.ui.common import (
+    GPU, Cancels, as_int, handler, plain_json, said_in, sdxl_missing, seed_or_none, session_of, streamed,
+)
 from studio.ui.defaults import UIDefaults
 from studio.ui.settings_panel import SettingsPanel, settings_panel
 from studio.ui.steering import (
@@ -199,7 +201,9 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
                 n = gr.Slider(1, MAX_IMAGES, value=1, step=1, label="Images")
                 suggest = gr.Button("Use suggested settings (from the retrieved neighbours)", size="sm")
         with gr.Row():
-            go = gr.Button("Generate", variant="primary", elem_id="create-generate")
+            blocked = sdxl_missing(studio)
+            go = gr.Button("Generate (needs SDXL: see the note at the top)" if blocked else "Generate",
+                           variant="primary", interactive=not blocked, elem_id="create-generate")
             stop = gr.Button("Cancel", variant="stop", elem_id="create-cancel")
         info = gr.Markdown(elem_id="create-info")
         with gr.Row():

@@ -85,9 +85,9 @@ def token_line(text: str) -> str:
     return f"**{n} / {LIMIT} CLIP tokens**: past {LIMIT}, SDXL does not read the rest"
 
 
-def missing_banner(models: list[dict[str, Any]], offline: bool = False) -> str:
+def missing_banner(models: list[dict[str, Any]]) -> str:
     """One banner for every model that is missing or unreadable: what cannot work, the exact command that
-    fetches it (online, once) and the offline way. Empty when all are there (the LLM always has its
+    fetches it (once, online) and the offline way. Empty when all are there (the LLM always has its
     starter model)."""
     lines = []
     for m in models:
@@ -95,10 +95,10 @@ def missing_banner(models: list[dict[str, Any]], offline: bool = False) -> str:
         if role not in NEEDED_FOR or (m["found"] and not m.get("problem")):
             continue
         what = "unreadable" if m.get("problem") else "missing"
-        fetch = "" if offline else f"`.venv/bin/python -m studio models --download {role}` (once, online), or "
-        lines.append(f"⚠️ **{MODEL_ROLES[role]} is {what}**, so {NEEDED_FOR[role]} cannot work yet. "
-                     f"Get it with {fetch}point the studio at a copy on this machine: "
-                     f"`{ENV[role]}={OFFLINE_EXAMPLE[role]} .venv/bin/python launch.py`. Then restart the studio.")
+        lines.append(f"⚠️ **{MODEL_ROLES[role]} is {what}**, so {NEEDED_FOR[role]} cannot work yet. Get it once "
+                     f"while online with `.venv/bin/python -m studio models --download {role}`, or point the studio "
+                     f"at a copy on this machine: `{ENV[role]}={OFFLINE_EXAMPLE[role]} .venv/bin/python launch.py`. "
+                     "Then restart the studio.")
     return "  \n".join(lines)
 
 
