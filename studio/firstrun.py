@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.errors import StudioError
+from studio.errors import ModelMissingError, StudioError
 from studio.config import PROJECT_ROOT, Settings
 from studio.studio import Studio
 
@@ -82,6 +82,8 @@ class FirstRun:
             p.phase, p.detail = "loading", "search index"
             self.studio.warm()  # Chroma loads an HNSW index on its first query: seconds at a million records
             p.phase, p.finished = "ready", time.monotonic()
+        except ModelMissingError:  # the page's banner says which model and how to get it: not said twice
+            p.phase, p.error = "failed", "the CLIP model is missing; the note below says how to get it."
         except StudioError as exc:
             p.phase, p.error = "failed", str(exc)
         except Exception as exc:  # shown on the page instead of dying silently in a thread
