@@ -225,7 +225,16 @@ class Studio:
         return result
 
     def _generate_once(self, request: Any, *, on_preview: Any = None, cancel: Any = None) -> Any:
-        return self.gpu.ready_sdxl().generate(request, on_preview=on_preview, cancel=cancel)
+        from studio.generate.loras import loras_of
+
+        loras = loras_of(request.prompt, self.settings.loras_dir)  # a missing LoRA is refused before SDXL loads
+        return self.gpu.ready_sdxl().generate(request, on_preview=on_preview, cancel=cancel, loras=loras)
+
+    def loras(self) -> list[dict[str, Any]]:
+        """The LoRAs in models/loras that `<lora:NAME:WEIGHT>` can name: name and file."""
+        from studio.generate.loras import available
+
+        return [{"name": name, "file": str(path)} for name, path in available(self.settings.loras_dir).items()]
 
     def _write_back(self, result: Any, lineage: Any, vectors: Any) -> list[Any]:
         from studio.library.writeback import Lineage, write_back
