@@ -249,8 +249,11 @@ class Studio:
         shared comparison id. on_preview(variant, Preview)."""
         from studio.generate.request import GenerationRequest
 
+        from studio.generate.loras import loras_of
+
         idea = query_text(idea)
         base = replace(GenerationRequest(prompt=idea, seed=seed, **fields), n=1).validated()  # the seed is fixed here
+        loras_of(idea, self.settings.loras_dir)  # a missing LoRA is refused before the LLM or SDXL loads
         return self.comparer.compare(idea, base, on_preview=on_preview, cancel=cancel)
 
     def comparison(self, comparison_id: str) -> list[Hit]:

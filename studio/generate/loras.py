@@ -37,7 +37,7 @@ class LoraFile:
         return (str(self.path), stat.st_size, stat.st_mtime_ns, self.weight, self.unet_weight)
 
     def to_dict(self) -> dict[str, Any]:
-        out = {"name": self.name, "weight": self.weight, "file": str(self.path), "hash": addnet_hash(self.path)}
+        out = {"name": self.name, "weight": self.weight, "file": self.path.name, "hash": addnet_hash(self.path)}
         if self.unet_weight is not None:
             out["unet_weight"] = self.unet_weight
         return out
@@ -105,9 +105,10 @@ def applied(pipe: Any, loras: list[LoraFile]) -> Iterator[None]:
             try:
                 pipe.load_lora_weights(str(lora.path), adapter_name=name)
             except (ValueError, KeyError, RuntimeError, OSError) as exc:
+                why = " ".join(str(exc).split())  # one line: diffusers lists every mismatched layer
                 raise InputError(f"Could not apply the LoRA {lora.name} ({lora.path.name}): {type(exc).__name__}: "
-                                 f"{str(exc)[:300]}. Is it made for SDXL? LoRAs for SD 1.5, SD 3 or Flux do not "
-                                 "fit; take it out of the prompt or use an SDXL one.") from exc
+                                 f"{why[:240]}{'…' if len(why) > 240 else ''}. Is it made for SDXL? LoRAs for SD 1.5, "
+                                 "SD 3 or Flux do not fit; take it out of the prompt or use an SDXL one.") from exc
             names.append(name)
         parts = pipe.get_list_adapters()  # which components each adapter touches: weights only for those
         weights = [{part: (lora.unet if part == "unet" else lora.weight) for part, held in parts.items() if name in held}

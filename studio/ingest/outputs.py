@@ -29,6 +29,8 @@ def chunk_fields(chunk: dict[str, Any]) -> dict[str, Any]:
     keeps scalars only), models, negative prompt, profile and when it was made."""
     lineage = dict(chunk.get("lineage") or {})
     lineage["retrieved_ids"] = json.dumps(lineage.get("retrieved_ids") or [])
+    if chunk.get("loras"):  # the LoRA files a generation applied (name, weight, hash), as JSON text
+        lineage["loras"] = json.dumps(chunk["loras"], ensure_ascii=False)
     return {**lineage, "sdxl_model": chunk.get("model"), "negative_prompt": chunk.get("negative_prompt") or None,
             "profile": chunk.get("profile"), "timestamp": chunk.get("timestamp"), "created": _created(chunk)}
 

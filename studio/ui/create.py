@@ -15,6 +15,7 @@ from studio.search.results import Filters, Hit
 from studio.studio import Studio
 from studio.ui.common import GPU, Cancels, as_int, handler, plain_json, said_in, seed_or_none, session_of, streamed
 from studio.ui.defaults import UIDefaults
+from studio.ui.loras import lora_picker
 from studio.ui.views import missing_note, settings_line
 
 RETRIEVED = ["similarity", "prompt", "images", "settings"]
@@ -151,6 +152,7 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
         with gr.Row():
             rewrite_note = gr.Markdown(elem_id="create-rewrite-note")
             undo = gr.Button("↶ Undo rewrite", size="sm", scale=0, min_width=140, elem_id="create-undo")
+        lora_picker(lambda: [lo["name"] for lo in studio.loras()], prompt)
         negative = gr.Textbox(label="Negative prompt", placeholder="blurry, low quality")
         with gr.Accordion("Settings", open=False, elem_id="create-settings"):
             with gr.Row():
