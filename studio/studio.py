@@ -247,9 +247,8 @@ class Studio:
         """The idea as typed, the best retrieved prompt and the rewritten prompt, generated with one
         seed and the same settings (one image each), CLIP-scored against the idea and stored with a
         shared comparison id. on_preview(variant, Preview)."""
-        from studio.generate.request import GenerationRequest
-
         from studio.generate.loras import loras_of
+        from studio.generate.request import GenerationRequest
 
         idea = query_text(idea)
         base = replace(GenerationRequest(prompt=idea, seed=seed, **fields), n=1).validated()  # the seed is fixed here
