@@ -97,10 +97,16 @@ def test_text_encoder_and_unet_weights_apart(generator: Generator, lora_dir: Pat
     assert not np.array_equal(text_only, unet_only)
 
 
-def test_the_tag_is_not_read_by_the_encoders(generator: Generator):
+def test_the_tag_is_not_read_by_the_encoders(generator: Generator, lora_dir: Path):
     tagged = generator.encoder.encode("a castle <lora:ink:0.8>, (gold:1.3)", "fog <lora:ink:1>")
     plain = generator.encoder.encode("a castle , (gold:1.3)", "fog ")
     assert all(torch.equal(tagged[k], plain[k]) for k in plain)
+    # In the negative prompt a tag applies nothing (LoRAs come from the prompt), and the result says so.
+    result = generator.generate(GenerationRequest("a castle", negative_prompt="fog <lora:ink:1>", seed=3, **SMALL),
+                                loras=loras_of("a castle", lora_dir))
+    assert result.loras == [] and "negative prompt's <lora:...> tags were left out" in result.describe()
+    with pytest.raises(InputError, match="not a weight"):
+        GenerationRequest("a castle", negative_prompt="<lora:ink:much>").validated()
 
 
 def test_a_missing_lora_is_refused_before_sdxl_loads(settings: Settings, embedder, tmp_path: Path):

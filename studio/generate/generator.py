@@ -111,11 +111,14 @@ class Generator:
         import torch
 
         from studio.generate.loras import applied, loras_of
+        from studio.generate.prompt_syntax import split_loras
 
         req = request.validated()
         wanted = loras_of(req.prompt, self.loras_dir) if loras is None else list(loras)
         result = GenerationResult(req, [], self.name, self.device, notes=list(self.notes),
                                   loras=[lora.to_dict() for lora in wanted])
+        if split_loras(req.negative_prompt)[1]:
+            result.notes.append("The negative prompt's <lora:...> tags were left out: LoRAs apply from the prompt.")
         if cancel is not None and cancel.is_set():
             result.cancelled = True
             return result

@@ -96,7 +96,8 @@ class GenerationRequest:
         if len(prompt) > MAX_PROMPT_CHARS or len(self.negative_prompt or "") > MAX_PROMPT_CHARS:
             raise InputError(f"Prompts over {MAX_PROMPT_CHARS:,} characters are refused; SDXL reads a long prompt "
                              "in chunks of 75 tokens (about 300 characters each), so shorten it to what matters.")
-        split_loras(prompt)  # a <lora:...> tag that cannot be read is refused here, before any model loads
+        for text in (prompt, self.negative_prompt or ""):
+            split_loras(text)  # a <lora:...> tag that cannot be read is refused here, before any model loads
         for side, value in (("width", self.width), ("height", self.height)):
             if not _is_int(value) or not MIN_SIDE <= value <= MAX_SIDE or value % 8:
                 raise InputError(f"{side}={value!r}: use a multiple of 8 from {MIN_SIDE} to {MAX_SIDE} "
