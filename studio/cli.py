@@ -101,13 +101,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image")
     _filters(p)
     sub.add_parser("stats", parents=[common], help="what the store holds")
-    p = sub.add_parser("tokens", parents=[common], help="SDXL's CLIP token count of a prompt, and where 77 cuts it")
+    p = sub.add_parser("tokens", parents=[common], help="SDXL's CLIP token count of a prompt, and its 75-token chunks")
     p.add_argument("text")
     p = sub.add_parser("models", parents=[common], help="where each model loads from, and whether it is there")
     p.add_argument("--download", choices=["clip", "llm", "sdxl", "multilingual"],
                    help="fetch this role's model once (online)")
+    sub.add_parser("loras", parents=[common], help="the LoRAs in models/loras, for <lora:NAME:WEIGHT> in a prompt")
     p = sub.add_parser("generate", parents=[common], help="a prompt -> SDXL images, saved to outputs/ and stored")
-    p.add_argument("prompt")
+    p.add_argument("prompt", help="A1111 syntax works: (word:1.3), (word), [word], BREAK, <lora:NAME:0.8>")
     _generation(p)
     p = sub.add_parser("compare", parents=[common], help="an idea: as typed vs best retrieved vs rewritten, one seed")
     p.add_argument("idea")
@@ -274,7 +275,12 @@ def _models(studio: Studio, a: argparse.Namespace) -> Any:
         from studio.weights import download
 
         download(a.download, studio.settings)
-    return {"models": studio.models()}
+    return {"models": studio.models(), "loras": studio.loras()}
+
+
+@command("loras")
+def _loras(studio: Studio, a: argparse.Namespace) -> Any:
+    return {"folder": str(studio.settings.loras_dir), "loras": studio.loras()}
 
 
 def _show(name: str, out: Any, as_json: bool) -> None:
@@ -294,12 +300,18 @@ def _show(name: str, out: Any, as_json: bool) -> None:
         for ix in out["indexes"] or [{"collection": "(empty)", "count": 0, "by_source": {}}]:
             print(f"  {ix['collection']}: {ix['count']} records {ix.get('by_source') or ''}")
     elif name == "tokens":
-        print(f"{out['count']} CLIP tokens (start and end included; SDXL reads {out['limit']})")
+        print(f"{out['count']} CLIP tokens (start and end included): SDXL reads them in {out['chunks']} "
+              f"chunk{'s' if out['chunks'] > 1 else ''} of 75")
         if out["over"]:
-            print(f"{out['over']} past the cut; SDXL ignores: {out['cut']}")
+            print(f"past the first chunk (read too, but not in the pooled embedding): {out['cut']}")
     elif name == "models":
         for m in out["models"]:
             print(f"{m['role']:5s} {m['ref'] or '(not set)'}\n      {m['status']}")
+        print(f"loras {len(out['loras'])} in models/loras (python -m studio loras)")
+    elif name == "loras":
+        print(f"{len(out['loras'])} LoRA(s) in {out['folder']}; use one in a prompt as <lora:NAME:0.8>")
+        for lo in out["loras"]:
+            print(f"  {lo['name']}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

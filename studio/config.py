@@ -60,6 +60,11 @@ class Settings:
         return self.home / "outputs"
 
     @property
+    def loras_dir(self) -> Path:
+        """Where `<lora:NAME:WEIGHT>` finds NAME.safetensors (follows STUDIO_MODELS_DIR)."""
+        return self.models_dir / "loras"
+
+    @property
     def served_dirs(self) -> tuple[Path, Path]:
         """The only folders the web app serves files from: generated images and the sample's images."""
         return self.outputs_dir, Path(self.sample_dir) / "images"

@@ -253,7 +253,16 @@ class Studio:
         return result
 
     def _generate_once(self, request: Any, *, on_preview: Any = None, cancel: Any = None) -> Any:
-        return self.gpu.ready_sdxl().generate(request, on_preview=on_preview, cancel=cancel)
+        from studio.generate.loras import loras_of
+
+        loras = loras_of(request.prompt, self.settings.loras_dir)  # a missing LoRA is refused before SDXL loads
+        return self.gpu.ready_sdxl().generate(request, on_preview=on_preview, cancel=cancel, loras=loras)
+
+    def loras(self) -> list[dict[str, Any]]:
+        """The LoRAs in models/loras that `<lora:NAME:WEIGHT>` can name: name and file."""
+        from studio.generate.loras import available
+
+        return [{"name": name, "file": str(path)} for name, path in available(self.settings.loras_dir).items()]
 
     def _write_back(self, result: Any, lineage: Any, vectors: Any) -> list[Any]:
         from studio.library.writeback import Lineage, write_back
@@ -266,10 +275,12 @@ class Studio:
         """The idea as typed, the best retrieved prompt and the rewritten prompt, generated with one
         seed and the same settings (one image each), CLIP-scored against the idea and stored with a
         shared comparison id. on_preview(variant, Preview)."""
+        from studio.generate.loras import loras_of
         from studio.generate.request import GenerationRequest
 
         idea = query_text(idea)
         base = replace(GenerationRequest(prompt=idea, seed=seed, **fields), n=1).validated()  # the seed is fixed here
+        loras_of(idea, self.settings.loras_dir)  # a missing LoRA is refused before the LLM or SDXL loads
         self.need_sdxl("Compare")  # said before the rewrite runs, not after it
         return self.comparer.compare(idea, base, on_preview=on_preview, cancel=cancel)
 

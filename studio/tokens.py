@@ -1,18 +1,20 @@
 """The real CLIP tokenizer, offline: OpenAI's BPE vocabulary (studio/vocab, MIT) makes the CLIPTokenizer of
 openai/clip-vit-base-patch32 and of SDXL's two text encoders (tokenizer_2 pads with "!"), so token counts
-and the 77-token cut are SDXL's own whichever CLIP searches, and nothing is downloaded."""
+and SDXL's 75-token chunks are SDXL's own whichever CLIP searches, and nothing is downloaded."""
 
 from __future__ import annotations
 
 import functools
 import gzip
 import json
+import math
 import tempfile
 from pathlib import Path
 from typing import Any
 
 VOCAB = Path(__file__).resolve().parent / "vocab" / "bpe_simple_vocab_16e6.txt.gz"
-LIMIT = 77  # start + 75 tokens + end: what each SDXL text encoder reads
+LIMIT = 77  # start + 75 tokens + end: what each SDXL text encoder reads at a time (longer prompts: more chunks)
+CHUNK = LIMIT - 2
 MERGES = 49152 - 256 - 2  # CLIP's SimpleTokenizer keeps the first 48,894 merges
 START, END = "<|startoftext|>", "<|endoftext|>"
 
@@ -55,13 +57,26 @@ def count(text: str) -> int:
     return len(clip_tokenizer()(text, truncation=False, verbose=False)["input_ids"])
 
 
+def chunks(text: str) -> int:
+    """How many 75-token chunks SDXL's encoders read for a prompt: its A1111 weights syntax and LoRA tags
+    left out, every BREAK starting a chunk. (Where a chunk would cut a phrase, it may end early at a comma,
+    which can add one more.)"""
+    from studio.generate.prompt_syntax import parse_weights, split_loras
+
+    tok = clip_tokenizer()
+    segments = parse_weights(split_loras(text)[0])
+    sizes = [sum(len(tok(t, truncation=False, verbose=False)["input_ids"]) - 2 for t, _ in seg) for seg in segments]
+    return sum(max(1, math.ceil(n / CHUNK)) for n in sizes)
+
+
 def describe(text: str) -> dict[str, Any]:
-    """The count, the ids, and where the 77-token cut falls: the words past it (SDXL ignores them)."""
+    """The count, the ids, the chunks SDXL reads, and where the first chunk ends: `kept` is its words (the
+    pooled embedding is made from them), `cut` the words after it (read in the later chunks)."""
     tok = clip_tokenizer()
     ids = tok(text, truncation=False, verbose=False)["input_ids"]
     body = ids[1:-1]
     def words(part: list[int]) -> str:
         return tok.decode(part, skip_special_tokens=True).strip()
 
-    return {"count": len(ids), "limit": LIMIT, "over": max(0, len(ids) - LIMIT), "ids": ids,
+    return {"count": len(ids), "limit": LIMIT, "over": max(0, len(ids) - LIMIT), "ids": ids, "chunks": chunks(text),
             "kept": words(body[: LIMIT - 2]), "cut": words(body[LIMIT - 2 :])}

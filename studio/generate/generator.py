@@ -1,4 +1,5 @@
-"""Generator over diffusers SDXL: a checked request -> images, fixed seeds, TAESD step previews, cancel."""
+"""Generator over diffusers SDXL: a checked request -> images, fixed seeds, A1111 prompt syntax and LoRAs,
+TAESD step previews, cancel."""
 
 from __future__ import annotations
 
@@ -25,8 +26,12 @@ class Generator:
     """One SDXL pipeline (passed in; `load` builds it) and how to run it; one generation at a time."""
 
     def __init__(self, pipe: Any, name: str = "sdxl", device: str = "cpu", placement: str | None = None,
-                 taesd_dir: Path | None = None, taesd: Any = None) -> None:
+                 taesd_dir: Path | None = None, taesd: Any = None, loras_dir: Path | None = None) -> None:
+        from studio.generate.conditioning import PromptEncoder
+
         self.pipe = pipe
+        self.loras_dir = loras_dir  # where <lora:NAME:WEIGHT> finds NAME.safetensors (Settings.loras_dir)
+        self.encoder = PromptEncoder(pipe)
         self.name = name
         self.device = device
         self.placement = placement or ("gpu" if device == "cuda" else "cpu")
@@ -47,7 +52,8 @@ class Generator:
         pipe, device = load_pipeline(settings)
         from studio.generate.taesd import taesd_dir
 
-        gen = cls(pipe, name=settings.sdxl_model, device=device, placement="cpu", taesd_dir=taesd_dir(settings))
+        gen = cls(pipe, name=settings.sdxl_model, device=device, placement="cpu", taesd_dir=taesd_dir(settings),
+                  loras_dir=settings.loras_dir)
         gen.place(placement or ("gpu" if device == "cuda" else "cpu"))
         return gen
 
@@ -98,15 +104,24 @@ class Generator:
 
     def generate(self, request: GenerationRequest, on_preview: Callable[[Preview], None] | None = None,
                  cancel: CancelFlag | None = None, preview_every: int | None = None,
-                 preview_interval: float = PREVIEW_INTERVAL) -> GenerationResult:
+                 preview_interval: float = PREVIEW_INTERVAL, loras: list[Any] | None = None) -> GenerationResult:
         """Run one request. on_preview hears of every step but the last (step n/N and an ETA); it gets a
         TAESDXL picture every `preview_every` steps when given, else when `preview_interval` seconds have
         passed since the last one (each step on a GPU, one every few on a CPU). A set `cancel` stops at the
-        next step and returns a result with cancelled=True and no images."""
+        next step and returns a result with cancelled=True and no images.
+        The prompt's `<lora:NAME:WEIGHT>` files (`loras`, as studio.generate.loras.loras_of finds them;
+        default: looked up in self.loras_dir) are applied for this run only."""
         import torch
 
+        from studio.generate.loras import applied, loras_of
+        from studio.generate.prompt_syntax import split_loras
+
         req = request.validated()
-        result = GenerationResult(req, [], self.name, self.device, notes=list(self.notes))
+        wanted = loras_of(req.prompt, self.loras_dir) if loras is None else list(loras)
+        result = GenerationResult(req, [], self.name, self.device, notes=list(self.notes),
+                                  loras=[lora.to_dict() for lora in wanted])
+        if split_loras(req.negative_prompt)[1]:
+            result.notes.append("The negative prompt's <lora:...> tags were left out: LoRAs apply from the prompt.")
         if cancel is not None and cancel.is_set():
             result.cancelled = True
             return result
@@ -137,17 +152,20 @@ class Generator:
                 on_preview(Preview(step, req.steps, images, None if pace is None else pace * (loop - i - 1)))
             return {}
 
-        with self._lock:
+        with self._lock, applied(self.pipe, wanted):
             self.pipe.scheduler = self.scheduler_for(req)
             # One CPU generator per image: image i is exactly what seed+i gives alone, on any device.
             generators = [torch.Generator("cpu").manual_seed(s) for s in req.seeds]
             start = time.perf_counter()
+            # The encoders read the prompt through compel (A1111 weights, 75-token chunks); LoRA tags left out.
+            embeds = self.encoder.encode(req.prompt, req.negative_prompt, guidance=req.cfg > 1,
+                                         state=tuple(lora.state for lora in wanted))
+            result.chunks = embeds["prompt_embeds"].shape[1] // 77
             try:
                 out = self.pipe(
-                    prompt=req.prompt, negative_prompt=req.negative_prompt or None, width=req.width,
-                    height=req.height, num_inference_steps=req.steps, guidance_scale=req.cfg,
-                    num_images_per_prompt=req.n, generator=generators, callback_on_step_end=on_step_end,
-                    output_type="pil",
+                    **embeds, width=req.width, height=req.height, num_inference_steps=req.steps,
+                    guidance_scale=req.cfg, num_images_per_prompt=req.n, generator=generators,
+                    callback_on_step_end=on_step_end, output_type="pil",
                 )
             except _Cancelled:
                 self.pipe.maybe_free_model_hooks()  # offloaded models go back to the CPU as after a full run

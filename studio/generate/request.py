@@ -11,6 +11,7 @@ from typing import Any, Protocol
 from PIL import Image
 
 from studio.errors import InputError
+from studio.generate.prompt_syntax import split_loras
 
 # SDXL was trained on ~1 megapixel buckets; these are its usual sizes (width x height).
 SDXL_SIZES = ((1024, 1024), (1152, 896), (896, 1152), (1216, 832), (832, 1216), (1344, 768), (768, 1344),
@@ -100,8 +101,10 @@ class GenerationRequest:
         if not prompt:
             raise InputError("The prompt is empty: type what the image should show.")
         if len(prompt) > MAX_PROMPT_CHARS or len(self.negative_prompt or "") > MAX_PROMPT_CHARS:
-            raise InputError(f"Prompts over {MAX_PROMPT_CHARS:,} characters are refused; SDXL reads only "
-                             "the first 77 tokens (about 300 characters) of each.")
+            raise InputError(f"Prompts over {MAX_PROMPT_CHARS:,} characters are refused; SDXL reads a long prompt "
+                             "in chunks of 75 tokens (about 300 characters each), so shorten it to what matters.")
+        for text in (prompt, self.negative_prompt or ""):
+            split_loras(text)  # a <lora:...> tag that cannot be read is refused here, before any model loads
         for side, value in (("width", self.width), ("height", self.height)):
             if not _is_int(value) or not MIN_SIDE <= value <= MAX_SIDE or value % 8:
                 raise InputError(f"{side}={value!r}: use a multiple of 8 from {MIN_SIDE} to {MAX_SIDE} "
@@ -160,6 +163,8 @@ class GenerationResult:
     cancelled: bool = False
     saved: list[Any] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    loras: list[dict[str, Any]] = field(default_factory=list)  # applied: name, weight, file, hash (LoraFile.to_dict)
+    chunks: int = 1  # 77-token windows the text encoders read (a long prompt, or BREAK, takes several)
 
     @property
     def seeds(self) -> list[int]:
@@ -168,7 +173,7 @@ class GenerationResult:
     def to_dict(self) -> dict[str, Any]:
         return {"request": asdict(self.request), "model": self.model, "device": self.device, "seeds": self.seeds,
                 "seconds": round(self.seconds, 3), "steps_done": self.steps_done, "its": round(self.its, 3),
-                "cancelled": self.cancelled, "notes": self.notes,
+                "cancelled": self.cancelled, "notes": self.notes, "loras": self.loras, "chunks": self.chunks,
                 "saved": [s.to_dict() if hasattr(s, "to_dict") else s for s in self.saved]}
 
     def describe(self) -> str:
@@ -176,6 +181,10 @@ class GenerationResult:
             return f"cancelled after {self.steps_done} of {self.request.steps} steps; nothing saved."
         lines = [f"{len(self.images)} image(s), {self.request.width}x{self.request.height}, {self.steps_done} steps "
                  f"in {self.seconds:.1f} s ({self.its:.2f} it/s) on {self.device}"]
+        if self.chunks > 1:
+            lines.append(f"  prompt read in {self.chunks} chunks of 75 tokens")
+        lines += [f"  LoRA {lo['name']} at {lo['weight']:g}" + (f" (UNet {lo['unet_weight']:g})" if "unet_weight" in lo else "")
+                  for lo in self.loras]
         lines += [f"  seed {s.seed}: {s.path}" + ("" if s.stored else f"  (not in the store: {s.error})")
                   for s in self.saved]
         return "\n".join(lines + [f"note: {n}" for n in self.notes])

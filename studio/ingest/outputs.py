@@ -37,6 +37,8 @@ def chunk_fields(chunk: dict[str, Any]) -> dict[str, Any]:
     keeps scalars only), models, negative prompt, profile and when it was made."""
     lineage = dict(chunk.get("lineage") or {})
     lineage["retrieved_ids"] = lineage.get("retrieved_ids") or []
+    if chunk.get("loras"):  # the LoRA files a generation applied (name, weight, hash)
+        lineage["loras"] = chunk["loras"]
     lineage.update({k: json.dumps(v, ensure_ascii=False) for k, v in lineage.items() if isinstance(v, (list, dict))})
     return {**lineage, "sdxl_model": chunk.get("model"), "negative_prompt": chunk.get("negative_prompt") or None,
             "profile": chunk.get("profile"), "timestamp": chunk.get("timestamp"), "created": _created(chunk)}

@@ -61,17 +61,23 @@ class SavedImage:
 def chunk_for(result: Any, index: int, lineage: Lineage, now: datetime) -> dict[str, Any]:
     """Our JSON chunk for image `index` of a GenerationResult: settings, model and lineage."""
     req = result.request
-    return {"app": "prompt-studio", "image_id": str(uuid.uuid4()), "prompt": req.prompt,
-            "negative_prompt": req.negative_prompt, "seed": req.seeds[index], "steps": req.steps, "cfg": req.cfg,
-            "sampler": req.scheduler, "width": req.width, "height": req.height, "profile": req.profile,
-            "model": result.model, "timestamp": now.isoformat(timespec="milliseconds"), "lineage": asdict(lineage)}
+    chunk = {"app": "prompt-studio", "image_id": str(uuid.uuid4()), "prompt": req.prompt,
+             "negative_prompt": req.negative_prompt, "seed": req.seeds[index], "steps": req.steps, "cfg": req.cfg,
+             "sampler": req.scheduler, "width": req.width, "height": req.height, "profile": req.profile,
+             "model": result.model, "timestamp": now.isoformat(timespec="milliseconds"), "lineage": asdict(lineage)}
+    if getattr(result, "loras", None):  # the prompt keeps its <lora:...> tags; this says which files they were
+        chunk["loras"] = list(result.loras)
+    return chunk
 
 
 def parameters_for(chunk: dict[str, Any]) -> Parameters:
     from studio.generate.request import model_label
 
+    extra = {}
+    if chunk.get("loras"):  # as A1111 writes it; Civitai links the LoRAs by these hashes
+        extra["Lora hashes"] = ", ".join(f"{lo['name']}: {lo['hash']}" for lo in chunk["loras"])
     return Parameters(chunk["prompt"], chunk.get("negative_prompt") or "", chunk["steps"], chunk["sampler"],
-                      chunk["cfg"], chunk["seed"], chunk["width"], chunk["height"], model_label(chunk["model"]))
+                      chunk["cfg"], chunk["seed"], chunk["width"], chunk["height"], model_label(chunk["model"]), extra)
 
 
 def save_outputs(result: Any, folder: Path, lineage: Lineage) -> list[tuple[SavedImage, dict[str, Any], Image.Image]]:

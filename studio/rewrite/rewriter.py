@@ -329,6 +329,7 @@ def finish_candidate(cand: Candidate, count_tokens: Callable[[str], int] | None)
     elif cand.problems:
         notes.append("Check this one: " + "; ".join(cand.problems) + f" (after {cand.attempts} attempt{'s' if cand.attempts != 1 else ''}).")
     if cand.tokens is not None and cand.tokens > CLIP_LIMIT:
-        notes.append(f"{cand.tokens} CLIP tokens: SDXL's text encoders read only the first {CLIP_LIMIT}, "
-                     "so the words past that are ignored; shorten it.")
+        chunks = -(-(cand.tokens - 2) // (CLIP_LIMIT - 2))
+        notes.append(f"{cand.tokens} CLIP tokens: SDXL reads them in {chunks} chunks of 75, and only the first "
+                     "feeds its pooled (whole-image) embedding, so keep what matters most early.")
     cand.warning = " ".join(notes) or None

@@ -16,6 +16,7 @@ from studio.ui.common import (
     GPU, Cancels, as_int, handler, plain_json, said_in, sdxl_missing, seed_or_none, session_of, streamed,
 )
 from studio.ui.defaults import UIDefaults
+from studio.ui.loras import lora_picker
 from studio.ui.settings_panel import SettingsPanel, settings_panel
 from studio.ui.steering import (
     Steering, card_updates, chosen, examples_update, locked_terms, steering_panel,
@@ -191,6 +192,7 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
             rewrite_note = gr.Markdown(elem_id="create-rewrite-note")
             tokens = gr.Markdown(token_line(""), elem_id="create-tokens")
             undo = gr.Button("↶ Undo rewrite", size="sm", scale=0, min_width=140, elem_id="create-undo")
+        lora_picker(lambda: [lo["name"] for lo in studio.loras()], prompt)
         negative = gr.Textbox(label="Negative prompt", placeholder="blurry, low quality", elem_id="create-negative",
                               max_length=MAX_PROMPT_CHARS)
         last_seed_btn: list[gr.Button] = []

@@ -76,13 +76,14 @@ def settings_line(settings: dict[str, Any]) -> str:
 
 
 def token_line(text: str) -> str:
-    """The live count under a prompt: SDXL's CLIP tokens (start and end included) against its 77."""
-    from studio.tokens import LIMIT, count
+    """The live count under a prompt: SDXL's CLIP tokens (start and end included), and how many 75-token
+    chunks its text encoders will read it in (A1111's way: past 77 the rest is read, not dropped)."""
+    from studio.tokens import LIMIT, chunks, count
 
     n = count(text or "") if (text or "").strip() else 0
     if n <= LIMIT:
         return f"{n} / {LIMIT} CLIP tokens"
-    return f"**{n} / {LIMIT} CLIP tokens**: past {LIMIT}, SDXL does not read the rest"
+    return f"{n} CLIP tokens: read in {chunks(text)} chunks of 75"
 
 
 def missing_banner(models: list[dict[str, Any]]) -> str:

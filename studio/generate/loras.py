@@ -1,0 +1,119 @@
+"""LoRAs from models/loras: `<lora:NAME:WEIGHT>` tags -> files (refused before any model loads when one is
+missing), applied through diffusers' LoRA loading (diffusers and kohya/Civitai key layouts), unloaded after."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from studio.errors import InputError
+from studio.generate.prompt_syntax import LoraTag, split_loras
+
+SUFFIX = ".safetensors"
+_HASHES: dict[tuple[str, int, int], str] = {}  # (path, size, mtime) -> hash: a file is read once per change
+
+
+@dataclass(frozen=True)
+class LoraFile:
+    """A LoRA of the prompt, found: its tag's weights and its file."""
+
+    name: str
+    path: Path
+    weight: float = 1.0  # on the text encoders (and the UNet, unless unet_weight is set)
+    unet_weight: float | None = None
+
+    @property
+    def unet(self) -> float:
+        return self.weight if self.unet_weight is None else self.unet_weight
+
+    @property
+    def state(self) -> tuple[Any, ...]:
+        """What identifies its effect on the text encoders: the file as it is now, and the weight."""
+        stat = self.path.stat()
+        return (str(self.path), stat.st_size, stat.st_mtime_ns, self.weight, self.unet_weight)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {"name": self.name, "weight": self.weight, "file": self.path.name, "hash": addnet_hash(self.path)}
+        if self.unet_weight is not None:
+            out["unet_weight"] = self.unet_weight
+        return out
+
+
+def available(folder: Path | None) -> dict[str, Path]:
+    """NAME -> file for every .safetensors under `folder` (subfolders too, as A1111 lists them): the stem,
+    and the path under the folder for a stem that two files share. Sorted by name."""
+    if folder is None or not Path(folder).is_dir():
+        return {}
+    files = sorted(p for p in Path(folder).rglob(f"*{SUFFIX}") if p.is_file())
+    shared = Counter(p.stem for p in files)
+    names = {(p.stem if shared[p.stem] == 1 else p.relative_to(folder).with_suffix("").as_posix()): p
+             for p in files}
+    return dict(sorted(names.items(), key=lambda kv: kv[0].lower()))
+
+
+def resolve(tags: list[LoraTag], folder: Path | None) -> list[LoraFile]:
+    """The files of the prompt's LoRA tags. A name is looked up among the files listed, never joined to a
+    path (a stored prompt's `<lora:../../x>` reaches nothing). InputError names those missing and lists
+    what is there."""
+    if not tags:
+        return []
+    found = available(folder)
+    missing = [t.name for t in tags if t.name not in found]
+    if missing:
+        where = f"{folder}" if folder else "models/loras"
+        have = ", ".join(found) if found else "none yet"
+        raise InputError(f"LoRA not found: {', '.join(missing)}. Put {missing[0]}{SUFFIX} in {where} (SDXL LoRAs "
+                         f"only), or use one of those there: {have}.")
+    return [LoraFile(t.name, found[t.name], t.weight, t.unet_weight) for t in tags]
+
+
+def loras_of(prompt: str, folder: Path | None) -> list[LoraFile]:
+    return resolve(split_loras(prompt)[1], folder)
+
+
+def addnet_hash(path: Path) -> str:
+    """The short hash A1111 writes under `Lora hashes` (and Civitai matches): the first 12 hex digits of the
+    SHA-256 of a .safetensors file's tensors, its JSON header left out (kohya-ss's "addnet" hash)."""
+    stat = Path(path).stat()
+    key = (str(path), stat.st_size, stat.st_mtime_ns)
+    if key not in _HASHES:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            header = int.from_bytes(f.read(8), "little")
+            f.seek(8 + header)
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        _HASHES[key] = digest.hexdigest()[:12]
+    return _HASHES[key]
+
+
+@contextmanager
+def applied(pipe: Any, loras: list[LoraFile]) -> Iterator[None]:
+    """The LoRAs loaded into the pipeline as adapters at their weights for the body; afterwards every
+    LoRA layer is taken out again, so the next job runs the model as it was loaded."""
+    if not loras:
+        yield
+        return
+    names: list[str] = []
+    try:
+        for i, lora in enumerate(loras):
+            name = f"studio-{i}"
+            try:
+                pipe.load_lora_weights(str(lora.path), adapter_name=name)
+            except (ValueError, KeyError, RuntimeError, OSError) as exc:
+                why = " ".join(str(exc).split())  # one line: diffusers lists every mismatched layer
+                raise InputError(f"Could not apply the LoRA {lora.name} ({lora.path.name}): {type(exc).__name__}: "
+                                 f"{why[:240]}{'…' if len(why) > 240 else ''}. Is it made for SDXL? LoRAs for SD 1.5, "
+                                 "SD 3 or Flux do not fit; take it out of the prompt or use an SDXL one.") from exc
+            names.append(name)
+        parts = pipe.get_list_adapters()  # which components each adapter touches: weights only for those
+        weights = [{part: (lora.unet if part == "unet" else lora.weight) for part, held in parts.items() if name in held}
+                   for name, lora in zip(names, loras)]
+        pipe.set_adapters(names, adapter_weights=weights)
+        yield
+    finally:
+        pipe.unload_lora_weights()
