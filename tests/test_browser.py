@@ -159,14 +159,27 @@ def test_create_rewrites_then_generates(page: Any) -> None:
     shot(page, "4-create")
 
 
+def _pick_row(page: Any, row: int) -> str:
+    """Click Explore's row and return its prompt once the Picked box shows it (the note of an earlier search
+    can still read "results" while this one's table arrives: a stale click is made again)."""
+    cell = page.locator(f"#explore-table [data-testid='cell-{row}-1']")
+    for _ in range(5):
+        page.wait_for_timeout(1000)
+        text = cell.inner_text().strip()
+        cell.click()
+        try:
+            expect(page.locator("#explore-picked textarea")).to_have_value(text, timeout=10_000)
+            return text
+        except AssertionError:
+            continue
+    raise AssertionError("the picked prompt never matched the clicked row")
+
+
 def test_steering_the_rewrite(page: Any) -> None:
     page.get_by_role("tab", name="Explore").click()
     page.locator("#explore-idea textarea").fill("a lighthouse in a storm, oil painting")
     page.locator("#explore-search").click()
-    page.locator("#explore-note").get_by_text("results").wait_for()
-    brought = page.locator("#explore-table [data-testid='cell-1-1']").inner_text().strip()
-    page.locator("#explore-table [data-testid='cell-1-1']").click()
-    expect(page.locator("#explore-picked textarea")).to_have_value(brought)
+    brought = _pick_row(page, 1)
     page.locator("#explore-add").click()  # one of Explore's prompts joins the LLM's examples
     page.locator("#explore-note").get_by_text("Added to the examples").wait_for()
     page.get_by_role("tab", name="Create").click()
