@@ -336,3 +336,23 @@ def test_a_text_column_is_a_prompt_column(studio: Studio, tmp_path: Path) -> Non
     studio.ingest(str(tmp_path / "mine.csv"))
     meta = studio.store.get("prompts", [prompt_id("a lighthouse in a storm, oil painting")])[0].metadata
     assert meta["source"] == "mine" and str(meta["rating"]) == "5"
+
+
+def test_the_light_count_pass_counts_what_the_full_rows_count(tmp_path: Path) -> None:
+    """The count pass reads light rows (no settings built per row): same prompts, parts and cell notes."""
+    from studio.ingest.pipeline import IngestReport, count_prompts
+    from studio.ingest.sources import read_table
+    from studio.search.store import prompt_id
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("prompt,seed,cfg,part_id,timestamp\na fox,1,7,1,2022-08-01\na fox,x,7,2,2022-08-01\n"
+                   "a cat,3,high,x,nope\n")
+    for table in (SAMPLE / "metadata-fullparams-promptsdvis-first99.csv", bad):
+        got = []
+        for light in (False, True):
+            report = IngestReport("t")
+            counts = count_prompts(read_table(table, light=light), report)
+            by_prompt = {pid: counts.pop(pid) for pid in {prompt_id(r.prompt) for r in read_table(table)}}
+            got.append((report.rows, report.cells_left_out, report.cell_notes, len(by_prompt), by_prompt))
+        assert got[0] == got[1], table
+    assert got[0][1] == 3  # seed 'x', cfg 'high', part_id 'x' (the unparseable timestamp is text)

@@ -92,33 +92,43 @@ def typed_settings(raw: dict[str, Any], notes: list[str] | None = None, where: s
     return out
 
 
-def typed_column(key: str, array: Any) -> list[Any] | None:
-    """A whole column already of its type (parquet's uint32 seeds, float cfg; CSV text that casts cleanly)
-    as Python values, None meaning "type it cell by cell" (typed_settings, with notes). Columnwise is
-    what makes 2M rows quick: to_pylist per column, no per-cell checks."""
+def whole_column(key: str, array: Any) -> Any | None:
+    """The column cast to its type when all of it casts (parquet's uint32 seeds, float cfg; CSV text that
+    casts cleanly), else None ("type it cell by cell", with notes). Vectorised: no Python value is made."""
     import pyarrow as pa
 
     kind = array.type
     if pa.types.is_string(kind) or pa.types.is_large_string(kind):
         if key in INT_KEYS or key in FLOAT_KEYS:
             try:
-                array = array.cast(pa.int64() if key in INT_KEYS else pa.float64())
+                return array.cast(pa.int64() if key in INT_KEYS else pa.float64())
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 return None  # "x", "7.0" as an int, "part-000003": cell by cell
-            kind = array.type
-        elif key in TEXT_KEYS or key == "sampler":
-            return [v if v else None for v in array.to_pylist()]
-        else:
-            return None
-    if key in INT_KEYS and pa.types.is_integer(kind):
+        return array if key in TEXT_KEYS or key == "sampler" else None
+    ok = ((key in INT_KEYS and pa.types.is_integer(kind))
+          or (key in FLOAT_KEYS and (pa.types.is_floating(kind) or pa.types.is_integer(kind)))
+          or (key == "sampler" and pa.types.is_integer(kind)) or (key == "timestamp" and pa.types.is_timestamp(kind)))
+    return array if ok else None
+
+
+def typed_column(key: str, array: Any) -> list[Any] | None:
+    """A whole column already of its type (whole_column) as Python values, None meaning "type it cell by cell"
+    (typed_settings, with notes). Columnwise is what makes 2M rows quick: to_pylist per column."""
+    import pyarrow as pa
+
+    array = whole_column(key, array)
+    if array is None:
+        return None
+    kind = array.type
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind):  # text keys and sampler names
+        return [v if v else None for v in array.to_pylist()]
+    if key in INT_KEYS:
         return array.to_pylist()
-    if key in FLOAT_KEYS and (pa.types.is_floating(kind) or pa.types.is_integer(kind)):
+    if key in FLOAT_KEYS:
         return [float(v) if v is not None and math.isfinite(v) else None for v in array.to_pylist()]
-    if key == "sampler" and pa.types.is_integer(kind):
+    if key == "sampler":
         return [None if v is None else SAMPLERS.get(v, str(v)) for v in array.to_pylist()]
-    if key == "timestamp" and pa.types.is_timestamp(kind):
-        return [None if v is None else v.isoformat() for v in array.to_pylist()]
-    return None
+    return [None if v is None else v.isoformat() for v in array.to_pylist()]  # timestamp
 
 
 def exact_seed(meta: dict[str, Any]) -> dict[str, Any]:

@@ -41,12 +41,13 @@ class Ingester:
             source_tag = source_name(source_tag)
         if is_image_folder(path):
             # Our own PNGs (STUDIO_HOME/outputs), the user's from any tool: source generated / user, lineage kept.
-            rows, batch = (lambda: read_outputs(path)), max(1, self.settings.batch_size // 4)
+            rows, keys, batch = (lambda: read_outputs(path)), None, max(1, self.settings.batch_size // 4)
         else:
-            cache = self.settings.home / "cache" / "diffusiondb"
-            rows, batch = (lambda: read_source(source, cache, self.settings.offline)), self.settings.batch_size
+            cache, offline = self.settings.home / "cache" / "diffusiondb", self.settings.offline
+            rows, batch = (lambda: read_source(source, cache, offline)), self.settings.batch_size
+            keys = lambda: read_source(source, cache, offline, light=True)  # noqa: E731 - the count pass's rows
         return ingest_rows(rows, self._store(), self.embedder(), source=source_tag, label=source, batch_size=batch,
-                           limit=limit, progress=progress)
+                           limit=limit, progress=progress, keys=keys)
 
     def _ingest_dataset(self, source: str, limit: int | None, source_tag: str | None,
                         progress: Progress | None) -> IngestReport:

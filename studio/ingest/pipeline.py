@@ -239,16 +239,19 @@ def ingest_rows(
     progress: Callable[[str, int, int], None] | None = None,
     incremental: bool = False,
     bars: bool = True,
+    keys: RowSource | None = None,
 ) -> IngestReport:
     """Write rows into the store: prompts first, then images; what is already stored is not re-embedded.
     rows: a callable giving a fresh iterator (read in up to three streaming passes: counts, prompts,
     images, so memory holds compact counts and a batch, never the source) or a list of rows.
     incremental: the rows are new images only (write-back), so their counts add to the stored ones.
-    bars: tqdm bars on stderr (off for the few images of a write-back)."""
+    bars: tqdm bars on stderr (off for the few images of a write-back).
+    keys: the same rows made lighter for the counting pass (prompt, part, location and notes are all it
+    reads: read_table's light rows), when the source can make them."""
     report = IngestReport(label)
     start = time.perf_counter()
     read = rereadable(rows, limit)
-    counts = count_prompts(read(), report)
+    counts = count_prompts((rereadable(keys, limit) if keys is not None else read)(), report)
     try:
         _ingest_prompts(first_rows(read(), counts), len(counts), store, embedder, source, batch_size, report,
                         progress, incremental, bars)

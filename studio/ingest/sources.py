@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from studio.errors import InputError
-from studio.ingest.cells import plain, typed_column, typed_settings
+from studio.ingest.cells import plain, typed_column, typed_settings, whole_column
 
 IMAGE_SUFFIXES = {".png", ".webp", ".jpg", ".jpeg"}
 TABLE_BATCH = 65_536  # rows per record batch: a few MB of Python objects at a time, whatever the table's size
@@ -212,10 +212,13 @@ def _extra_value(value: Any) -> Any:
     return value if isinstance(value, (int, float, bool)) else None
 
 
-def read_table(path: Path) -> Iterator[Row]:
+def read_table(path: Path, light: bool = False) -> Iterator[Row]:
     """A .parquet, .csv or .jsonl table with a prompt column (prompt, text, caption, ...), streamed: DiffusionDB's
     metadata (its columns typed), or any prompt library, whose other columns are kept as metadata (a `url`
-    is kept as text, never fetched)."""
+    is kept as text, never fetched).
+    light: rows for the ingest's counting pass only (prompt, part, the notes on wrong-typed cells): no settings
+    or other columns are built per row, which is most of the reading's cost (Chroma's adds hold the GIL, so
+    every Python step of an ingest adds to its time)."""
     import pyarrow as pa
 
     names, batches = _batches(path)
@@ -226,7 +229,7 @@ def read_table(path: Path) -> Iterator[Row]:
             f"{', '.join(PROMPT_COLUMNS[:-1])} or {PROMPT_COLUMNS[-1]}; `image_name`, `seed`, `cfg`, ... are optional."
         )
     library = not is_diffusiondb(names)
-    i = 0
+    i, stem, parts = 0, path.stem, {}  # part names made once per part, not per row
     try:
         for batch in batches:
             raw = {n: batch.column(n) for n in batch.schema.names}
@@ -235,7 +238,13 @@ def read_table(path: Path) -> Iterator[Row]:
             others = {(f"col_{n}" if n in RESERVED else n): a.to_pylist() for n, a in raw.items()
                       if library and n not in _COLUMNS and not pa.types.is_nested(a.type)}
             names_col = columns.pop("image_name").to_pylist() if "image_name" in columns else None
-            typed = {k: typed_column(k, a) for k, a in columns.items()}
+            if light:  # the count pass: the part (from part_id) and the slow cells' notes, nothing else
+                typed = {k: typed_column(k, a) if k == "part_id" else ([] if whole_column(k, a) is not None else None)
+                         for k, a in columns.items()}
+                typed = {k: v for k, v in typed.items() if v != []}
+                names_col, others = None, {}
+            else:
+                typed = {k: typed_column(k, a) for k, a in columns.items()}
             fast = {k: v for k, v in typed.items() if v is not None}
             slow = {k: columns[k].to_pylist() for k, v in typed.items() if v is None}
             for j, prompt in enumerate(prompts):
@@ -245,9 +254,10 @@ def read_table(path: Path) -> Iterator[Row]:
                 if slow:
                     settings.update(typed_settings({k: col[j] for k, col in slow.items()}, notes, f" (row {i + 1:,})"))
                 name = plain(names_col[j]) if names_col is not None else None
-                part = f"part-{settings['part_id']:06d}" if "part_id" in settings else path.stem
+                pid = settings.get("part_id")
+                part = stem if pid is None else parts.get(pid) or parts.setdefault(pid, f"part-{pid:06d}")
                 extra = {k: v for k, col in others.items() if (v := _extra_value(col[j])) is not None} if others else {}
-                yield Row(str(name) if name is not None else f"{path.stem}-row{i:07d}", prompt, part, settings,
+                yield Row(str(name) if name is not None else f"{stem}-row{i:07d}", prompt, part, settings,
                           extra=extra, notes=notes or None)
                 i += 1
     except pa.ArrowException as exc:  # a malformed block further down the file
@@ -293,7 +303,7 @@ def parse_hub(spec: str) -> HubSpec:
     return HubSpec(subset, tuple(dict.fromkeys(parts)))
 
 
-def read_hub(spec: HubSpec, cache: Path, offline: bool) -> Iterator[Row]:
+def read_hub(spec: HubSpec, cache: Path, offline: bool, light: bool = False) -> Iterator[Row]:
     """Download (once) the metadata parquet and the part zips, then read them as local parts."""
     if offline:
         raise InputError("STUDIO_OFFLINE/HF_HUB_OFFLINE is set: hub sources need a connection. "
@@ -309,7 +319,7 @@ def read_hub(spec: HubSpec, cache: Path, offline: bool) -> Iterator[Row]:
     import pyarrow.parquet as pq
 
     if not spec.parts:  # the whole table (2M or 14M rows), streamed in record batches
-        yield from read_table(fetch(spec.metadata_path))
+        yield from read_table(fetch(spec.metadata_path), light)
         return
     table = pq.read_table(fetch(spec.metadata_path), filters=[("part_id", "in", list(spec.parts))])
     extra: dict[str, dict[str, Any]] = {}
@@ -321,10 +331,11 @@ def read_hub(spec: HubSpec, cache: Path, offline: bool) -> Iterator[Row]:
         yield from read_zip(fetch(spec.zip_path(part)), extra)
 
 
-def read_source(source: str, cache: Path, offline: bool) -> Iterator[Row]:
-    """Any supported source, by its form: hub spec, folder, .zip, .parquet or .csv."""
+def read_source(source: str, cache: Path, offline: bool, light: bool = False) -> Iterator[Row]:
+    """Any supported source, by its form: hub spec, folder, .zip, .parquet or .csv. light: the count pass's
+    rows (read_table's light; other forms are read whole)."""
     if source.startswith("hub:"):
-        return read_hub(parse_hub(source), cache, offline)
+        return read_hub(parse_hub(source), cache, offline, light)
     path = Path(source).expanduser()
     if not path.exists():
         raise InputError(f"{source}: no such file or folder.")
@@ -333,7 +344,7 @@ def read_source(source: str, cache: Path, offline: bool) -> Iterator[Row]:
     if path.suffix == ".zip":
         return read_zip(path)
     if path.suffix in TABLE_SUFFIXES:
-        return read_table(path)
+        return read_table(path, light)
     if path.suffix == ".json":
         mapping = json.loads(path.read_text(encoding="utf-8"))
         return _part_json_rows(mapping, _part_name(path), str(path), lambda name: None)
