@@ -42,7 +42,8 @@ def page(app: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
     table = tmp_path_factory.mktemp("beacons") / "beacons.csv"
-    table.write_text("prompt\n" + "\n".join('"' + b.replace('"', '""') + '"' for b in BEACONS) + "\n")
+    table.write_text("prompt,url\n" + "\n".join('"' + b.replace('"', '""') + f'",http://beacon.example/img-{i}.png'
+                                                for i, b in enumerate(BEACONS)) + "\n")
     Client(app, verbose=False).predict(str(table), None, 0, api_name="/ingest")  # a library full of markup
     ARTIFACTS.mkdir(exist_ok=True)
     with sync_playwright() as p:
@@ -67,10 +68,14 @@ def small_settings(page: Any, accordion: str) -> None:
     """Open a settings accordion and set the tiny model's size and steps (typed into the number boxes)."""
     if not page.locator(f"#{accordion} input[aria-label='number input for Width']").is_visible():
         page.locator(f"#{accordion}").get_by_text("Settings").first.click()
+        # An accordion mounts its sliders when first opened: a value typed within those milliseconds is
+        # reset by the mount (seen 40% of the time at once, never after a second), which no hand is quick enough for.
+        page.wait_for_timeout(1000)
     for label, value in (("Width", SMALL["width"]), ("Height", SMALL["height"]), ("Steps", SMALL["steps"])):
         box = page.locator(f"#{accordion} input[aria-label='number input for {label}']")
         box.fill(str(value))
         box.press("Enter")
+        expect(box).to_have_value(str(value))
 
 
 def test_explore_search_shows_prompts_and_images(page: Any) -> None:
@@ -210,6 +215,7 @@ def test_sizes_snap_to_multiples_of_8_as_typed(page: Any) -> None:
     box = page.locator("#create-settings input[aria-label='number input for Width']")
     if not box.is_visible():
         page.locator("#create-settings").get_by_text("Settings").first.click()
+        page.wait_for_timeout(1000)  # see small_settings
     box.fill("100")
     box.press("Enter")
     expect(box).to_have_value("96")
@@ -386,6 +392,8 @@ def test_nothing_on_the_page_came_from_outside_this_machine(page: Any) -> None:
         expect(page.locator("#explore-table [data-testid='cell-0-1']")).to_contain_text("beacon.example")
         page.locator("#explore-table [data-testid='cell-0-1']").click()
         expect(page.locator("#explore-picked textarea")).to_have_value(beacon)
+        # its library's image url is offered as a link (shown, not loaded)
+        expect(page.locator("#explore-link a")).to_have_attribute("href", re.compile(r"^http://beacon\.example/img-"))
     page.wait_for_timeout(1000)
     shot(page, "14-markup-stays-text")
     assert OUTSIDE == [], OUTSIDE

@@ -92,3 +92,14 @@ def test_first_run_says_the_sample_is_loading_then_what_it_added(studio):
     assert run.loading() is None
     assert "5,025 prompts and 3 images added" in run.status_markdown(now=150.0)
     assert run.status_markdown(now=1000.0) == ""
+
+
+def test_a_library_url_is_a_link_never_an_image():
+    from studio.ui.text import link_markdown, link_of
+
+    assert link_of({"url": "https://lexica.art/img/1.png"}) == "https://lexica.art/img/1.png"
+    assert link_of({"url": "javascript:alert(1)"}) is None and link_of({"image_url": "ftp://x/y"}) is None
+    assert link_of({"url": "http://x.y/a b"}) is None  # not one plain URL
+    html = _markdown_to_html(link_markdown("https://lexica.art/img/(1).png"))
+    assert '<a href="https://lexica.art/img/(1).png">' in html and "<img" not in html
+    assert link_markdown(None) == "" and link_markdown("javascript:alert(1)") == ""

@@ -13,8 +13,9 @@ from studio.search.results import Filters, SearchResult
 from studio.studio import Studio
 from studio.ui.common import as_int, handler, said_in, uploaded_image
 from studio.ui.defaults import UIDefaults
+from studio.ui.text import link_markdown
 from studio.ui.views import (
-    COLUMNS, DEFAULT_SOURCE, MISSING, SETTING_KEYS, SOURCES, WIDTHS, gallery_picks, note, rows,
+    COLUMNS, DEFAULT_SOURCE, MISSING, SETTING_KEYS, SOURCES, WIDTHS, gallery_picks, note, row_links, rows,
 )
 
 PICK_HINT = "Click an image or a row to pick its prompt."
@@ -62,20 +63,24 @@ def empty_note(studio: Studio, source: str, loading: Callable[[], str | None]) -
     return "No results."
 
 
-def _select(table: Any, evt: gr.SelectData) -> tuple[Any, Any, Any]:
-    """A clicked row -> its prompt (with a copy button) and its settings, ready for Create."""
+def _select(table: Any, links: list, evt: gr.SelectData) -> tuple[Any, ...]:
+    """A clicked row -> its prompt (with a copy button), its settings ready for Create, and its link."""
     row = evt.row_value or []
     if len(row) < 8:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
     picked = {"prompt": row[1], **{k: v for k, v in zip(SETTING_KEYS, row[3:8]) if v not in ("", None, MISSING)}}
-    return row[1], picked, gr.update(interactive=True), gr.update(interactive=True)
+    at = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
+    url = links[at] if links and isinstance(at, int) and at < len(links) else None
+    return row[1], picked, gr.update(interactive=True), gr.update(interactive=True), link_markdown(url)
 
 
 def _select_image(picks: list[dict], evt: gr.SelectData) -> tuple[Any, Any, Any]:
     """A clicked picture -> its prompt and its image's settings (the gallery also opens it full size)."""
     if not picks or evt.index is None or evt.index >= len(picks):
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    return picks[evt.index]["prompt"], picks[evt.index], gr.update(interactive=True), gr.update(interactive=True)
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    picked = picks[evt.index]
+    return (picked["prompt"], picked, gr.update(interactive=True), gr.update(interactive=True),
+            link_markdown(picked.get("url")))
 
 
 def _filter_row(studio: Studio, defaults: UIDefaults, tab: str) -> tuple[Any, Any, Any]:
@@ -99,7 +104,7 @@ def explore_tab(studio: Studio, defaults: UIDefaults, loading: Callable[[], str 
         said = note(result, empty_note(studio, source, loading) if not result.results else None)
         if result.results and (still := loading()) is not None:
             said += f" so far: {still}"
-        return rows(result), pics, said, result.to_dict(), picks
+        return rows(result), pics, said, result.to_dict(), picks, row_links(result)
 
     with gr.Tab("Explore", id="explore"):
         gr.Markdown("Type an idea: the closest **real** prompts from DiffusionDB (and your own work), images "
@@ -120,19 +125,20 @@ def explore_tab(studio: Studio, defaults: UIDefaults, loading: Callable[[], str 
             with gr.Column(scale=1, min_width=180):
                 send = gr.Button("Use in Create →", interactive=False, elem_id="explore-send")
                 add = gr.Button("＋ Add to the LLM's examples", size="sm", interactive=False, elem_id="explore-add")
+        link = gr.Markdown(elem_id="explore-link")
         table = gr.Dataframe(headers=COLUMNS, label="Prompts", wrap=True, interactive=False, column_widths=WIDTHS,
                              buttons=["copy", "fullscreen"], elem_id="explore-table")
-        picked_settings, picks = gr.State({}), gr.State([])
+        picked_settings, picks, links = gr.State({}), gr.State([]), gr.State([])
         with gr.Accordion("Raw result (JSON)", open=False, elem_classes="dev-only"):
             raw = gr.JSON()
-        outputs = [table, images, msg, raw, picks]
+        outputs = [table, images, msg, raw, picks, links]
         for event in (go.click(handler(search), [idea, target, nsfw, k, source], outputs, api_name="search",
                                show_progress_on=[msg, table]),
                       idea.submit(handler(search), [idea, target, nsfw, k, source], outputs,
                                   api_visibility="private", show_progress_on=[msg, table])):
             said_in(event, msg)
-        table.select(_select, table, [picked, picked_settings, send, add], api_visibility="private")
-        images.select(_select_image, picks, [picked, picked_settings, send, add], api_visibility="private")
+        table.select(_select, [table, links], [picked, picked_settings, send, add, link], api_visibility="private")
+        images.select(_select_image, picks, [picked, picked_settings, send, add, link], api_visibility="private")
     return Picked(picked, send, picked_settings, add, msg)
 
 
@@ -143,7 +149,7 @@ def reverse_tab(studio: Studio, defaults: UIDefaults) -> Picked:
         similar = studio.similar_images(image, k, filters)
         pics, picks = gallery_picks(studio, similar.results)
         said = note(result, empty_note(studio, source, lambda: None) if not result.results else None)
-        return rows(result), pics, said, result.to_dict(), picks
+        return rows(result), pics, said, result.to_dict(), picks, row_links(result)
 
     with gr.Tab("Reverse", id="reverse"):
         gr.Markdown("Drop in an image: the prompts that likely made it, with seed, cfg, steps and sampler, "
@@ -163,14 +169,15 @@ def reverse_tab(studio: Studio, defaults: UIDefaults) -> Picked:
             with gr.Column(scale=1, min_width=180):
                 send = gr.Button("Use in Create →", interactive=False, elem_id="reverse-send")
                 add = gr.Button("＋ Add to the LLM's examples", size="sm", interactive=False, elem_id="reverse-add")
+        link = gr.Markdown(elem_id="reverse-link")
         images = gr.Gallery(label="Similar images", columns=6, height=300, object_fit="contain", allow_preview=True,
                             elem_id="reverse-gallery")
-        picked_settings, picks = gr.State({}), gr.State([])
+        picked_settings, picks, links = gr.State({}), gr.State([]), gr.State([])
         with gr.Accordion("Raw result (JSON)", open=False, elem_classes="dev-only"):
             raw = gr.JSON()
         # preprocess=False: the handler opens the upload itself, so a broken file gets our message.
-        said_in(go.click(handler(reverse), [image, nsfw, k, source], [table, images, msg, raw, picks],
+        said_in(go.click(handler(reverse), [image, nsfw, k, source], [table, images, msg, raw, picks, links],
                          api_name="reverse", preprocess=False, show_progress_on=[msg, table]), msg)
-        table.select(_select, table, [picked, picked_settings, send, add], api_visibility="private")
-        images.select(_select_image, picks, [picked, picked_settings, send, add], api_visibility="private")
+        table.select(_select, [table, links], [picked, picked_settings, send, add, link], api_visibility="private")
+        images.select(_select_image, picks, [picked, picked_settings, send, add, link], api_visibility="private")
     return Picked(picked, send, picked_settings, add, msg)

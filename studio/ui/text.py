@@ -75,6 +75,27 @@ def settings_line(settings: dict[str, Any]) -> str:
     return " · ".join(f"{k} {settings[k]}" for k in keys if settings.get(k) not in (None, ""))
 
 
+LINK_KEYS = ("url", "image_url", "img_url", "link", "source_url")  # a prompt library's link to its image
+_SAFE_URL = re.compile(r"https?://[^\s<>\\\x00-\x1f]+", re.I)
+
+
+def link_of(meta: dict[str, Any]) -> str | None:
+    """A record's web link (a prompt library's image url), when it is a plain http(s) URL."""
+    for key in LINK_KEYS:
+        value = str(meta.get(key) or "").strip()
+        if _SAFE_URL.fullmatch(value):
+            return value
+    return None
+
+
+def link_markdown(url: str | None) -> str:
+    """The link as a link, never an image: the page fetches nothing from it unless the user clicks."""
+    if not url or not _SAFE_URL.fullmatch(url):
+        return ""
+    host = re.sub(r"^https?://", "", url, flags=re.I).split("/", 1)[0]
+    return f"[Open its image on {inert(host)} ↗](<{url}>) (another site: nothing is loaded from it unless you click)"
+
+
 def token_line(text: str) -> str:
     """The live count under a prompt: SDXL's CLIP tokens (start and end included), and how many 75-token
     chunks its text encoders will read it in (A1111's way: past 77 the rest is read, not dropped)."""

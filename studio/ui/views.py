@@ -14,7 +14,7 @@ from PIL import Image
 from studio.errors import InputError
 from studio.images import open_image
 from studio.search.results import MINE, Hit, SearchResult
-from studio.ui.text import match
+from studio.ui.text import link_of, match
 
 COLUMNS = ["match", "prompt", "images", "seed", "cfg", "steps", "sampler", "size", "source"]
 # Pixel widths, not shares: at 800 px a 5% column is 40 px and its header breaks into vertical letters.
@@ -88,9 +88,16 @@ def gallery_picks(studio: Any, hits: list[Hit]) -> tuple[list[tuple[Image.Image 
 
 
 def pick_of(hit: Hit) -> dict[str, Any]:
-    """A search result as Create takes it: the prompt, and the settings of its image (never a missing one)."""
+    """A search result as Create takes it: the prompt, and the settings of its image (never a missing one);
+    and its web link when a prompt library gave one."""
     s = hit.settings[0] if hit.settings else {}
-    return {"prompt": hit.prompt, **{k: s[k] for k in SETTING_KEYS if s.get(k) not in (None, "", MISSING)}}
+    picked = {"prompt": hit.prompt, **{k: s[k] for k in SETTING_KEYS if s.get(k) not in (None, "", MISSING)}}
+    return picked | ({"url": url} if (url := link_of(hit.metadata)) else {})
+
+
+def row_links(result: SearchResult) -> list[str | None]:
+    """Each table row's web link (or None), in the rows' order: what a click on a row can offer."""
+    return [link_of(hit.metadata) for hit in result.results]
 
 
 def note(result: SearchResult, empty: str | None = None) -> str:
