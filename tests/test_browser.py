@@ -249,6 +249,8 @@ def test_reuse_from_history_makes_the_same_pixels(page: Any) -> None:
     page.locator("#history-note").get_by_text("newest first").wait_for()
     page.locator("#history-gallery button.thumbnail-item").first.click()
     expect(page.locator("#history-details")).to_contain_text("seed 4242")
+    expect(page.locator("#history-details")).to_contain_text("](http://beacon.example/md.png)")  # as text,
+    expect(page.locator("#history-details a")).to_have_count(0)  # and no bare url made a link (GFM would)
     page.locator("#history-reuse").click()
     expect(page.locator("#create-rewrite-note")).to_contain_text("every setting, seed included")
     expect(page.locator("#create-negative textarea")).to_have_value("blurry")

@@ -28,6 +28,10 @@ def test_stored_text_is_inert_in_markdown():
                                    "created": 1.0, "sdxl_model": "m"}, "image")
     rendered = _markdown_to_html(details_markdown(hit, retrieved=[BEACON]))
     assert "<img" not in rendered and "<script" not in rendered and "<a " not in rendered
+    # GitHub-flavoured Markdown (the page's) links bare urls, "www." hosts and emails: none can form
+    bare = inert("see http://evil.example/x.png, www.evil.example or me@evil.example")
+    assert "http://" not in bare and "www." not in bare and "me@" not in bare
+    assert _markdown_to_html(bare).strip() == "<p>see http://evil.example/x.png, www.evil.example or me@evil.example</p>"
 
 
 def test_scores_are_percentages_a_person_can_read():

@@ -85,7 +85,8 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
             elif ev.kind == "done" and ev.result is not None:
                 r = ev.result
                 cand = r.candidates[0] if r.candidates else None
-                notes = [f"**{cand.tokens} CLIP tokens**" if cand else "The model wrote nothing usable."]
+                first = "Candidate 1: " if len(r.candidates) > 1 else ""  # the box may hold another one later
+                notes = [f"{first}**{cand.tokens} CLIP tokens**" if cand else "The model wrote nothing usable."]
                 notes += [f"⚠️ {cand.warning}"] if cand and cand.warning else []
                 notes += [f"🔒 Put back what the LLM dropped: {inert(', '.join(cand.restored))}"] if cand and cand.restored else []
                 notes += [f"{len(r.candidates)} candidates below: **Use this ↑** puts one here."] if len(r.candidates) > 1 else []

@@ -28,7 +28,7 @@ class Picked:
     prompt: gr.Textbox
     send: gr.Button
     settings: gr.State
-    add: gr.Button  # ＋ the picked prompt to the examples the LLM sees (Create)
+    add: gr.Button  # + the picked prompt to the examples the LLM sees (Create)
     note: gr.Markdown  # the tab's own status line
 
 
@@ -124,7 +124,7 @@ def explore_tab(studio: Studio, defaults: UIDefaults, loading: Callable[[], str 
                                 placeholder=PICK_HINT, elem_id="explore-picked")
             with gr.Column(scale=1, min_width=180):
                 send = gr.Button("Use in Create →", interactive=False, elem_id="explore-send")
-                add = gr.Button("＋ Add to the LLM's examples", size="sm", interactive=False, elem_id="explore-add")
+                add = gr.Button("+ Add to the LLM's examples", size="sm", interactive=False, elem_id="explore-add")
         link = gr.Markdown(elem_id="explore-link")
         table = gr.Dataframe(headers=COLUMNS, label="Prompts", wrap=True, interactive=False, column_widths=WIDTHS,
                              buttons=["copy", "fullscreen"], elem_id="explore-table")
@@ -168,7 +168,7 @@ def reverse_tab(studio: Studio, defaults: UIDefaults) -> Picked:
                                 placeholder=PICK_HINT, elem_id="reverse-picked")
             with gr.Column(scale=1, min_width=180):
                 send = gr.Button("Use in Create →", interactive=False, elem_id="reverse-send")
-                add = gr.Button("＋ Add to the LLM's examples", size="sm", interactive=False, elem_id="reverse-add")
+                add = gr.Button("+ Add to the LLM's examples", size="sm", interactive=False, elem_id="reverse-add")
         link = gr.Markdown(elem_id="reverse-link")
         images = gr.Gallery(label="Similar images", columns=6, height=300, object_fit="contain", allow_preview=True,
                             elem_id="reverse-gallery")

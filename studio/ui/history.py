@@ -23,7 +23,7 @@ PICK_FIRST = "Click one of your images first."
 class HistoryControls:
     reuse: gr.Button
     picked: gr.State  # the picked entry: {"prompt", "negative_prompt", "seed", "steps", ...}
-    add: gr.Button  # ＋ its prompt to the examples the LLM sees (Create)
+    add: gr.Button  # + its prompt to the examples the LLM sees (Create)
     note: gr.Markdown
 
     @property
@@ -116,7 +116,7 @@ def history_tab(studio: Studio) -> HistoryControls:
         details = gr.Markdown("Click an image for its settings and where it came from.", elem_id="history-details")
         with gr.Row():
             reuse = gr.Button("Reuse these settings in Create →", interactive=False, elem_id="history-reuse")
-            add = gr.Button("＋ Add to the LLM's examples", elem_id="history-add", scale=0, min_width=200)
+            add = gr.Button("+ Add to the LLM's examples", elem_id="history-add", scale=0, min_width=200)
             fav = gr.Button("★ Favourite", elem_id="history-favourite", scale=0, min_width=140)
             remove = gr.Button("🗑️ Delete", variant="stop", elem_id="history-delete", scale=0, min_width=120)
         action = gr.Markdown(elem_id="history-action")

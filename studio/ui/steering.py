@@ -97,7 +97,7 @@ def steering_panel() -> Steering:
     with gr.Accordion("Steer the rewrite: examples, a note, locked words, several candidates", open=False,
                       elem_id="create-steer"):
         examples = gr.CheckboxGroup([], value=[], label="Examples the LLM sees (untick to leave one out; "
-                                    "＋ Add from Explore or History brings your own)", elem_id="create-examples")
+                                    "+ Add from Explore or History brings your own)", elem_id="create-examples")
         with gr.Row():
             note = gr.Textbox("", label="Note to the LLM (optional)", placeholder="warmer light, no people", scale=3,
                               max_length=MAX_NOTE_CHARS, elem_id="create-note")
@@ -133,4 +133,4 @@ def add_example(picked: dict[str, Any], choices: list, ticked: list[str]) -> tup
         choices.append([label(prompt), value])
     ticked = list(dict.fromkeys([*(ticked or []), value]))
     return gr.update(choices=[tuple(c) for c in choices], value=ticked), choices, (
-        "＋ Added to the examples the LLM sees (Create → Steer the rewrite). Rewrite to use it.")
+        "+ Added to the examples the LLM sees (Create → Steer the rewrite). Rewrite to use it.")

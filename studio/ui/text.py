@@ -18,8 +18,9 @@ NEEDED_FOR = {"clip": "search, the library and grounded rewrites", "sdxl": "Gene
 ENV = {"clip": "STUDIO_CLIP_MODEL", "llm": "STUDIO_LLM_MODEL", "sdxl": "STUDIO_SDXL_MODEL"}
 OFFLINE_EXAMPLE = {"clip": "/path/to/clip-vit-base-patch32", "sdxl": "/path/to/sdxl-base-1.0 (or a .safetensors)"}
 # What can start markup in Markdown/HTML (links, images, tags, code, emphasis, tables, formulas, entities):
-# escaped; the rest ('/', ':', '.', '-') stays as it is, so the text an API client reads stays readable.
-_PUNCT = re.compile(r"([\\`*_{}\[\]()#!|~<>$&])")
+# escaped; the rest ('/', '.', '-') stays as it is, so the text an API client reads stays readable.
+_PUNCT = re.compile(r"([\\`*_{}\[\]()#!|~<>$&:@])")  # ':' and '@' too: GFM links bare urls and emails
+_WWW = re.compile(r"\b(www)\.", re.I)  # and "www.host" (the page's Markdown is GitHub-flavoured)
 # CLIPScore (Hessel et al. 2021): 2.5 x max(cosine, 0) puts CLIP's text-image cosines (~0.15-0.4) on 0..1.
 CLIPSCORE_W = 2.5
 
@@ -27,9 +28,10 @@ CLIPSCORE_W = 2.5
 def inert(text: Any) -> str:
     """Stored or typed text for a Markdown component, shown as the characters it is: no link, image, HTML
     tag, formula or emphasis can form (a stored `![x](http://host/beacon.png)` must never make the page
-    fetch anything): each character that could open markup is backslash-escaped, as CommonMark allows."""
+    fetch anything), and no bare url or email becomes a link: each character that could open markup is
+    backslash-escaped, as CommonMark allows."""
     flat = " ".join(str(text or "").split())
-    return _PUNCT.sub(r"\\\1", html.unescape(flat))
+    return _WWW.sub(r"\1\\.", _PUNCT.sub(r"\\\1", html.unescape(flat)))
 
 
 def quoted(text: Any, limit: int = 300) -> str:
