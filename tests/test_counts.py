@@ -72,3 +72,28 @@ def test_a_killed_ingest_is_recounted_and_its_rerun_is_exact(tmp_path: Path, tin
     assert {ix["collection"]: ix["by_source"] for ix in studio.stats(wait=True)["indexes"]} == truth
     assert subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=300).returncode == 0
     assert from_stats(studio) == scanned(studio)
+
+
+def test_stats_does_not_ask_chroma_to_count_on_every_visit(studio: Studio, monkeypatch):
+    """count() counts rows (173 ms a stats() call at 1.5M prompts, bench/scale.py): counters that matched it
+    are trusted for counts.VERIFY_S; a wait=True read and a stale check still ask."""
+    from chromadb.api.models.Collection import Collection
+
+    studio.ingest(str(SAMPLE / "metadata-fullparams-promptsdvis-first99.csv"))
+    asked: list[str] = []
+    real = Collection.count
+    monkeypatch.setattr(Collection, "count", lambda self: asked.append(self.name) or real(self))
+    first = from_stats(studio)
+    n = len(asked)
+    assert n >= 1 and first == scanned(studio)
+    for _ in range(5):
+        assert from_stats(studio) == first
+    assert len(asked) == n  # the Library's visits: no count()
+    studio.ingest(str(SAMPLE / "metadata-2m-every400th-image_name-prompt.csv"), limit=50)  # the writers count
+    assert from_stats(studio) == scanned(studio) and len(asked) == n
+    studio.stats(wait=True)
+    assert len(asked) > n  # asked to be sure: counted
+    monkeypatch.setattr(counts, "VERIFY_S", 0.0)  # stale: asked again
+    m = len(asked)
+    from_stats(studio)
+    assert len(asked) > m

@@ -1,5 +1,6 @@
 """Record counts by source, kept by the writers in each collection's metadata, so the Library's statistics
-never scan: a read is Chroma's count() and one metadata fetch (milliseconds at millions of records).
+never scan: a read is one metadata fetch, and Chroma's count() at most every VERIFY_S per collection (count()
+itself counts rows: ~0.1 s at 1.5M records, and the Library asks on every visit).
 
 Exact by construction: writers add a batch's sources right after upserting records that were not stored
 before (under one lock per process). The one way counters can lag, a process killed between the two, or
@@ -21,6 +22,8 @@ LOCK = threading.RLock()  # held across "upsert + add", and across "count() + re
 _recounting: set[str] = set()
 _pending: dict[str, Counter] = {}  # added in this process, not yet written (read() includes them)
 _flushed: dict[str, float] = {}
+VERIFY_S = 30.0  # counters that matched count() this recently are trusted without asking again
+_verified: dict[str, float] = {}  # collection id -> when its counters last matched count()
 
 
 def _stored(meta: dict[str, Any] | None) -> dict[str, int] | None:
@@ -94,13 +97,18 @@ def read(client: Any, name: str, background: bool = True) -> tuple[int, dict[str
     background is False) and the counters as they stand come back with exact=False."""
     with LOCK:
         col = client.get_collection(name, embedding_function=None)  # fresh metadata: other processes write too
-        total = int(col.count())
         counts = _stored(col.metadata)
         if counts is not None:
             for source, n in _pending.get(name, {}).items():
                 counts[source] = counts.get(source, 0) + n
+        key = str(col.id)
+        trusted = background and counts is not None and time.monotonic() - _verified.get(key, -VERIFY_S) < VERIFY_S
+        total = sum(counts.values()) if trusted and counts is not None else int(col.count())
     if counts is not None and sum(counts.values()) == total:
+        if not trusted:
+            _verified[key] = time.monotonic()
         return total, counts, True
+    _verified.pop(key, None)
     if not background:
         return total, recount(col), True
     if name not in _recounting:
