@@ -19,8 +19,10 @@ ENV = {"clip": "STUDIO_CLIP_MODEL", "llm": "STUDIO_LLM_MODEL", "sdxl": "STUDIO_S
 OFFLINE_EXAMPLE = {"clip": "/path/to/clip-vit-base-patch32", "sdxl": "/path/to/sdxl-base-1.0 (or a .safetensors)"}
 # What can start markup in Markdown/HTML (links, images, tags, code, emphasis, tables, formulas, entities):
 # escaped; the rest ('/', '.', '-') stays as it is, so the text an API client reads stays readable.
-_PUNCT = re.compile(r"([\\`*_{}\[\]()#!|~<>$&:@])")  # ':' and '@' too: GFM links bare urls and emails
-_WWW = re.compile(r"\b(www)\.", re.I)  # and "www.host" (the page's Markdown is GitHub-flavoured)
+_PUNCT = re.compile(r"([\\`*_{}\[\]()#!|~<>$&])")
+# The page's Markdown is GitHub-flavoured: it links bare urls, "www." hosts and emails. Their ':', '.' and '@'
+# are escaped there only, so "13 images: 10 with a prompt" still reads as it is through the API.
+_BARE = re.compile(r"\b([a-z][a-z0-9+.-]*):(?=//)|\b(www)\.|(?<=\w)@(?=\w)", re.I)
 # CLIPScore (Hessel et al. 2021): 2.5 x max(cosine, 0) puts CLIP's text-image cosines (~0.15-0.4) on 0..1.
 CLIPSCORE_W = 2.5
 
@@ -31,7 +33,8 @@ def inert(text: Any) -> str:
     fetch anything), and no bare url or email becomes a link: each character that could open markup is
     backslash-escaped, as CommonMark allows."""
     flat = " ".join(str(text or "").split())
-    return _WWW.sub(r"\1\\.", _PUNCT.sub(r"\\\1", html.unescape(flat)))
+    escaped = _PUNCT.sub(r"\\\1", html.unescape(flat))
+    return _BARE.sub(lambda m: f"{m[1]}\\:" if m[1] else f"{m[2]}\\." if m[2] else "\\@", escaped)
 
 
 def quoted(text: Any, limit: int = 300) -> str:
