@@ -12,7 +12,7 @@ multilingual encoder distilled from it (tests/tiny_multilingual.py), side by sid
 * how long the distillation takes (the test fixture's cost).
 
 Ranks are exact (cosine against every prompt's CLIP vector), not through Chroma's HNSW index.
-`.venv/bin/python bench/multilingual.py [--steps 200] [--english 500]`"""
+`.venv/bin/python bench/multilingual.py [--steps 400] [--english 500]`"""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def main() -> None:
     from tests.tiny_multilingual import LANGUAGES, build_multilingual, sample_prompts, translations
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--steps", type=int, default=400)
     p.add_argument("--english", type=int, default=500)
     args = p.parse_args()
     print(machine())

@@ -1,4 +1,5 @@
-"""Serving the real app for the app and browser tests: `python launch.py` on 127.0.0.1 in a subprocess."""
+"""Serving the real app for the app and browser tests: `python launch.py` on 127.0.0.1 in a subprocess;
+the browser helpers (chromium, a screenshot, the tiny model's settings typed in)."""
 
 from __future__ import annotations
 
@@ -83,6 +84,27 @@ def browser(p: Any) -> Any:
     return p.chromium.launch(executable_path=CHROMIUM, args=[
         "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
         "--disable-sync", "--no-first-run"])
+
+
+def shot(page: Any, name: str) -> None:
+    page.wait_for_timeout(300)  # let the last update paint
+    page.screenshot(path=str(ARTIFACTS / f"browser-{name}.png"), full_page=True)
+
+
+def small_settings(page: Any, accordion: str) -> None:
+    """Open a settings accordion and set the tiny model's size and steps (typed into the number boxes)."""
+    from playwright.sync_api import expect
+
+    if not page.locator(f"#{accordion} input[aria-label='number input for Width']").is_visible():
+        page.locator(f"#{accordion}").get_by_text("Settings").first.click()
+        # An accordion mounts its sliders when first opened: a value typed within those milliseconds is
+        # reset by the mount (seen 40% of the time at once, never after a second), which no hand is quick enough for.
+        page.wait_for_timeout(1000)
+    for label, value in (("Width", SMALL["width"]), ("Height", SMALL["height"]), ("Steps", SMALL["steps"])):
+        box = page.locator(f"#{accordion} input[aria-label='number input for {label}']")
+        box.fill(str(value))
+        box.press("Enter")
+        expect(box).to_have_value(str(value))
 
 
 needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),

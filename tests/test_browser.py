@@ -10,7 +10,8 @@ from typing import Any, Iterator
 import pytest
 from playwright.sync_api import expect
 
-from tests.appserver import ARTIFACTS, SMALL, browser, needs_chromium, ready_client, serve, stop
+from tests.appserver import (ARTIFACTS, SMALL, browser, needs_chromium, ready_client, serve, shot, small_settings,
+                             stop)
 from tests.conftest import SAMPLE_IMAGES
 
 pytestmark = needs_chromium
@@ -59,25 +60,6 @@ def page(app: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         b.close()
 
 
-def shot(page: Any, name: str) -> None:
-    page.wait_for_timeout(300)  # let the last update paint
-    page.screenshot(path=str(ARTIFACTS / f"browser-{name}.png"), full_page=True)
-
-
-def small_settings(page: Any, accordion: str) -> None:
-    """Open a settings accordion and set the tiny model's size and steps (typed into the number boxes)."""
-    if not page.locator(f"#{accordion} input[aria-label='number input for Width']").is_visible():
-        page.locator(f"#{accordion}").get_by_text("Settings").first.click()
-        # An accordion mounts its sliders when first opened: a value typed within those milliseconds is
-        # reset by the mount (seen 40% of the time at once, never after a second), which no hand is quick enough for.
-        page.wait_for_timeout(1000)
-    for label, value in (("Width", SMALL["width"]), ("Height", SMALL["height"]), ("Steps", SMALL["steps"])):
-        box = page.locator(f"#{accordion} input[aria-label='number input for {label}']")
-        box.fill(str(value))
-        box.press("Enter")
-        expect(box).to_have_value(str(value))
-
-
 def test_explore_search_shows_prompts_and_images(page: Any) -> None:
     page.locator("#explore-idea textarea").fill("a lighthouse in a storm, oil painting")
     page.locator("#explore-search").click()
@@ -96,8 +78,12 @@ def test_explore_search_shows_prompts_and_images(page: Any) -> None:
 def test_clicking_an_image_picks_its_prompt_and_settings(page: Any) -> None:
     page.get_by_role("tab", name="Explore").click()
     page.locator("#explore-idea textarea").fill("a tiny cute chinese mascot snake, warm top light")
+    # 7 results, not the 10 the last search's note still says: the gallery is read once this one is in
+    results = page.locator("#explore-k input[type=number]")  # (CI once clicked the old one mid-search)
+    results.fill("7")
+    results.press("Enter")
     page.locator("#explore-search").click()
-    page.locator("#explore-note").get_by_text("results").wait_for()
+    page.locator("#explore-note").get_by_text("7 results").wait_for()
     caption = page.locator("#explore-gallery img").first.get_attribute("alt") or ""
     page.locator("#explore-gallery button.thumbnail-item").first.click()
     picked = page.locator("#explore-picked textarea")

@@ -1,6 +1,6 @@
 """A tiny multilingual text encoder aligned with a tiny CLIP, built the way the real one was made: a
 DistilBERT (from a config, a WordPiece vocabulary trained here), mean pooling and a Dense layer to CLIP's
-projection size, saved as a SentenceTransformer folder, then distilled for a few hundred steps so that a
+projection size, saved as a SentenceTransformer folder, then distilled for 400 steps so that a
 sentence and its translations land where the CLIP text tower puts the English."""
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def build_untrained(folder: Path, projection_dim: int, texts: list[str], seed: i
     return SentenceTransformer(modules=[transformer, pooling, dense], device="cpu")
 
 
-def distil(student: Any, teacher: Any, steps: int = 200, batch: int = 32, seed: int = 0,
+def distil(student: Any, teacher: Any, steps: int = 400, batch: int = 32, seed: int = 0,
            held_out: tuple[str, ...] = (), english_n: int = 500, lr: float = 3e-3) -> dict[str, float]:
     """Multilingual knowledge distillation (Reimers & Gurevych 2020), as the real model was made: the
     student learns to put an English prompt, and each of its translations, where the teacher (CLIP's

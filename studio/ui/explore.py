@@ -89,7 +89,7 @@ def _filter_row(studio: Studio, defaults: UIDefaults, tab: str) -> tuple[Any, An
     source = gr.Dropdown(list(SOURCES), value=DEFAULT_SOURCE, label="Source", scale=1, elem_id=f"{tab}-source",
                          allow_custom_value=True)
     source.focus(lambda: gr.update(choices=source_choices(studio)), None, source, api_visibility="private")
-    k = gr.Slider(1, 50, value=defaults.results, step=1, label="Results")
+    k = gr.Slider(1, 50, value=defaults.results, step=1, label="Results", elem_id=f"{tab}-k")
     return nsfw, source, k
 
 
