@@ -120,6 +120,22 @@ def test_a_store_from_before_fingerprints_is_checked_by_its_own_vectors(studio: 
         Studio(studio.settings, embedder=same_name_other_weights).search("a castle")
 
 
+def test_a_store_made_with_a_shallower_search_opens_with_ours(studio: Studio) -> None:
+    """A store from before ef_search was raised (or made by Chroma's default, 100) searches at HNSW's depth
+    once opened (bench/hnsw.py: recall@10 at 1M stand-in prompts rises with it)."""
+    from studio.search.store import HNSW, PromptStore
+
+    studio.ingest(str(SAMPLE / "metadata-fullparams-promptsdvis-first99.csv"))
+    names = studio.store.names
+    for kind in names:
+        studio.client.get_collection(names[kind]).modify(configuration={"hnsw": {"ef_search": 100}})
+    assert studio.client.get_collection(names["prompts"]).configuration["hnsw"]["ef_search"] == 100
+    PromptStore(studio.client, studio.embedder.name, studio.embedder.dim)  # opened as a new launch opens it
+    for kind in names:
+        assert studio.client.get_collection(names[kind]).configuration["hnsw"]["ef_search"] == HNSW["ef_search"]
+    assert HNSW["ef_search"] > 100
+
+
 @pytest.fixture(scope="module")
 def chroma_url(tmp_path_factory: pytest.TempPathFactory):
     """A real Chroma server (`chroma run`) on 127.0.0.1, for STUDIO_CHROMA_URL."""

@@ -18,10 +18,10 @@ from studio.search import counts
 
 KINDS = ("prompts", "images")
 SCHEMA = 1
-# Chroma 1.5's defaults but ef_search (bench/scale.py, 40k stand-in vectors on 2 cores: recall@10 0.968 ->
-# 0.975 for +10% query time at 200, 0.981 at 400; max_neighbors 32 / ef_construction 200 gave 0.987 but cut
-# the add rate from 883/s to 599/s; batch_size 1000 / sync_threshold 10000 did not add faster: 579/s).
-HNSW = {"space": "cosine", "ef_search": 200}
+# bench/hnsw.py at 1M stand-in prompts on 2 cores: Chroma's defaults (max_neighbors 16) plateau at recall@10
+# 0.947 (ef_search 800 and 1600 alike; 0.868 at 200) adding 865/s; max_neighbors 32 reaches 0.968 at ef_search
+# 400 (p95 4.5 ms raw) adding 707/s. Stores made before keep their graph and get this ef_search (deepen()).
+HNSW = {"space": "cosine", "ef_search": 400, "max_neighbors": 32}
 PROBE_RECORDS = 4  # stored prompts re-encoded to check an index made before fingerprints
 PROBE_AGREEMENT = 0.98  # the same model gives ~1.0 (fp16 vs fp32 ~0.999); another gives ~0
 
@@ -203,7 +203,7 @@ class PromptStore:
         name = self.names[kind]
         if not create:
             try:
-                return self.client.get_collection(name, embedding_function=None)
+                return deepen(self.client.get_collection(name, embedding_function=None))
             except Exception:
                 pass  # empty store: create it (nothing to mismatch with)
         col = self.client.get_or_create_collection(
@@ -214,7 +214,7 @@ class PromptStore:
                       **({"fingerprint": self.fingerprint} if self.fingerprint else {})},
         )
         counts.start(col)
-        return col
+        return deepen(col)
 
     # -- writing -------------------------------------------------------------------------
     def upsert(
@@ -313,6 +313,19 @@ class PromptStore:
         if where is None:
             return int(col.count())
         return len(col.get(where=where, include=[])["ids"])
+
+
+def deepen(col: Any) -> Any:
+    """A collection made with a shallower ef_search (by an older studio, or Chroma's default 100) gets
+    HNSW's: it is saved, and an index loads with it (one already loaded keeps its own until reopened).
+    The graph's max_neighbors and ef_construction are fixed when a collection is made."""
+    try:
+        current = int(((col.configuration or {}).get("hnsw") or {}).get("ef_search") or 0)
+        if current < HNSW["ef_search"]:
+            col.modify(configuration={"hnsw": {"ef_search": HNSW["ef_search"]}})
+    except Exception:  # a server too old to change it: searches still work, at its depth
+        pass
+    return col
 
 
 def _clean(meta: dict[str, Any]) -> dict[str, Any]:
