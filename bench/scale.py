@@ -59,6 +59,9 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--raw-shards", type=int, default=None,
                    help="the raw arm ingests only the first N shards (the ratio is over those, like for like); the "
                         "studio goes on alone (a 2M run in about half the time)")
+    p.add_argument("--ef", type=int, nargs="*", default=[],
+                   help="also measure recall@10 and raw query p50/p95 at these ef_search values on the full store "
+                        "(set with modify() and reopened, as bench/hnsw.py does); embedded store only")
     p.add_argument("--server", action="store_true",
                    help="both arms through their own `chroma run` server on 127.0.0.1 (as STUDIO_CHROMA_URL)")
     a = p.parse_args()
@@ -100,6 +103,43 @@ t1 = time.perf_counter()
 studio.search("a lighthouse in a storm, oil painting", k=10)
 print(json.dumps({"warm_s": t1 - t if warm is not False else 0.0, "first_search_s": time.perf_counter() - t1}))
 """
+
+
+def ef_sweep(path: Path, name: str, truth: list, efs: list[int]) -> list[dict[str, float]]:
+    """recall@10 (tie-aware, as above) and raw query p50/p95 at each ef_search, on the full store: set with
+    modify(), then reopened (Chroma 1.5.9 keeps the ef an index was loaded with); the store's own is put back."""
+    import chromadb
+    from chromadb.api.client import SharedSystemClient
+
+    from studio.search.store import HNSW
+
+    def collection() -> Any:
+        SharedSystemClient.clear_system_cache()
+        client = chromadb.PersistentClient(str(path), settings=chromadb.Settings(anonymized_telemetry=False))
+        return client.get_collection(name)
+
+    runs = []
+    for ef in efs:
+        collection().modify(configuration={"hnsw": {"ef_search": ef}})
+        col = collection()
+        col.query(query_embeddings=truth[0][0][None, :], n_results=10)  # loads the index
+        times, tied, hits = [], 0, 0
+        for v, exact, tenth in truth:
+            t0 = time.perf_counter()
+            got = col.query(query_embeddings=v[None, :], n_results=10, include=["distances"])
+            times.append((time.perf_counter() - t0) * 1000)
+            hits += len(exact & set(got["ids"][0]))
+            tied += sum(1 for d in got["distances"][0] if 1.0 - d >= tenth - 1e-5)
+        run = {"ef_search": ef, "recall_at_10": tied / (10 * len(truth)), "recall_at_10_by_id": hits / (10 * len(truth)),
+               "raw_p50_ms": C.percentile(times, 50), "raw_p95_ms": C.percentile(times, 95)}
+        runs.append(run)
+        print(f"ef_search {ef}: recall@10 {run['recall_at_10']:.3f} (by id {run['recall_at_10_by_id']:.3f}), raw query "
+              f"p50 {run['raw_p50_ms']:.2f} ms, p95 {run['raw_p95_ms']:.2f} ms -> "
+              f"{C.verdict(run['recall_at_10'] >= TARGETS['recall_at_10'])}", flush=True)
+        del col
+    collection().modify(configuration={"hnsw": {"ef_search": HNSW["ef_search"]}})  # the store's own, for --keep
+    SharedSystemClient.clear_system_cache()
+    return runs
 
 
 def rss_gb() -> float:
@@ -253,11 +293,13 @@ def main() -> None:
         all_ids += page["ids"]
     matrix = matrix[:len(all_ids)]
     hits = tied = 0
+    truth = []  # (query vector, exact top-10 ids, the 10th's similarity): for the --ef sweep too
     for q in queries:
         v = enc.embed_texts([q])[0]
         sims = matrix @ v
         top = np.argpartition(-sims, 10)[:10]
         exact, tenth = {all_ids[i] for i in top}, float(sims[top].min())
+        truth.append((v, exact, tenth))
         approx = studio.store.query("prompts", v, 10)
         hits += len(exact & {r.id for r in approx})
         tied += sum(1 for r in approx if 1.0 - (r.distance or 0.0) >= tenth - 1e-5)  # as close as the 10th
@@ -303,6 +345,7 @@ def main() -> None:
           f"{C.verdict(out['history_ms'] <= TARGETS['history_ms'])}; one write-back {out['writeback_ms']:.0f} ms")
 
     # reopen -> first search, in fresh processes (the index is not in memory yet)
+    studio_name, studio_dir = studio.store.names["prompts"], studio.settings.store_dir
     del studio
 
     def reopen(how: str) -> dict[str, float]:
@@ -316,6 +359,9 @@ def main() -> None:
     out.update(first_search_cold_s=cold["first_search_s"], warm_s=warm["warm_s"], first_search_s=warm["first_search_s"])
     print(f"reopen: first search without warm-up {cold['first_search_s']:.2f} s; warm-up {warm['warm_s']:.2f} s, then "
           f"the first search {warm['first_search_s']:.3f} s -> {C.verdict(out['first_search_s'] <= TARGETS['first_search_s'])}")
+
+    if args.ef and not args.server:
+        out["ef_sweep"] = ef_sweep(studio_dir, studio_name, truth, args.ef)
 
     # the shape-true CLIP's own rate, for the end-to-end estimate
     embedder = C.load_embedder(C.clip_dir())
