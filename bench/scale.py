@@ -20,9 +20,9 @@ Side by side in one run (shards of the table alternate between the arms; the ord
 Targets: ingest >= 0.9x raw; search <= 1.15x raw and p95 <= 50 ms; filtered p95 <= 2x; first search
 after warm-up <= 1 s; stats <= 100 ms; history <= 100 ms; recall@10 >= 0.95; reader + dedupe <= 1 GB.
 
-    .venv/bin/python bench/scale.py --quick          # 200k rows, ~12 min on 2 cores (max_neighbors 32)
+    .venv/bin/python bench/scale.py --quick          # 200k rows, ~7 min on 2 cores (max_neighbors 32)
     .venv/bin/python bench/scale.py --json out.json  # 2,000,000 rows
-    .venv/bin/python bench/scale.py --raw-shards 2   # 2M rows; the raw arm only for the first 400k (ratio over those)
+    .venv/bin/python bench/scale.py --raw-shards 2 --ef 400 800 1200  # 2M; raw arm on the first 400k; ef_search sweep
     .venv/bin/python bench/scale.py --quick --server # both arms through `chroma run` servers (STUDIO_CHROMA_URL)
 """
 

@@ -20,8 +20,9 @@ KINDS = ("prompts", "images")
 SCHEMA = 1
 # bench/hnsw.py at 1M stand-in prompts on 2 cores: Chroma's defaults (max_neighbors 16) plateau at recall@10
 # 0.947 (ef_search 800 and 1600 alike; 0.868 at 200) adding 865/s; max_neighbors 32 reaches 0.968 at ef_search
-# 400 and 0.979 at 800 (p95 4.5 / 7.4 ms raw) adding 707/s. At 1.52M (bench/scale.py, 2M rows) ef_search 400
-# gave 0.92; see README "At DiffusionDB's size" for 800 there. Stores made before keep their graph and get this ef (deepen()).
+# 400 and 0.979 at 800 (p95 4.5 / 7.4 ms raw) adding 707/s. On the full 1.52M store (bench/scale.py --ef) recall@10
+# is 0.944 / 0.978 / 0.979 at ef_search 400 / 800 / 1200 (raw p95 5.0 / 6.3 / 9.3 ms): 800 is the knee.
+# Stores made before keep their graph and get this ef_search when opened (deepen()).
 HNSW = {"space": "cosine", "ef_search": 800, "max_neighbors": 32}
 PROBE_RECORDS = 4  # stored prompts re-encoded to check an index made before fingerprints
 PROBE_AGREEMENT = 0.98  # the same model gives ~1.0 (fp16 vs fp32 ~0.999); another gives ~0
