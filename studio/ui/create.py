@@ -13,7 +13,8 @@ from studio.rewrite.prompting import MAX_IDEA_CHARS
 from studio.search.results import Filters, Hit
 from studio.studio import Studio
 from studio.ui.common import (
-    GPU, Cancels, as_int, handler, plain_json, said_in, sdxl_missing, seed_or_none, session_of, streamed,
+    GPU, Cancels, as_int, handler, no_room_to_show, plain_json, said_in, sdxl_missing, seed_or_none, session_of,
+    streamed,
 )
 from studio.ui.defaults import UIDefaults
 from studio.ui.loras import lora_picker
@@ -127,6 +128,9 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
             if result.cancelled:  # the last preview stays: it shows where the run was
                 said = f"⏹️ Cancelled after {result.steps_done} of {result.request.steps} steps; nothing saved."
                 yield gr.skip(), [], said, plain_json(result.to_dict())
+                return
+            if (full := no_room_to_show(result.images)) is not None:  # else Gradio's "Could not postprocess"
+                yield gr.skip(), gr.skip(), f"⚠️ {full}  \n" + result.describe().replace("\n", "  \n"), gr.skip()
                 return
             pics = [(img, f"seed {s}") for img, s in zip(result.images, result.seeds)]
             yield result.images[0], pics, result.describe().replace("\n", "  \n"), plain_json(result.to_dict())
