@@ -22,7 +22,7 @@ from studio.ui.settings_panel import SettingsPanel, settings_panel
 from studio.ui.steering import (
     Steering, card_updates, chosen, examples_update, locked_terms, steering_panel,
 )
-from studio.ui.text import inert, match, settings_line, token_line
+from studio.ui.text import clipped, inert, match, settings_line, token_line
 from studio.ui.views import MISSING
 
 RETRIEVED = ["match", "prompt", "images", "settings"]
@@ -48,7 +48,7 @@ class CreateControls:
 def _retrieved_rows(hits: list[Hit]) -> list[list[Any]]:
     """The LLM's examples, most similar first (the rewrite shows those with style words first: the table
     is about closeness, so it sorts by it)."""
-    return [[match(h, cross_modal=False), h.prompt, h.metadata.get("image_count", MISSING),
+    return [[match(h, cross_modal=False), clipped(h.prompt), h.metadata.get("image_count", MISSING),
              settings_line(h.settings[0] if h.settings else {}) or MISSING]
             for h in sorted(hits, key=lambda h: h.distance)]
 
