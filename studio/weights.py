@@ -197,8 +197,45 @@ def locate(role: str, settings: Settings) -> ModelLocation:
     return ModelLocation(role, ref, None, hub[0] if hub else None, looked)
 
 
+_NEEDS = {"clip": "a CLIP folder (config.json with model_type clip, its weights, tokenizer and image processor)",
+          "llm": "a .gguf file", "sdxl": "a diffusers SDXL folder (model_index.json) or one SDXL .safetensors file",
+          "multilingual": "a sentence-transformers folder (modules.json)"}
+
+
+def kind_of(path: Path) -> str:
+    """What a file or folder holds, in words, for a message that says it is not the model looked for."""
+    if path.is_file():
+        if path.suffix == ".gguf":
+            return "a GGUF file (an LLM for llama.cpp)"
+        return f"a {path.suffix or 'plain'} file ({path.stat().st_size:,} bytes)"
+    for name, kind in (("model_index.json", "a diffusers pipeline"), ("modules.json", "a sentence-transformers model"),
+                       ("config.json", "a transformers model")):
+        if (path / name).is_file():
+            try:
+                config = json.loads((path / name).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                config = None
+            detail = (config.get("_class_name") or config.get("model_type") or "") if isinstance(config, dict) else ""
+            return f"{kind}{f' ({detail})' if detail else ''}"
+    try:
+        names = sorted(p.name for p in path.iterdir())
+    except OSError:
+        return "a folder that cannot be read"
+    if not names:
+        return "nothing (the folder is empty)"
+    ggufs = [n for n in names if n.endswith(".gguf")]
+    if ggufs:
+        return f"GGUF files ({', '.join(ggufs[:3])}): name one of them, not the folder"
+    return f"no model that loads as one ({', '.join(names[:5])}{', …' if len(names) > 5 else ''})"
+
+
 def how_to_get(loc: ModelLocation) -> str:
     looked = ", ".join(str(p) for p in loc.looked)
+    there = next((p for p in loc.looked if p.exists()), None)
+    if there is not None:  # a path that exists but holds another kind of model: say so, not "not on this machine"
+        return (f"The {loc.role.upper()} model {loc.ref!r} is the wrong kind: {there} holds {kind_of(there)}, and "
+                f"the {loc.role.upper()} model must be {_NEEDS[loc.role]}. Set {_ENV[loc.role]} to such a model (see "
+                "models/README.md), or run `python -m studio models` to see where each model is looked for.")
     if loc.hub_id:
         fetch = f"run `python -m studio models --download {loc.role}` once while online"
     else:

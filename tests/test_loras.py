@@ -158,7 +158,7 @@ def test_a_missing_lora_is_refused_before_sdxl_loads(settings: Settings, embedde
 def test_names_are_looked_up_never_joined_to_a_path(tmp_path: Path):
     for name in ("a.safetensors", "sub/a.safetensors", "my style v1.0.safetensors", "notes.txt"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_bytes(b"")
+        save_file({"w": torch.zeros(1)}, str(tmp_path / name))  # a real (if tiny) safetensors file: headers are checked
     assert list(available(tmp_path)) == ["a", "my style v1.0", "sub/a"]
     assert loras_of("x <lora:sub/a:1> <lora:my style v1.0:0.5>", tmp_path)[1].weight == 0.5
     outside = tmp_path.parent / "outside.safetensors"

@@ -5,6 +5,7 @@ jobs with the same set, put back exactly when the set changes."""
 from __future__ import annotations
 
 import hashlib
+import json
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,12 +44,23 @@ class LoraFile:
         return out
 
 
+def _inside(path: Path, root: Path) -> bool:
+    """Whether `path`, links followed, is a file under `root`: a link out of models/loras (to /etc/passwd, or
+    to anywhere a stored prompt could name) is never opened."""
+    try:
+        return path.resolve().is_relative_to(root) and path.is_file()
+    except (OSError, RuntimeError):  # a link loop
+        return False
+
+
 def available(folder: Path | None) -> dict[str, Path]:
     """NAME -> file for every .safetensors under `folder` (subfolders too, as A1111 lists them): the stem,
-    and the path under the folder for a stem that two files share. Sorted by name."""
+    and the path under the folder for a stem that two files share. Sorted by name. Links that lead out of
+    the folder are left out."""
     if folder is None or not Path(folder).is_dir():
         return {}
-    files = sorted(p for p in Path(folder).rglob(f"*{SUFFIX}") if p.is_file())
+    root = Path(folder).resolve()
+    files = sorted(p for p in Path(folder).rglob(f"*{SUFFIX}") if _inside(p, root))
     shared = Counter(p.stem for p in files)
     names = {(p.stem if shared[p.stem] == 1 else p.relative_to(folder).with_suffix("").as_posix()): p
              for p in files}
@@ -65,10 +77,40 @@ def resolve(tags: list[LoraTag], folder: Path | None) -> list[LoraFile]:
     missing = [t.name for t in tags if t.name not in found]
     if missing:
         where = f"{folder}" if folder else "models/loras"
+        link = Path(folder or "") / f"{missing[0]}{SUFFIX}"
+        if folder is not None and link.is_symlink():
+            raise InputError(f"The LoRA {missing[0]} is a link to a file outside {where} ({link.name}), and links out "
+                             f"of {where} are not followed: copy the file itself into {where}.")
         have = ", ".join(found) if found else "none yet"
         raise InputError(f"LoRA not found: {', '.join(missing)}. Put {missing[0]}{SUFFIX} in {where} (SDXL LoRAs "
                          f"only), or use one of those there: {have}.")
+    for t in tags:  # before anything reads a whole file (its hash) or hands it to diffusers
+        if (problem := safetensors_problem(found[t.name])) is not None:
+            raise InputError(f"The LoRA {t.name} ({found[t.name].name}) is not a safetensors file: {problem}. Put the "
+                             f"SDXL LoRA's .safetensors file (as downloaded) in {folder}, or take the tag out.")
     return [LoraFile(t.name, found[t.name], t.weight, t.unet_weight) for t in tags]
+
+
+MAX_HEADER = 100 * 2**20  # safetensors' own limit on its JSON header
+
+
+def safetensors_problem(path: Path) -> str | None:
+    """Why `path` is not a safetensors file, from its header (8 bytes of length, then that much JSON naming
+    tensors), or None: what is checked before a file is hashed or loaded."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as f:
+            length = int.from_bytes(f.read(8), "little")
+            if size < 8 or length < 2 or length > min(MAX_HEADER, size - 8):
+                return f"its first bytes are no safetensors header ({size:,} bytes in all)"
+            header = json.loads(f.read(length).decode("utf-8"))
+    except (UnicodeDecodeError, ValueError):
+        return "its header is not the JSON a safetensors file starts with"
+    except OSError as exc:
+        return f"it cannot be read ({exc.strerror or exc})"
+    if not isinstance(header, dict) or not all(isinstance(v, dict) for v in header.values()):
+        return "its header names no tensors"
+    return None
 
 
 def loras_of(prompt: str, folder: Path | None) -> list[LoraFile]:
@@ -81,6 +123,8 @@ def addnet_hash(path: Path) -> str:
     stat = Path(path).stat()
     key = (str(path), stat.st_size, stat.st_mtime_ns)
     if key not in _HASHES:
+        if (problem := safetensors_problem(Path(path))) is not None:
+            raise InputError(f"{Path(path).name} is not a safetensors file: {problem}.")
         digest = hashlib.sha256()
         with open(path, "rb") as f:
             header = int.from_bytes(f.read(8), "little")

@@ -185,7 +185,8 @@ class GenerationResult:
             lines.append(f"  prompt read in {self.chunks} chunks of 75 tokens")
         lines += [f"  LoRA {lo['name']} at {lo['weight']:g}" + (f" (UNet {lo['unet_weight']:g})" if "unet_weight" in lo else "")
                   for lo in self.loras]
-        lines += [f"  seed {s.seed}: {s.path}" + ("" if s.stored else f"  (not in the store: {s.error})")
+        lines += [f"  seed {s.seed}: NOT SAVED: {s.error}" if s.path is None else
+                  f"  seed {s.seed}: {s.path}" + ("" if s.stored else f"  (not in the store: {s.error})")
                   for s in self.saved]
         return "\n".join(lines + [f"note: {n}" for n in self.notes])
 
