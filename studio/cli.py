@@ -134,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs credentials)")
     p.add_argument("--no-auth", action="store_true", help="serve beyond this machine without a password")
     p.add_argument("--no-sample", action="store_true", help="do not ingest the shipped sample into an empty store")
+    p.add_argument("--forwarded-allow-ips", default=None, metavar="IPS",
+                   help="reverse proxies whose X-Forwarded-For names the client (default: none)")
     return parser
 
 
@@ -327,6 +329,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             flags = [f for f, on in (("--share", args.share), ("--no-auth", args.no_auth),
                                      ("--no-sample", args.no_sample)) if on]
+            if args.forwarded_allow_ips is not None:
+                flags += ["--forwarded-allow-ips", args.forwarded_allow_ips]
             return serve(["--host", args.host, "--port", str(args.port), *flags], settings=settings)
         studio = Studio.from_settings(settings)
         _show(args.command, COMMANDS[args.command](studio, args), args.json)
