@@ -261,7 +261,8 @@ def _print_rewrite(out: Any) -> None:
 
 @command("stats")
 def _stats(studio: Studio, a: argparse.Namespace) -> Any:
-    return studio.stats()
+    # Counters that lag (a killed ingest) are recounted now: a command that ends leaves no recount behind.
+    return studio.stats(wait=True)
 
 
 @command("tokens")
@@ -300,7 +301,8 @@ def _show(name: str, out: Any, as_json: bool) -> None:
     elif name == "stats":
         print(f"store: {out['store']}")
         for ix in out["indexes"] or [{"collection": "(empty)", "count": 0, "by_source": {}}]:
-            print(f"  {ix['collection']}: {ix['count']} records {ix.get('by_source') or ''}")
+            unsure = "" if ix.get("exact", True) else " (by source not exact: counters lag, a recount is due)"
+            print(f"  {ix['collection']}: {ix['count']} records {ix.get('by_source') or ''}{unsure}")
     elif name == "tokens":
         print(f"{out['count']} CLIP tokens (start and end included): SDXL reads them in {out['chunks']} "
               f"chunk{'s' if out['chunks'] > 1 else ''} of 75")
