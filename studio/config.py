@@ -48,6 +48,9 @@ class Settings:
     nsfw_threshold: float = 0.5
     # Items per CLIP forward pass while ingesting.
     batch_size: int = 64
+    # Threads that decode and preprocess images ahead of CLIP while ingesting: unset derives it from the cores
+    # and the device (studio/ingest/feed.py says why); 0 decodes in the reader thread, one image at a time.
+    ingest_workers: int | None = None
     # The shipped DiffusionDB sample, ingested on first launch into an empty store.
     sample_dir: Path = field(default=PROJECT_ROOT / "data" / "diffusiondb-sample")
 
@@ -86,6 +89,7 @@ class Settings:
             "chroma_url": env.get("STUDIO_CHROMA_URL") or None,
             "device": (env.get("STUDIO_DEVICE") or base.device).lower(),
             "offline": _flag(env.get("STUDIO_OFFLINE")) or _flag(env.get("HF_HUB_OFFLINE")),
+            "ingest_workers": int(env["STUDIO_INGEST_WORKERS"]) if env.get("STUDIO_INGEST_WORKERS") else None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         for key in ("home", "models_dir", "sample_dir"):

@@ -47,7 +47,7 @@ class Ingester:
             rows, batch = (lambda: read_source(source, cache, offline)), self.settings.batch_size
             keys = lambda: read_source(source, cache, offline, light=True)  # noqa: E731 - the count pass's rows
         return ingest_rows(rows, self._store(), self.embedder(), source=source_tag, label=source, batch_size=batch,
-                           limit=limit, progress=progress, keys=keys)
+                           limit=limit, progress=progress, keys=keys, workers=self.settings.ingest_workers)
 
     def _ingest_dataset(self, source: str, limit: int | None, source_tag: str | None,
                         progress: Progress | None) -> IngestReport:
@@ -60,7 +60,8 @@ class Ingester:
         images = self.settings.home / "datasets" / tag
         with spooled(opened, tag, images, self.settings.home / "cache" / "spool", limit, progress) as rows:
             return ingest_rows(rows, self._store(), self.embedder(), source=tag, label=source,
-                               batch_size=self.settings.batch_size, progress=progress)
+                               batch_size=self.settings.batch_size, progress=progress,
+                               workers=self.settings.ingest_workers)
 
     def _store(self) -> Any:
         store: Any = self.store(True)
