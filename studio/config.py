@@ -21,6 +21,17 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _workers(value: str | None) -> int | None:
+    if not (value or "").strip():
+        return None
+    if not value.strip().isdigit():
+        from studio.errors import InputError
+
+        raise InputError(f"STUDIO_INGEST_WORKERS={value!r}: use a number of threads (0: no decode pool), or leave "
+                         "it unset to derive it from the cores.")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Settings:
     # Data root: the Chroma store (store/) and generated images (outputs/).
@@ -89,7 +100,7 @@ class Settings:
             "chroma_url": env.get("STUDIO_CHROMA_URL") or None,
             "device": (env.get("STUDIO_DEVICE") or base.device).lower(),
             "offline": _flag(env.get("STUDIO_OFFLINE")) or _flag(env.get("HF_HUB_OFFLINE")),
-            "ingest_workers": int(env["STUDIO_INGEST_WORKERS"]) if env.get("STUDIO_INGEST_WORKERS") else None,
+            "ingest_workers": _workers(env.get("STUDIO_INGEST_WORKERS")),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         for key in ("home", "models_dir", "sample_dir"):

@@ -116,3 +116,16 @@ def test_ingest_reads_a_bounded_window_of_a_long_source(tmp_path: Path, embedder
     assert report.images_new == 80 and passes[0] == 3
     # batch 2: the reader's batch, its queue (2) and blocked put, the pool's window, the batch being encoded
     assert 0 < worst[0] <= 2 * (1 + 2 + 1 + LOOKAHEAD + 1 + 1)
+
+
+def test_the_worker_count_comes_from_the_environment_or_the_cores() -> None:
+    from studio.config import Settings
+    from studio.errors import InputError
+    from studio.ingest.feed import default_workers
+
+    assert Settings.from_env({"STUDIO_INGEST_WORKERS": "3"}).ingest_workers == 3
+    assert Settings.from_env({"STUDIO_INGEST_WORKERS": "0"}).ingest_workers == 0
+    assert Settings.from_env({}).ingest_workers is None
+    with pytest.raises(InputError, match="STUDIO_INGEST_WORKERS='many'.*number of threads"):
+        Settings.from_env({"STUDIO_INGEST_WORKERS": "many"})
+    assert 1 <= default_workers("cpu") <= 2 and 1 <= default_workers("cuda") <= 16
