@@ -51,7 +51,8 @@ class Ingester:
             keys = lambda: _tagged(read_source(source, cache, offline, light=True), explicit)  # noqa: E731 - count pass
         with self._disk_full_said(source):
             return ingest_rows(rows, self._store(), self.embedder(), source=source_tag, label=source,
-                               batch_size=batch, limit=limit, progress=progress, keys=keys)
+                               batch_size=batch, limit=limit, progress=progress, keys=keys,
+                               workers=self.settings.ingest_workers)
 
     def _ingest_dataset(self, source: str, limit: int | None, source_tag: str | None,
                         progress: Progress | None) -> IngestReport:
@@ -65,7 +66,8 @@ class Ingester:
         with self._disk_full_said(source), \
                 spooled(opened, tag, images, self.settings.home / "cache" / "spool", limit, progress) as rows:
             return ingest_rows(rows, self._store(), self.embedder(), source=tag, label=source,
-                               batch_size=self.settings.batch_size, progress=progress)
+                               batch_size=self.settings.batch_size, progress=progress,
+                               workers=self.settings.ingest_workers)
 
     def free_bytes(self) -> int | None:
         """Space left where the ingest writes (the store's disk); a seam tests can replace."""
