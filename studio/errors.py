@@ -31,3 +31,15 @@ def bounded_text(text: str, limit: int, empty: str, too_long: str) -> str:
     if len(text) > limit:
         raise InputError(too_long.format(n=len(text), limit=limit))
     return text
+
+
+class StoreBusyError(StoreUnavailableError):
+    """Another process holds the embedded store (studio.search.lock): `holder` says who (pid, what, url)."""
+
+    def __init__(self, message: str, holder: dict | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder or {}
+
+
+class StoreDamagedError(StoreUnavailableError):
+    """The store's files are damaged (studio.upkeep.check says how); `python -m studio check --repair` mends it."""
