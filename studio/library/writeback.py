@@ -14,6 +14,7 @@ from studio.ingest.outputs import row_of
 from studio.ingest.pipeline import IngestReport, ingest_rows
 from studio.library.pngmeta import Parameters, write_png
 from studio.search.store import PromptStore, prompt_id
+from studio.upkeep import journal
 
 
 @dataclass
@@ -108,11 +109,15 @@ def store_outputs(items: Sequence[tuple[dict[str, Any], Image.Image, Path]], sto
 def write_back(result: Any, folder: Path, lineage: Lineage,
                connect: Callable[[], tuple[PromptStore, Any]], image_vectors: Any = None) -> list[SavedImage]:
     """Save every image, then store them. A store failure is reported on each SavedImage, not
-    raised: the files hold everything, and `python -m studio ingest <outputs>` adds them later."""
+    raised: the files hold everything, and the next start (or `python -m studio ingest <outputs>`) adds them.
+    A marker in outputs/.pending/ lives from before the PNGs to after their records: a write-back cut off by a
+    crash leaves it, and the next start completes it (studio.upkeep.resume)."""
+    marker = journal.write_back_started(folder)
     saved = save_outputs(result, folder, lineage)
     try:
         store, embedder = connect()
         store_outputs([(chunk, img, s.path) for s, chunk, img in saved], store, embedder, image_vectors=image_vectors)
+        journal.write_back_done(marker)
     except Exception as exc:  # Chroma down, disk full, a model missing: the PNGs are safe on disk
         why = (f"{type(exc).__name__}: {exc}. The image is saved; run `python -m studio ingest {folder}` "
                "to add it to the store.")
