@@ -24,6 +24,31 @@ from studio.search import counts
 from studio.search.store import PromptStore, open_client
 from studio.weights import ROLES, how_to_get, locate
 
+# The typed values and limits the UI passes in and reads back: studio/ui imports only this module,
+# studio.errors and studio.config (tests/test_layers.py holds it to that), so these are re-exported here.
+from studio.generate.request import (  # noqa: E402
+    MAX_CFG, MAX_IMAGES, MAX_PROMPT_CHARS, MAX_SIDE, MAX_STEPS, MIN_SIDE, PROFILES, SCHEDULERS, SDXL_SIZES,
+    SEED_RANGE, GenerationRequest, scheduler_name,
+)
+from studio.images import open_image  # noqa: E402
+from studio.ingest.sources import IMAGE_SUFFIXES  # noqa: E402
+from studio.library.compare import VARIANTS  # noqa: E402
+from studio.library.history import ImageDetails  # noqa: E402
+from studio.library.writeback import Lineage  # noqa: E402
+from studio.rewrite.prompting import MAX_CANDIDATES, MAX_IDEA_CHARS  # noqa: E402
+from studio.rewrite.steering import MAX_NOTE_CHARS  # noqa: E402
+from studio.search.results import MINE, settings_of  # noqa: E402
+from studio.search.searcher import MAX_QUERY_CHARS  # noqa: E402
+from studio.tokens import LIMIT as TOKEN_LIMIT, chunks as token_chunks, count as count_tokens  # noqa: E402
+
+__all__ = [
+    "Studio", "Progress", "Filters", "Hit", "SearchResult", "MINE", "settings_of", "GenerationRequest", "Lineage",
+    "ImageDetails", "IngestReport", "ImageSource", "open_image", "IMAGE_SUFFIXES", "VARIANTS", "MAX_CFG",
+    "MAX_IMAGES", "MAX_PROMPT_CHARS", "MAX_SIDE", "MAX_STEPS", "MIN_SIDE", "PROFILES", "SCHEDULERS", "SDXL_SIZES",
+    "SEED_RANGE", "scheduler_name", "MAX_CANDIDATES", "MAX_IDEA_CHARS", "MAX_NOTE_CHARS", "MAX_QUERY_CHARS",
+    "TOKEN_LIMIT", "token_chunks", "count_tokens",
+]
+
 Progress = Callable[[str, int, int], None]
 
 
@@ -170,6 +195,10 @@ class Studio:
     def image_bytes(self, hit: Hit) -> bytes | None:
         return self.searcher.image_bytes(hit)
 
+    def image_details(self, image_id: str) -> ImageDetails | None:
+        """One stored image (a Hit) and the texts of the stored prompts its rewrite was shown; None: not stored."""
+        return self.history_.details(image_id)
+
     # -- ingest and status -------------------------------------------------------------------
     def ingest(self, source: str, limit: int | None = None, source_tag: str | None = None,
                progress: Progress | None = None) -> IngestReport:
@@ -309,6 +338,10 @@ class Studio:
         loras_of(idea, self.settings.loras_dir)  # a missing LoRA is refused before the LLM or SDXL loads
         self.need_sdxl("Compare")  # said before the rewrite runs, not after it
         return self.comparer.compare(idea, base, on_preview=on_preview, cancel=cancel)
+
+    def sdxl_missing(self) -> bool:
+        """SDXL is neither loaded nor on this machine (a hub id may still fetch it: need_sdxl says)."""
+        return not self.sdxl_loaded and not locate("sdxl", self.settings).found
 
     def need_sdxl(self, what: str) -> None:
         """ModelMissingError now, when SDXL is neither loaded nor on this machine and cannot be fetched."""

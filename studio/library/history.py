@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,6 +22,14 @@ MINE = {"source": "generated"}
 FAVOURITES = {"$and": [MINE, {"favourite": True}]}
 BATCH_MARGIN = 16  # more than the images of one generation (n <= 8) or one compare
 DELETED = ".deleted"  # under outputs/: a deleted image's PNG is moved here (hidden: `ingest outputs` skips it)
+
+
+@dataclass(frozen=True)
+class ImageDetails:
+    """One stored image and the texts of the stored prompts its rewrite was shown (its lineage's ids looked up)."""
+
+    hit: Hit
+    retrieved_texts: list[str] = field(default_factory=list)
 
 
 class History:
@@ -113,6 +122,16 @@ class History:
                 return records
         return records
 
+    def details(self, image_id: str) -> ImageDetails | None:
+        """The image's record and its lineage's retrieved prompts; None: no longer stored."""
+        store = self.store()
+        record = next(iter(store.get("images", [image_id])), None)
+        if record is None:
+            return None
+        ids = _json_list((record.metadata or {}).get("retrieved_ids"))
+        texts = [r.document or "" for r in store.get("prompts", ids)] if ids else []
+        return ImageDetails(to_hit(record, "images"), texts)
+
     def comparison(self, comparison_id: str) -> list[Hit]:
         """The stored images (Hits) of one compare(), found by their shared comparison id."""
         records = self.store().get("images", where={"comparison_id": comparison_id})
@@ -137,3 +156,12 @@ def _move_aside(file: str | None, outputs: Path) -> Path | None:
 def _is_image_path(text: str) -> bool:
     path = Path(text.strip())
     return len(text) < 4096 and path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+
+
+def _json_list(raw: Any) -> list[str]:
+    """A lineage list as stored (JSON-encoded: Chroma keeps scalars, and refuses empty lists)."""
+    try:
+        items = json.loads(raw) if isinstance(raw, str) else list(raw or [])
+    except ValueError:
+        return []
+    return [str(i) for i in items if i] if isinstance(items, list) else []

@@ -8,10 +8,7 @@ from typing import Any
 import gradio as gr
 
 from studio.errors import InputError, StudioError
-from studio.generate.request import MAX_IMAGES, MAX_PROMPT_CHARS
-from studio.rewrite.prompting import MAX_IDEA_CHARS
-from studio.search.results import Filters, Hit
-from studio.studio import Studio
+from studio.studio import MAX_IDEA_CHARS, MAX_IMAGES, MAX_PROMPT_CHARS, SEED_RANGE, Filters, Hit, Lineage, Studio
 from studio.ui.common import (
     GPU, Cancels, as_int, handler, no_room_to_show, plain_json, said_in, sdxl_missing, seed_or_none, session_of,
     streamed,
@@ -58,8 +55,6 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
                 locked: str = "", examples_for: str = "", progress: gr.Progress = gr.Progress()) -> Any:
         from dataclasses import asdict
 
-        from studio.library.writeback import Lineage
-
         progress(0, desc="Loading the LLM…" if not studio.llm_loaded else "Retrieving…")
         ids, texts = chosen(ticked)
         many, k = as_int(n, "candidates"), as_int(k, "k")
@@ -105,8 +100,6 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
     def generate(prompt: str, negative: str, seed: Any, steps: float, cfg: float, width: float, height: float,
                  sampler: str, profile: str, n: float, lineage: dict | None = None,
                  request: gr.Request = None, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Any:
-        from studio.library.writeback import Lineage
-
         fields = {"negative_prompt": negative or "", "seed": seed_or_none(seed), "steps": as_int(steps, "steps"),
                   "cfg": float(cfg), "width": as_int(width, "width"), "height": as_int(height, "height"),
                   "n": as_int(n, "n"), "scheduler": sampler or None, "profile": profile or "standard"}
@@ -139,9 +132,6 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
                      sampler: str, profile: str, request: gr.Request = None) -> Any:
         """Every candidate of the last rewrite with one seed and these settings: a look side by side."""
         import secrets
-
-        from studio.generate.request import SEED_RANGE
-        from studio.library.writeback import Lineage
 
         cands = [c for c in (result or {}).get("candidates") or [] if c.get("text")]
         if len(cands) < 2:

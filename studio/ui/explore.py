@@ -8,9 +8,7 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from studio.search.searcher import MAX_QUERY_CHARS
-from studio.search.results import Filters, SearchResult
-from studio.studio import Studio
+from studio.studio import MAX_QUERY_CHARS, Filters, SearchResult, Studio
 from studio.ui.common import as_int, handler, said_in, uploaded_image
 from studio.ui.defaults import UIDefaults
 from studio.ui.text import link_markdown

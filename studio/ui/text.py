@@ -9,7 +9,7 @@ import re
 import time
 from typing import Any
 
-from studio.search.results import Hit
+from studio.studio import TOKEN_LIMIT, Hit, count_tokens, token_chunks
 
 MODEL_ROLES = {"clip": "CLIP (search)", "llm": "LLM (rewrite)", "sdxl": "SDXL (generate)",
                "multilingual": "Multilingual (ideas in other languages)"}
@@ -119,12 +119,10 @@ def link_markdown(url: str | None) -> str:
 def token_line(text: str) -> str:
     """The live count under a prompt: SDXL's CLIP tokens (start and end included), and how many 75-token
     chunks its text encoders will read it in (A1111's way: past 77 the rest is read, not dropped)."""
-    from studio.tokens import LIMIT, chunks, count
-
-    n = count(text or "") if (text or "").strip() else 0
-    if n <= LIMIT:
-        return f"{n} / {LIMIT} CLIP tokens"
-    return f"{n} CLIP tokens: read in {chunks(text)} chunks of 75"
+    n = count_tokens(text or "") if (text or "").strip() else 0
+    if n <= TOKEN_LIMIT:
+        return f"{n} / {TOKEN_LIMIT} CLIP tokens"
+    return f"{n} CLIP tokens: read in {token_chunks(text)} chunks of 75"
 
 
 def missing_banner(models: list[dict[str, Any]]) -> str:

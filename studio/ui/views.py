@@ -12,8 +12,9 @@ from typing import Any
 from PIL import Image
 
 from studio.errors import InputError
-from studio.images import open_image
-from studio.search.results import MINE, Hit, SearchResult
+from studio.studio import (
+    MAX_CFG, MAX_SIDE, MAX_STEPS, MIN_SIDE, MINE, SDXL_SIZES, Hit, SearchResult, open_image, scheduler_name,
+)
 from studio.ui.text import clipped, link_of, match, shown
 
 COLUMNS = ["match", "prompt", "images", "seed", "cfg", "steps", "sampler", "size", "source"]
@@ -133,8 +134,6 @@ def diff_spans(idea: str, prompt: str) -> list[tuple[str, str | None]]:
 def for_sdxl(settings: dict[str, Any], exact: bool = False) -> tuple[dict[str, Any], list[str]]:
     """A stored record's settings as Create can use them with SDXL, and what had to change, in words.
     exact (History's own generations): sizes are kept as they are, to make the same picture again."""
-    from studio.generate.request import MAX_CFG, MAX_SIDE, MAX_STEPS, MIN_SIDE, SDXL_SIZES, scheduler_name
-
     s, out, changed = dict(settings or {}), {}, []
     if s.get("size") and not s.get("width"):
         w, _, h = str(s["size"]).partition("x")
