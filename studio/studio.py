@@ -20,7 +20,7 @@ from studio.rewrite.service import RewriteService
 from studio.search.results import Filters, Hit, SearchResult
 from studio.search.queries import QueryEncoder
 from studio.search.searcher import Searcher, query_text
-from studio.search import counts
+from studio.search.stats import StoreStats, has_prompts, read_stats
 from studio.search.store import PromptStore, open_client
 from studio.weights import ROLES, how_to_get, locate
 
@@ -43,7 +43,7 @@ from studio.tokens import LIMIT as TOKEN_LIMIT, chunks as token_chunks, count as
 
 __all__ = [
     "Studio", "Progress", "Filters", "Hit", "SearchResult", "MINE", "settings_of", "GenerationRequest", "Lineage",
-    "ImageDetails", "IngestReport", "ImageSource", "open_image", "IMAGE_SUFFIXES", "VARIANTS", "MAX_CFG",
+    "ImageDetails", "IngestReport", "StoreStats", "ImageSource", "open_image", "IMAGE_SUFFIXES", "VARIANTS", "MAX_CFG",
     "MAX_IMAGES", "MAX_PROMPT_CHARS", "MAX_SIDE", "MAX_STEPS", "MIN_SIDE", "PROFILES", "SCHEDULERS", "SDXL_SIZES",
     "SEED_RANGE", "scheduler_name", "MAX_CANDIDATES", "MAX_IDEA_CHARS", "MAX_NOTE_CHARS", "MAX_QUERY_CHARS",
     "TOKEN_LIMIT", "token_chunks", "count_tokens",
@@ -224,20 +224,13 @@ class Studio:
 
     def is_empty(self) -> bool:
         """No collections at all yet (a new store): first launch ingests the sample."""
-        return not any(c.name.startswith("prompts__") for c in self.client.list_collections())
+        return not has_prompts(self.client)
 
-    def stats(self, wait: bool = False) -> dict[str, Any]:
+    def stats(self, wait: bool = False) -> StoreStats:
         """Counts per collection and source, from the writers' counters (no scan); works without CLIP
         weights. Counters that lag (a killed ingest) are recounted in the background (wait: right now);
         until then that index says exact=False."""
-        out: dict[str, Any] = {"store": self.settings.chroma_url or str(self.settings.store_dir), "indexes": []}
-        for col in self.client.list_collections():
-            meta = col.metadata or {}
-            total, by_source, exact = counts.read(self.client, col.name, background=not wait)
-            out["indexes"].append({"collection": col.name, "kind": meta.get("kind") or col.name.split("__")[0],
-                                   "clip_model": meta.get("clip_model"), "dim": meta.get("dim"), "count": total,
-                                   "by_source": by_source, "exact": exact})
-        return out
+        return read_stats(self.client, self.settings.chroma_url or str(self.settings.store_dir), wait)
 
     def models(self) -> list[dict[str, Any]]:
         """Each role: where it would load from and whether it is there (no network)."""

@@ -16,7 +16,7 @@ from tests.conftest import SMALL
 
 
 def _counts(studio: Studio) -> dict[str, dict[str, int]]:
-    return {ix["kind"]: ix["by_source"] for ix in studio.stats(wait=True)["indexes"]}
+    return {ix["kind"]: ix["by_source"] for ix in studio.stats(wait=True).to_dict()["indexes"]}
 
 
 def test_favourites_are_marked_and_filtered(gen_studio: Studio):

@@ -103,7 +103,7 @@ def build_ui(studio: Studio, first_run: FirstRunView | None = None, defaults: UI
                 refresh = ready and not ready_before  # the sample just went in: the Library's counts too
                 stats = studio.stats() if refresh else None
                 return (text, gr.Timer(active=p.busy or bool(text)), ready,
-                        stats_markdown(stats) if stats else gr.skip(), stats if stats else gr.skip())
+                        stats_markdown(stats) if stats else gr.skip(), stats.to_dict() if stats else gr.skip())
 
             timer = gr.Timer(1.0)
             outs = [status_md, timer, said_ready, library.stats, library.raw]

@@ -38,11 +38,11 @@ def _filters(nsfw: bool, source: str | None) -> Filters:
 def source_choices(studio: Studio) -> list[str]:
     """The fixed choices, then every other source the store holds (prompt libraries by name)."""
     try:
-        found = {s for ix in studio.stats()["indexes"] for s in ix["by_source"]}
+        found = studio.stats().sources()
     except Exception:  # no store yet: the fixed choices
         found = set()
     named = {v for v in SOURCES.values() if isinstance(v, str)}  # "mine" stays split too: generated | user
-    return list(SOURCES) + sorted(found - named - {"?"})
+    return list(SOURCES) + sorted(found - named)
 
 
 def empty_note(studio: Studio, source: str, loading: Callable[[], str | None]) -> str:
@@ -51,7 +51,7 @@ def empty_note(studio: Studio, source: str, loading: Callable[[], str | None]) -
         return f"⏳ {still}: search again in a moment."
     wanted = _filters(True, source).sources
     try:
-        held = {s: n for ix in studio.stats()["indexes"] if ix["kind"] == "prompts" for s, n in ix["by_source"].items()}
+        held = studio.stats().by_source("prompts")
     except Exception:
         held = {}
     if wanted and not any(held.get(s) for s in wanted):

@@ -81,7 +81,7 @@ def history_tab(studio: Studio, roots: tuple[str, ...] = ()) -> HistoryControls:
 
     def mine_count() -> int:
         try:
-            return sum(ix["by_source"].get("generated", 0) for ix in studio.stats()["indexes"] if ix["kind"] == "images")
+            return studio.stats().by_source("images").get("generated", 0)
         except Exception:
             return 0
 

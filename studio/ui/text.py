@@ -9,7 +9,7 @@ import re
 import time
 from typing import Any
 
-from studio.studio import TOKEN_LIMIT, Hit, count_tokens, token_chunks
+from studio.studio import TOKEN_LIMIT, Hit, StoreStats, count_tokens, token_chunks
 
 MODEL_ROLES = {"clip": "CLIP (search)", "llm": "LLM (rewrite)", "sdxl": "SDXL (generate)",
                "multilingual": "Multilingual (ideas in other languages)"}
@@ -190,14 +190,14 @@ def retrieved_ids(meta: dict[str, Any]) -> list[str]:
     return json_list(meta, "retrieved_ids")
 
 
-def stats_markdown(stats: dict[str, Any]) -> str:
-    lines = [f"**Store:** `{stats['store']}`", "", "| index | CLIP model | records | by source |", "|---|---|---|---|"]
-    for ix in stats["indexes"]:
-        by = ", ".join(f"{inert(k)}: {v:,}" for k, v in sorted(ix["by_source"].items())) or "-"
-        if not ix.get("exact", True):
+def stats_markdown(stats: StoreStats) -> str:
+    lines = [f"**Store:** `{stats.store}`", "", "| index | CLIP model | records | by source |", "|---|---|---|---|"]
+    for ix in stats.indexes:
+        by = ", ".join(f"{inert(k)}: {v:,}" for k, v in sorted(ix.by_source.items())) or "-"
+        if not ix.exact:
             by += " (recounting after an interrupted write…)"
-        lines.append(f"| {ix['kind']} | {inert(ix.get('clip_model') or '?')} | {ix['count']:,} | {by} |")
-    if not stats["indexes"]:
+        lines.append(f"| {ix.kind} | {inert(ix.clip_model or '?')} | {ix.count:,} | {by} |")
+    if not stats.indexes:
         lines.append("| (empty) | | 0 | ingest the sample or a DiffusionDB part below |")
     return "\n".join(lines)
 
