@@ -118,6 +118,7 @@ def lagging_store(home: Path, tiny_clip_dir: Path, embedder, n: int = 8000) -> d
     meta = dict(col.metadata)
     meta[counts.KEY] = json.dumps({"diffusiondb": truth["diffusiondb"] - 1024, "user": truth["user"]})
     col.modify(metadata=meta)
+    studio.close()  # one process at a time on an embedded store: the CLI run next must be able to open it
     return truth
 
 
