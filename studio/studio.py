@@ -34,7 +34,7 @@ from studio.images import open_image  # noqa: E402
 from studio.ingest.sources import IMAGE_SUFFIXES  # noqa: E402
 from studio.library.compare import VARIANTS  # noqa: E402
 from studio.library.history import ImageDetails  # noqa: E402
-from studio.library.writeback import Lineage  # noqa: E402
+from studio.library.lineage import Lineage  # noqa: E402
 from studio.rewrite.prompting import MAX_CANDIDATES, MAX_IDEA_CHARS  # noqa: E402
 from studio.rewrite.steering import MAX_NOTE_CHARS  # noqa: E402
 from studio.search.results import MINE, settings_of  # noqa: E402
@@ -306,7 +306,7 @@ class Studio:
     def generate(self, request: Any, *, on_preview: Callable[[Any], None] | None = None, cancel: Any = None,
                  lineage: Any = None, **fields: Any) -> Any:
         """A prompt (or a GenerationRequest) -> GenerationResult: images saved to outputs/ as PNGs with
-        A1111 metadata, then stored (source=generated) with `lineage` (studio.library.writeback.Lineage).
+        A1111 metadata, then stored (source=generated) with `lineage` (studio.library.lineage.Lineage).
         `fields` (negative_prompt, seed, steps, cfg, width, height, n, scheduler, profile) fill the
         request; bad values are refused before any model loads. `cancel`: a threading.Event."""
         from studio.generate.request import GenerationRequest
@@ -333,7 +333,7 @@ class Studio:
         return [{"name": name, "file": str(path)} for name, path in available(self.settings.loras_dir).items()]
 
     def _write_back(self, result: Any, lineage: Any, vectors: Any) -> list[Any]:
-        from studio.library.writeback import Lineage, write_back
+        from studio.library.writeback import write_back
 
         connect = lambda: (self.store_for(create=True), self.embedder)  # noqa: E731 - opened once the PNGs are safe
         return write_back(result, self.settings.outputs_dir, lineage or Lineage(), connect, image_vectors=vectors)

@@ -13,6 +13,7 @@ from studio.errors import InputError
 from studio.images import ImageSource, open_image
 from studio.ingest.outputs import OUTPUTS_PART
 from studio.ingest.sources import IMAGE_SUFFIXES
+from studio.library.lineage import Lineage
 from studio.search import counts, newest
 from studio.search.results import Hit, SearchResult, label_of
 from studio.search.searcher import query_text, to_hit
@@ -128,7 +129,7 @@ class History:
         record = next(iter(store.get("images", [image_id])), None)
         if record is None:
             return None
-        ids = _json_list((record.metadata or {}).get("retrieved_ids"))
+        ids = Lineage.from_metadata(record.metadata or {}).retrieved_ids
         texts = [r.document or "" for r in store.get("prompts", ids)] if ids else []
         return ImageDetails(to_hit(record, "images"), texts)
 
@@ -157,11 +158,3 @@ def _is_image_path(text: str) -> bool:
     path = Path(text.strip())
     return len(text) < 4096 and path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
 
-
-def _json_list(raw: Any) -> list[str]:
-    """A lineage list as stored (JSON-encoded: Chroma keeps scalars, and refuses empty lists)."""
-    try:
-        items = json.loads(raw) if isinstance(raw, str) else list(raw or [])
-    except ValueError:
-        return []
-    return [str(i) for i in items if i] if isinstance(items, list) else []

@@ -4,12 +4,11 @@ missing-models banner, a generation's settings and lineage, the library's statis
 from __future__ import annotations
 
 import html
-import json
 import re
 import time
 from typing import Any
 
-from studio.studio import TOKEN_LIMIT, Hit, StoreStats, count_tokens, token_chunks
+from studio.studio import TOKEN_LIMIT, Hit, Lineage, StoreStats, count_tokens, token_chunks
 
 MODEL_ROLES = {"clip": "CLIP (search)", "llm": "LLM (rewrite)", "sdxl": "SDXL (generate)",
                "multilingual": "Multilingual (ideas in other languages)"}
@@ -159,9 +158,10 @@ def details_markdown(hit: Hit, retrieved: list[str] | None = None, now: float | 
         lines.append(f"**From the idea:** “{quoted(m['idea'])}”{rewrite}")
     if m.get("note"):
         lines.append(f"**Your note to the LLM:** “{quoted(m['note'])}”")
-    if locked := json_list(m, "locked"):
+    lineage = Lineage.from_metadata(m)
+    if locked := lineage.locked:
         lines.append("**Kept exactly:** " + ", ".join(f"“{quoted(t, 80)}”" for t in locked))
-    brought = json_list(m, "example_texts")
+    brought = lineage.example_texts
     shown_all = [*(retrieved or []), *brought]
     if shown_all:
         whose = "you chose" if m.get("examples_chosen") else "the LLM was shown"
@@ -173,21 +173,6 @@ def details_markdown(hit: Hit, retrieved: list[str] | None = None, now: float | 
     if not (m.get("idea") or m.get("comparison_id") or shown_all):
         lines.append("Typed directly (no rewrite).")
     return "\n\n".join(lines)
-
-
-def json_list(meta: dict[str, Any], key: str) -> list[str]:
-    """A lineage list (stored JSON-encoded: Chroma keeps scalars, and refuses empty lists)."""
-    raw = meta.get(key)
-    try:
-        items = json.loads(raw) if isinstance(raw, str) else list(raw or [])
-    except ValueError:
-        return []
-    return [str(i) for i in items if i] if isinstance(items, list) else []
-
-
-def retrieved_ids(meta: dict[str, Any]) -> list[str]:
-    """The lineage's retrieved prompt ids."""
-    return json_list(meta, "retrieved_ids")
 
 
 def stats_markdown(stats: StoreStats) -> str:
