@@ -16,6 +16,8 @@ from studio.ingest.ingester import Ingester
 from studio.ingest.pipeline import IngestReport
 from studio.library.compare import Comparer
 from studio.library.history import History
+from studio.rewrite.request import RewriteRequest
+from studio.rewrite.results import RewriteEvent, RewriteResult
 from studio.rewrite.service import RewriteService
 from studio.search.results import Filters, Hit, SearchResult
 from studio.search.queries import QueryEncoder
@@ -43,7 +45,7 @@ from studio.tokens import LIMIT as TOKEN_LIMIT, chunks as token_chunks, count as
 
 __all__ = [
     "Studio", "Progress", "Filters", "Hit", "SearchResult", "MINE", "settings_of", "GenerationRequest", "Lineage",
-    "ImageDetails", "IngestReport", "StoreStats", "ImageSource", "open_image", "IMAGE_SUFFIXES", "VARIANTS", "MAX_CFG",
+    "ImageDetails", "IngestReport", "StoreStats", "RewriteRequest", "RewriteResult", "RewriteEvent", "ImageSource", "open_image", "IMAGE_SUFFIXES", "VARIANTS", "MAX_CFG",
     "MAX_IMAGES", "MAX_PROMPT_CHARS", "MAX_SIDE", "MAX_STEPS", "MIN_SIDE", "PROFILES", "SCHEDULERS", "SDXL_SIZES",
     "SEED_RANGE", "scheduler_name", "MAX_CANDIDATES", "MAX_IDEA_CHARS", "MAX_NOTE_CHARS", "MAX_QUERY_CHARS",
     "TOKEN_LIMIT", "token_chunks", "count_tokens",
@@ -284,23 +286,18 @@ class Studio:
         return None
 
     # -- rewrite -----------------------------------------------------------------------------
-    def rewrite_stream(self, idea: str, k: int = 5, n: int = 1, filters: Filters = Filters(), *,
-                       seed: int | None = None, max_tokens: int | None = None, example_ids: Sequence[str] = (),
-                       example_texts: Sequence[str] = (), note: str | None = None,
-                       locked: Sequence[str] = ()) -> Iterator[Any]:
+    def rewrite_stream(self, request: RewriteRequest | str, **fields: Any) -> Iterator[RewriteEvent]:
         """rewrite() as RewriteEvents (studio.rewrite.results) for the UI."""
-        return self.rewriting.stream(idea, k, n, filters, seed=seed, max_tokens=max_tokens, example_ids=example_ids,
-                                     example_texts=example_texts, note=note, locked=locked)
+        return self.rewriting.stream(_rewrite_request(request, fields))
 
-    def rewrite(self, idea: str, k: int = 5, n: int = 1, filters: Filters = Filters(),
-                on_token: Callable[[int, str], None] | None = None, *, seed: int | None = None,
-                max_tokens: int | None = None, example_ids: Sequence[str] = (), example_texts: Sequence[str] = (),
-                note: str | None = None, locked: Sequence[str] = ()) -> Any:
-        """An idea -> RewriteResult: n candidates in the style of the k closest stored prompts, or of the
-        examples the user chose (example_ids, example_texts); `note` is a wish the LLM follows; the idea's
-        LoRA tags, weighted groups and quoted phrases and the `locked` terms come back in every candidate."""
-        return self.rewriting.rewrite(idea, k, n, filters, on_token, seed=seed, max_tokens=max_tokens,
-                                      example_ids=example_ids, example_texts=example_texts, note=note, locked=locked)
+    def rewrite(self, request: RewriteRequest | str, on_token: Callable[[int, str], None] | None = None,
+                **fields: Any) -> RewriteResult:
+        """An idea (or a RewriteRequest) -> RewriteResult: n candidates in the style of the k closest stored
+        prompts, or of the examples the user chose (example_ids, example_texts); `note` is a wish the LLM
+        follows; the idea's LoRA tags, weighted groups and quoted phrases and the `locked` terms come back in
+        every candidate. `fields` (k, n, filters, seed, max_tokens, example_ids, example_texts, note, locked)
+        fill the request; bad values are refused before any model loads."""
+        return self.rewriting.rewrite(_rewrite_request(request, fields), on_token)
 
     # -- generate, compare, history ----------------------------------------------------------
     def generate(self, request: Any, *, on_preview: Callable[[Any], None] | None = None, cancel: Any = None,
@@ -378,3 +375,10 @@ class Studio:
     def delete_image(self, image_id: str) -> Any:
         """Remove one of your images from the library; its PNG moves to outputs/.deleted/ (returned)."""
         return self.history_.delete(image_id, self.settings.outputs_dir)
+
+
+def _rewrite_request(request: RewriteRequest | str, fields: dict[str, Any]) -> RewriteRequest:
+    """The request as given, with `fields` replacing its own; an idea alone becomes one (validated later)."""
+    if isinstance(request, RewriteRequest):
+        return replace(request, **fields) if fields else request
+    return RewriteRequest(request, **fields)

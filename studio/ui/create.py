@@ -8,7 +8,7 @@ from typing import Any
 import gradio as gr
 
 from studio.errors import InputError, StudioError
-from studio.studio import MAX_IDEA_CHARS, MAX_IMAGES, MAX_PROMPT_CHARS, SEED_RANGE, Filters, Hit, Lineage, Studio
+from studio.studio import MAX_IDEA_CHARS, MAX_IMAGES, MAX_PROMPT_CHARS, SEED_RANGE, Filters, Hit, Lineage, RewriteRequest, Studio
 from studio.ui.common import (
     GPU, Cancels, as_int, handler, no_room_to_show, plain_json, said_in, sdxl_missing, seed_or_none, session_of,
     streamed,
@@ -62,9 +62,10 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
         table: list[list[Any]] = []
         text, suggested = "", {}
         skip4, skip5 = [gr.skip()] * 4, [gr.skip()] * 5
-        for ev in studio.rewrite_stream(idea, k, many, Filters(nsfw=bool(nsfw)), example_ids=ids,
-                                        example_texts=texts, note=(note or "").strip() or None,
-                                        locked=locked_terms(locked)):
+        request = RewriteRequest(idea, k, many, Filters(nsfw=bool(nsfw)), example_ids=tuple(ids),
+                                 example_texts=tuple(texts), note=(note or "").strip() or None,
+                                 locked=tuple(locked_terms(locked)))
+        for ev in studio.rewrite_stream(request):
             if ev.kind == "retrieved":
                 table, suggested = _retrieved_rows(ev.hits or []), ev.suggested or {}
                 progress(0.1, desc="Rewriting…")
