@@ -248,7 +248,7 @@ def _print_rewrite(out: Any) -> None:
     """After the streamed text: the cleaned candidates, their CLIP tokens, settings, timings; notices on stderr."""
     print("\nRewritten:")
     for i, cand in enumerate(out.candidates, 1):
-        tokens = "? CLIP tokens (no CLIP tokenizer)" if cand.tokens is None else f"{cand.tokens} CLIP tokens"
+        tokens = f"{cand.tokens} CLIP tokens"  # always counted: the service counts with the shipped tokenizer
         print(f"{i:2d}. {cand.text or '(nothing usable)'}\n      {tokens}, seed {cand.seed}")
         if cand.added:
             print(f"      adds: {'; '.join(cand.added)}")

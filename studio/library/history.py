@@ -19,8 +19,8 @@ from studio.search.results import Hit, SearchResult, label_of
 from studio.search.searcher import query_text, to_hit
 from studio.search.store import PromptStore
 
-MINE = {"source": "generated"}
-FAVOURITES = {"$and": [MINE, {"favourite": True}]}
+GENERATED = {"source": "generated"}  # our own generations (not search.results.MINE, which adds "user")
+FAVOURITES = {"$and": [GENERATED, {"favourite": True}]}
 BATCH_MARGIN = 16  # more than the images of one generation (n <= 8) or one compare
 DELETED = ".deleted"  # under outputs/: a deleted image's PNG is moved here (hidden: `ingest outputs` skips it)
 
@@ -62,7 +62,7 @@ class History:
         else:
             vector = self.embedder().embed_images([open_image(query)])[0]
         # Chroma's `where` here, not the over-fetch of Searcher.query: our images are few among millions.
-        records = self.store().query("images", vector, limit, where=FAVOURITES if favourites else MINE)
+        records = self.store().query("images", vector, limit, where=FAVOURITES if favourites else GENERATED)
         return SearchResult(label_of(query), "history", [to_hit(r, "images") for r in records], encoder=encoder)
 
     def favourite(self, image_id: str, on: bool = True) -> bool:
@@ -80,7 +80,7 @@ class History:
         running `python -m studio ingest outputs`. Returns where the file went (None: no file)."""
         store = self.store()
         found = store.get("images", [image_id])
-        if not found or found[0].metadata.get("source") != MINE["source"]:
+        if not found or found[0].metadata.get("source") != GENERATED["source"]:
             raise InputError("That image is not one of your generations in the library (already deleted?).")
         meta = found[0].metadata
         moved = _move_aside(meta.get("file"), outputs)
@@ -93,7 +93,7 @@ class History:
             part = str(meta.get("part") or OUTPUTS_PART)
             per_part[part] = max(0, int(per_part.get(part, 0)) - 1)
             per_part = {k: v for k, v in per_part.items() if v}
-            if not per_part and pm.get("source") == MINE["source"]:
+            if not per_part and pm.get("source") == GENERATED["source"]:
                 store.delete("prompts", [pid])  # a prompt only this image used: it goes with it
             else:
                 store.update_metadata("prompts", [pid], [{**pm, "counts": json.dumps(per_part, sort_keys=True),
@@ -112,7 +112,7 @@ class History:
             with counts.LOCK:
                 kept = newest.read(store.client, name)
             _, by_source, exact = counts.read(store.client, name)
-            behind = kept is None or not exact or (kept[0] and len(kept[1]) != by_source.get(MINE["source"], 0))
+            behind = kept is None or not exact or (kept[0] and len(kept[1]) != by_source.get(GENERATED["source"], 0))
             if behind or attempt:
                 with counts.LOCK:
                     ids = newest.rebuild(store.client.get_collection(name, embedding_function=None))

@@ -117,7 +117,7 @@ class RewriteService:
             out.append((to_hit(records[i], "prompts"), vector))
         return out
 
-    def clip_counter(self) -> Callable[[str], int] | None:
+    def clip_counter(self) -> Callable[[str], int]:
         """SDXL's real CLIP token count (the shipped vocabulary: whichever CLIP searches, none needed)."""
         from studio.tokens import count
 

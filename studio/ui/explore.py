@@ -13,7 +13,7 @@ from studio.ui.common import as_int, handler, said_in, uploaded_image
 from studio.ui.defaults import UIDefaults
 from studio.ui.text import link_markdown
 from studio.ui.views import (
-    COLUMNS, DEFAULT_SOURCE, MISSING, SETTING_KEYS, SOURCES, WIDTHS, gallery_picks, note, row_picks, rows,
+    COLUMNS, DEFAULT_SOURCE, MISSING, SHOWN_SETTINGS, SOURCES, WIDTHS, gallery_picks, note, row_picks, rows,
 )
 
 PICK_HINT = "Click an image or a row to pick its prompt."
@@ -69,7 +69,7 @@ def _select(table: Any, links: list, evt: gr.SelectData) -> tuple[Any, ...]:
     at = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
     info = links[at] if links and isinstance(at, int) and at < len(links) else {}
     prompt = info.get("prompt") or row[1]  # the whole prompt: the table's cell may be cut
-    picked = {"prompt": prompt, **{k: v for k, v in zip(SETTING_KEYS, row[3:8]) if v not in ("", None, MISSING)}}
+    picked = {"prompt": prompt, **{k: v for k, v in zip(SHOWN_SETTINGS, row[3:8]) if v not in ("", None, MISSING)}}
     return prompt, picked, gr.update(interactive=True), gr.update(interactive=True), link_markdown(info.get("url"))
 
 
