@@ -170,7 +170,7 @@ def _print_results(result: SearchResult) -> None:
 def _filters_of(studio: Studio, a: argparse.Namespace) -> Filters:
     """--source is any source the store holds (from the writers' counters); another name says which there are."""
     if a.source:
-        held = sorted({s for ix in studio.stats()["indexes"] for s in ix["by_source"]} - {"?"})
+        held = sorted(studio.stats().sources())
         if a.source not in held:
             raise InputError(f"--source {a.source}: the store holds no records of that source. Use one of: "
                              f"{', '.join(held) or '(none yet: ingest something first)'}.")
@@ -248,7 +248,7 @@ def _print_rewrite(out: Any) -> None:
     """After the streamed text: the cleaned candidates, their CLIP tokens, settings, timings; notices on stderr."""
     print("\nRewritten:")
     for i, cand in enumerate(out.candidates, 1):
-        tokens = "? CLIP tokens (no CLIP tokenizer)" if cand.tokens is None else f"{cand.tokens} CLIP tokens"
+        tokens = f"{cand.tokens} CLIP tokens"  # always counted: the service counts with the shipped tokenizer
         print(f"{i:2d}. {cand.text or '(nothing usable)'}\n      {tokens}, seed {cand.seed}")
         if cand.added:
             print(f"      adds: {'; '.join(cand.added)}")
@@ -331,10 +331,12 @@ def _show(name: str, out: Any, as_json: bool) -> None:
     elif name == "check":
         print(out.summary())
     elif name == "stats":
-        print(f"store: {out['store']}")
-        for ix in out["indexes"] or [{"collection": "(empty)", "count": 0, "by_source": {}}]:
-            unsure = "" if ix.get("exact", True) else " (by source not exact: counters lag, a recount is due)"
-            print(f"  {ix['collection']}: {ix['count']} records {ix.get('by_source') or ''}{unsure}")
+        print(f"store: {out.store}")
+        if not out.indexes:
+            print("  (empty): 0 records ")
+        for ix in out.indexes:
+            unsure = "" if ix.exact else " (by source not exact: counters lag, a recount is due)"
+            print(f"  {ix.collection}: {ix.count} records {ix.by_source or ''}{unsure}")
     elif name == "tokens":
         print(f"{out['count']} CLIP tokens (start and end included): SDXL reads them in {out['chunks']} "
               f"chunk{'s' if out['chunks'] > 1 else ''} of 75")

@@ -82,7 +82,7 @@ class Settings:
     gpu_noise: bool = False
     # Never touch the network (also implied by HF_HUB_OFFLINE=1).
     offline: bool = False
-    # Search defaults: hide NSFW scores at or above this (DiffusionDB's 0..1 scores).
+    # Not read anywhere yet: searches hide NSFW scores at or above Filters.threshold (studio/search/results.py).
     nsfw_threshold: float = 0.5
     # Items per CLIP forward pass while ingesting.
     batch_size: int = 64

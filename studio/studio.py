@@ -16,13 +16,40 @@ from studio.ingest.ingester import Ingester
 from studio.ingest.pipeline import IngestReport
 from studio.library.compare import Comparer
 from studio.library.history import History
+from studio.rewrite.request import RewriteRequest
+from studio.rewrite.results import RewriteEvent, RewriteResult
 from studio.rewrite.service import RewriteService
 from studio.search.results import Filters, Hit, SearchResult
 from studio.search.queries import QueryEncoder
 from studio.search.searcher import Searcher, query_text
-from studio.search import counts
+from studio.search.stats import StoreStats, has_prompts, read_stats
 from studio.search.store import PromptStore, open_client
 from studio.weights import ROLES, how_to_get, locate
+
+# The typed values and limits the UI passes in and reads back: studio/ui imports only this module,
+# studio.errors and studio.config (tests/test_layers.py holds it to that), so these are re-exported here.
+from studio.generate.request import (  # noqa: E402
+    MAX_CFG, MAX_IMAGES, MAX_PROMPT_CHARS, MAX_SIDE, MAX_STEPS, MIN_SIDE, PROFILES, SCHEDULERS, SDXL_SIZES,
+    SEED_RANGE, GenerationRequest, scheduler_name,
+)
+from studio.images import open_image  # noqa: E402
+from studio.ingest.sources import IMAGE_SUFFIXES  # noqa: E402
+from studio.library.compare import VARIANTS  # noqa: E402
+from studio.library.history import ImageDetails  # noqa: E402
+from studio.library.lineage import Lineage  # noqa: E402
+from studio.rewrite.prompting import MAX_CANDIDATES, MAX_IDEA_CHARS  # noqa: E402
+from studio.rewrite.steering import MAX_NOTE_CHARS  # noqa: E402
+from studio.search.results import MINE, settings_of  # noqa: E402
+from studio.search.searcher import MAX_QUERY_CHARS  # noqa: E402
+from studio.tokens import LIMIT as TOKEN_LIMIT, chunks as token_chunks, count as count_tokens  # noqa: E402
+
+__all__ = [
+    "Studio", "Progress", "Filters", "Hit", "SearchResult", "MINE", "settings_of", "GenerationRequest", "Lineage",
+    "ImageDetails", "IngestReport", "StoreStats", "RewriteRequest", "RewriteResult", "RewriteEvent", "ImageSource", "open_image", "IMAGE_SUFFIXES", "VARIANTS", "MAX_CFG",
+    "MAX_IMAGES", "MAX_PROMPT_CHARS", "MAX_SIDE", "MAX_STEPS", "MIN_SIDE", "PROFILES", "SCHEDULERS", "SDXL_SIZES",
+    "SEED_RANGE", "scheduler_name", "MAX_CANDIDATES", "MAX_IDEA_CHARS", "MAX_NOTE_CHARS", "MAX_QUERY_CHARS",
+    "TOKEN_LIMIT", "token_chunks", "count_tokens",
+]
 
 Progress = Callable[[str, int, int], None]
 
@@ -190,6 +217,10 @@ class Studio:
     def image_bytes(self, hit: Hit) -> bytes | None:
         return self.searcher.image_bytes(hit)
 
+    def image_details(self, image_id: str) -> ImageDetails | None:
+        """One stored image (a Hit) and the texts of the stored prompts its rewrite was shown; None: not stored."""
+        return self.history_.details(image_id)
+
     # -- ingest and status -------------------------------------------------------------------
     def ingest(self, source: str, limit: int | None = None, source_tag: str | None = None,
                progress: Progress | None = None) -> IngestReport:
@@ -215,20 +246,13 @@ class Studio:
 
     def is_empty(self) -> bool:
         """No collections at all yet (a new store): first launch ingests the sample."""
-        return not any(c.name.startswith("prompts__") for c in self.client.list_collections())
+        return not has_prompts(self.client)
 
-    def stats(self, wait: bool = False) -> dict[str, Any]:
+    def stats(self, wait: bool = False) -> StoreStats:
         """Counts per collection and source, from the writers' counters (no scan); works without CLIP
         weights. Counters that lag (a killed ingest) are recounted in the background (wait: right now);
         until then that index says exact=False."""
-        out: dict[str, Any] = {"store": self.settings.chroma_url or str(self.settings.store_dir), "indexes": []}
-        for col in self.client.list_collections():
-            meta = col.metadata or {}
-            total, by_source, exact = counts.read(self.client, col.name, background=not wait)
-            out["indexes"].append({"collection": col.name, "kind": meta.get("kind") or col.name.split("__")[0],
-                                   "clip_model": meta.get("clip_model"), "dim": meta.get("dim"), "count": total,
-                                   "by_source": by_source, "exact": exact})
-        return out
+        return read_stats(self.client, self.settings.chroma_url or str(self.settings.store_dir), wait)
 
     def models(self) -> list[dict[str, Any]]:
         """Each role: where it would load from and whether it is there (no network)."""
@@ -262,29 +286,24 @@ class Studio:
         return None
 
     # -- rewrite -----------------------------------------------------------------------------
-    def rewrite_stream(self, idea: str, k: int = 5, n: int = 1, filters: Filters = Filters(), *,
-                       seed: int | None = None, max_tokens: int | None = None, example_ids: Sequence[str] = (),
-                       example_texts: Sequence[str] = (), note: str | None = None,
-                       locked: Sequence[str] = ()) -> Iterator[Any]:
+    def rewrite_stream(self, request: RewriteRequest | str, **fields: Any) -> Iterator[RewriteEvent]:
         """rewrite() as RewriteEvents (studio.rewrite.results) for the UI."""
-        return self.rewriting.stream(idea, k, n, filters, seed=seed, max_tokens=max_tokens, example_ids=example_ids,
-                                     example_texts=example_texts, note=note, locked=locked)
+        return self.rewriting.stream(_rewrite_request(request, fields))
 
-    def rewrite(self, idea: str, k: int = 5, n: int = 1, filters: Filters = Filters(),
-                on_token: Callable[[int, str], None] | None = None, *, seed: int | None = None,
-                max_tokens: int | None = None, example_ids: Sequence[str] = (), example_texts: Sequence[str] = (),
-                note: str | None = None, locked: Sequence[str] = ()) -> Any:
-        """An idea -> RewriteResult: n candidates in the style of the k closest stored prompts, or of the
-        examples the user chose (example_ids, example_texts); `note` is a wish the LLM follows; the idea's
-        LoRA tags, weighted groups and quoted phrases and the `locked` terms come back in every candidate."""
-        return self.rewriting.rewrite(idea, k, n, filters, on_token, seed=seed, max_tokens=max_tokens,
-                                      example_ids=example_ids, example_texts=example_texts, note=note, locked=locked)
+    def rewrite(self, request: RewriteRequest | str, on_token: Callable[[int, str], None] | None = None,
+                **fields: Any) -> RewriteResult:
+        """An idea (or a RewriteRequest) -> RewriteResult: n candidates in the style of the k closest stored
+        prompts, or of the examples the user chose (example_ids, example_texts); `note` is a wish the LLM
+        follows; the idea's LoRA tags, weighted groups and quoted phrases and the `locked` terms come back in
+        every candidate. `fields` (k, n, filters, seed, max_tokens, example_ids, example_texts, note, locked)
+        fill the request; bad values are refused before any model loads."""
+        return self.rewriting.rewrite(_rewrite_request(request, fields), on_token)
 
     # -- generate, compare, history ----------------------------------------------------------
     def generate(self, request: Any, *, on_preview: Callable[[Any], None] | None = None, cancel: Any = None,
                  lineage: Any = None, **fields: Any) -> Any:
         """A prompt (or a GenerationRequest) -> GenerationResult: images saved to outputs/ as PNGs with
-        A1111 metadata, then stored (source=generated) with `lineage` (studio.library.writeback.Lineage).
+        A1111 metadata, then stored (source=generated) with `lineage` (studio.library.lineage.Lineage).
         `fields` (negative_prompt, seed, steps, cfg, width, height, n, scheduler, profile) fill the
         request; bad values are refused before any model loads. `cancel`: a threading.Event."""
         from studio.generate.request import GenerationRequest
@@ -311,7 +330,7 @@ class Studio:
         return [{"name": name, "file": str(path)} for name, path in available(self.settings.loras_dir).items()]
 
     def _write_back(self, result: Any, lineage: Any, vectors: Any) -> list[Any]:
-        from studio.library.writeback import Lineage, write_back
+        from studio.library.writeback import write_back
 
         connect = lambda: (self.store_for(create=True), self.embedder)  # noqa: E731 - opened once the PNGs are safe
         return write_back(result, self.settings.outputs_dir, lineage or Lineage(), connect, image_vectors=vectors)
@@ -329,6 +348,10 @@ class Studio:
         loras_of(idea, self.settings.loras_dir)  # a missing LoRA is refused before the LLM or SDXL loads
         self.need_sdxl("Compare")  # said before the rewrite runs, not after it
         return self.comparer.compare(idea, base, on_preview=on_preview, cancel=cancel)
+
+    def sdxl_missing(self) -> bool:
+        """SDXL is neither loaded nor on this machine (a hub id may still fetch it: need_sdxl says)."""
+        return not self.sdxl_loaded and not locate("sdxl", self.settings).found
 
     def need_sdxl(self, what: str) -> None:
         """ModelMissingError now, when SDXL is neither loaded nor on this machine and cannot be fetched."""
@@ -352,3 +375,10 @@ class Studio:
     def delete_image(self, image_id: str) -> Any:
         """Remove one of your images from the library; its PNG moves to outputs/.deleted/ (returned)."""
         return self.history_.delete(image_id, self.settings.outputs_dir)
+
+
+def _rewrite_request(request: RewriteRequest | str, fields: dict[str, Any]) -> RewriteRequest:
+    """The request as given, with `fields` replacing its own; an idea alone becomes one (validated later)."""
+    if isinstance(request, RewriteRequest):
+        return replace(request, **fields) if fields else request
+    return RewriteRequest(request, **fields)

@@ -26,7 +26,7 @@ def scanned(studio: Studio) -> dict[str, dict[str, int]]:
 
 
 def from_stats(studio: Studio) -> dict[str, dict[str, int]]:
-    return {ix["collection"]: ix["by_source"] for ix in studio.stats()["indexes"] if ix["exact"]}
+    return {ix["collection"]: ix["by_source"] for ix in studio.stats().to_dict()["indexes"] if ix["exact"]}
 
 
 def test_counters_follow_ingest_and_reingest(studio: Studio):
@@ -47,7 +47,7 @@ def test_a_store_without_counters_is_recounted_once(studio: Studio):
     meta = dict(col.metadata)
     meta.pop(counts.KEY)
     col.modify(metadata=meta)  # as a store from before counters
-    index = next(ix for ix in studio.stats(wait=True)["indexes"] if ix["collection"] == col.name)
+    index = next(ix for ix in studio.stats(wait=True).to_dict()["indexes"] if ix["collection"] == col.name)
     assert index["exact"] and index["by_source"] == scanned(studio)[col.name]
     assert counts.KEY in studio.client.get_collection(col.name).metadata
 
@@ -69,7 +69,7 @@ def test_a_killed_ingest_is_recounted_and_its_rerun_is_exact(tmp_path: Path, tin
     studio = Studio(Settings(home=home, clip_model=str(tiny_clip_dir), offline=True, device="cpu"), embedder=embedder)
     truth = scanned(studio)
     assert 0 < sum(truth[studio.store.names["prompts"]].values()) < 4900  # killed part-way
-    assert {ix["collection"]: ix["by_source"] for ix in studio.stats(wait=True)["indexes"]} == truth
+    assert {ix["collection"]: ix["by_source"] for ix in studio.stats(wait=True).to_dict()["indexes"]} == truth
     studio.close()  # one process at a time on an embedded store: the rerun is refused while this one holds it
     assert subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=300).returncode == 0
     assert from_stats(studio) == scanned(studio)
@@ -118,6 +118,7 @@ def lagging_store(home: Path, tiny_clip_dir: Path, embedder, n: int = 8000) -> d
     meta = dict(col.metadata)
     meta[counts.KEY] = json.dumps({"diffusiondb": truth["diffusiondb"] - 1024, "user": truth["user"]})
     col.modify(metadata=meta)
+    studio.close()  # one process at a time on an embedded store: the CLI run next must be able to open it
     return truth
 
 
@@ -138,7 +139,7 @@ def test_stats_on_counters_that_lag_exits_cleanly_exact_and_says_so(tmp_path: Pa
     lagging_store(tmp_path / "home2", tiny_clip_dir, embedder)  # the background recount, read and left at once
     code = ("import json; from pathlib import Path; from studio.config import Settings; from studio.studio import "
             f"Studio; s = Studio(Settings(home=Path({str(tmp_path / 'home2')!r}), clip_model={str(tiny_clip_dir)!r}, "
-            "offline=True, device='cpu')); print(json.dumps(s.stats()['indexes']))")
+            "offline=True, device='cpu')); print(json.dumps(s.stats().to_dict()['indexes']))")
     for _ in range(3):
         out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
                              timeout=300)
@@ -146,7 +147,20 @@ def test_stats_on_counters_that_lag_exits_cleanly_exact_and_says_so(tmp_path: Pa
         prompts = next(ix for ix in json.loads(out.stdout) if ix["kind"] == "prompts")
         assert prompts["exact"] is False or prompts["by_source"] == truth  # never wrong and called exact
     from studio.cli import _show
+    from studio.search.stats import IndexStats, StoreStats
 
-    _show("stats", {"store": "s", "indexes": [{"collection": "prompts__x", "count": 8026,
-                                               "by_source": {"diffusiondb": 7002}, "exact": False}]}, False)
+    _show("stats", StoreStats("s", (IndexStats("prompts__x", "prompts", None, None, 8026, {"diffusiondb": 7002},
+                                               False),)), False)
     assert "not exact" in capsys.readouterr().out
+
+
+def test_store_stats_name_their_sources_without_the_unknown_marker():
+    from studio.search.counts import UNKNOWN_SOURCE
+    from studio.search.stats import IndexStats, StoreStats
+
+    stats = StoreStats("s", (IndexStats("prompts__a", "prompts", "a", 512, 5, {"diffusiondb": 3, UNKNOWN_SOURCE: 2}),
+                             IndexStats("prompts__b", "prompts", "b", 768, 1, {"user": 1}),
+                             IndexStats("images__a", "images", "a", 512, 4, {"generated": 4})))
+    assert stats.sources() == {"diffusiondb", "user", "generated"} and stats.sources("images") == {"generated"}
+    assert stats.by_source("prompts") == {"diffusiondb": 3, "user": 1}
+    assert StoreStats.from_dict(stats.to_dict()) == stats and stats.to_dict()["indexes"][0]["by_source"][UNKNOWN_SOURCE] == 2

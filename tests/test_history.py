@@ -16,7 +16,7 @@ from tests.conftest import SMALL
 
 
 def _counts(studio: Studio) -> dict[str, dict[str, int]]:
-    return {ix["kind"]: ix["by_source"] for ix in studio.stats(wait=True)["indexes"]}
+    return {ix["kind"]: ix["by_source"] for ix in studio.stats(wait=True).to_dict()["indexes"]}
 
 
 def test_favourites_are_marked_and_filtered(gen_studio: Studio):
@@ -158,3 +158,16 @@ def test_a_store_from_before_the_index_gets_it_on_the_first_page(gen_studio: Stu
     col.modify(metadata={k: v for k, v in col.metadata.items() if k != newest.KEY})  # as a store from before
     assert gen_studio.history(limit=1).results[0].id == new
     assert newest.KEY in gen_studio.client.get_collection(col.name).metadata
+
+
+def test_image_details_bring_the_record_and_the_prompts_its_rewrite_was_shown(gen_studio: Studio):
+    from studio.studio import Lineage
+
+    shown = gen_studio.generate("a red barn in fog", seed=3, **SMALL).saved[0]
+    lineage = Lineage(idea="barn", retrieved_ids=[shown.prompt_id], locked=["fog"], parent=shown.prompt_id)
+    made = gen_studio.generate("a red barn in fog, oil painting", seed=4, lineage=lineage, **SMALL).saved[0]
+    details = gen_studio.image_details(made.image_id)
+    assert details is not None and details.hit.id == made.image_id and details.hit.kind == "image"
+    assert details.retrieved_texts == ["a red barn in fog"]
+    assert Lineage.from_metadata(details.hit.metadata) == lineage
+    assert gen_studio.image_details("no-such-image") is None

@@ -136,9 +136,10 @@ def test_a_store_made_with_a_shallower_search_opens_with_ours(studio: Studio) ->
     assert HNSW["ef_search"] > 100
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def chroma_url(tmp_path_factory: pytest.TempPathFactory):
-    """A real Chroma server (`chroma run`) on 127.0.0.1, for STUDIO_CHROMA_URL."""
+    """A real Chroma server (`chroma run`) on 127.0.0.1, for STUDIO_CHROMA_URL: one per test, since a test that
+    starts from an empty server must not find another's collections (pytest-randomly picks the order)."""
     server = ChromaServer(tmp_path_factory.mktemp("chroma-server")).start()
     yield server.url
     server.stop()
@@ -158,7 +159,7 @@ def test_server_store_ingests_searches_and_refuses(settings, embedder, other_cli
     image = SAMPLE_IMAGES / "2m_first_1k-idx507_from-nobbettt-demo.png"
     assert studio.similar_images(image, k=1).results[0].id == image.name
     assert studio.reverse(image, k=3).results[0].prompt.startswith("cyberpunk coral emperor")
-    assert studio.stats()["store"] == chroma_url
+    assert studio.stats().store == chroma_url
     # A rerun through the server is idempotent too.
     again = studio.ingest(str(SAMPLE_IMAGES))
     assert (again.prompts_new, again.images_new, again.images_unchanged) == (0, 0, 3)

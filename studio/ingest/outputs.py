@@ -7,8 +7,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -17,6 +15,7 @@ from PIL import Image, UnidentifiedImageError
 from studio.ingest.cells import typed_settings
 from studio.ingest.sources import Row
 from studio.ingest.toolmeta import ToolMeta, ToolReader
+from studio.library.lineage import APP, chunk_metadata, is_ours
 from studio.search.results import SETTING_KEYS
 
 OUTPUTS_PART = "outputs"  # the `counts` key of generated (and the user's) images on a prompt record
@@ -25,34 +24,10 @@ IMAGE_FILES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"
 PART_MARKERS = {".zip", ".csv", ".parquet", ".jsonl", ".ndjson"}  # a DiffusionDB part or a table, not an image folder
 
 
-def _created(chunk: dict[str, Any]) -> float:
-    try:
-        return datetime.fromisoformat(chunk["timestamp"]).timestamp()
-    except (KeyError, TypeError, ValueError):
-        return time.time()
-
-
-def chunk_fields(chunk: dict[str, Any]) -> dict[str, Any]:
-    """The record metadata a generation's chunk adds beside its settings: lineage (flattened: Chroma
-    keeps scalars only), models, negative prompt, profile and when it was made."""
-    lineage = dict(chunk.get("lineage") or {})
-    lineage["retrieved_ids"] = lineage.get("retrieved_ids") or []
-    if chunk.get("loras"):  # the LoRA files a generation applied (name, weight, hash)
-        lineage["loras"] = chunk["loras"]
-    lineage.update({k: json.dumps(v, ensure_ascii=False) for k, v in lineage.items() if isinstance(v, (list, dict))})
-    return {**lineage, "sdxl_model": chunk.get("model"), "negative_prompt": chunk.get("negative_prompt") or None,
-            "profile": chunk.get("profile"), "timestamp": chunk.get("timestamp"), "created": _created(chunk)}
-
-
-def chunk_source(chunk: dict[str, Any]) -> str:
-    """generated: made by this studio; user: another tool's image (A1111 text only)."""
-    return "generated" if chunk.get("app") == "prompt-studio" else "user"
-
-
 def row_of(chunk: dict[str, Any], location: str, pixels: Any = None, vector: Any = None) -> Row:
     settings = typed_settings({k: chunk.get(k) for k in SETTING_KEYS})
     return Row(str(chunk["image_id"]), str(chunk["prompt"]), OUTPUTS_PART, settings, location,
-               source=chunk_source(chunk), extra=chunk_fields(chunk), pixels=pixels, vector=vector)
+               source="generated" if is_ours(chunk) else "user", extra=chunk_metadata(chunk), pixels=pixels, vector=vector)
 
 
 def image_files(folder: Path) -> Iterator[Path]:
@@ -66,9 +41,7 @@ def image_files(folder: Path) -> Iterator[Path]:
 
 def our_chunk(img: Any) -> dict[str, Any] | None:
     """The studio's own JSON chunk, when this PNG is one of ours (a damaged chunk counts as none)."""
-    from studio.library.pngmeta import STUDIO_KEY
-
-    text = img.info.get(STUDIO_KEY) or (getattr(img, "text", {}) or {}).get(STUDIO_KEY)
+    text = img.info.get(APP) or (getattr(img, "text", {}) or {}).get(APP)
     try:
         chunk = json.loads(text) if text else None
     except json.JSONDecodeError:

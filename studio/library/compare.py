@@ -119,12 +119,11 @@ class Comparer:
                 cancel: Any = None) -> CompareResult:
         """The idea as typed, the best retrieved prompt and the rewritten prompt, generated with the seed
         and settings of `base` (a validated GenerationRequest, n=1), CLIP-scored against the idea."""
-        from studio.library.writeback import Lineage
+        from studio.library.lineage import Lineage
 
         rewritten = self.rewrite(idea)  # the LLM first; SDXL then makes room
         tried, notes = variants(idea, rewritten)
         out = CompareResult(idea, int(base.seed or 0), new_comparison_id(), notes=notes)
-        retrieved_ids = [hit.id for hit in rewritten.retrieved]
         embedder = self.embedder()
         idea_vector = embedder.embed_texts([idea])[0]  # once; each image is embedded once, for score and store
         for v in tried:
@@ -135,8 +134,8 @@ class Comparer:
                 break
             vectors = embedder.embed_images(result.images[:1])
             score = clip_score(vectors[0], idea_vector)
-            lineage = Lineage(idea=idea, retrieved_ids=retrieved_ids, llm_model=getattr(rewritten, "model", None),
-                              parent=v.parent, comparison_id=out.comparison_id, variant=v.name, score=score)
+            lineage = Lineage.of_rewrite(rewritten, parent=v.parent, comparison_id=out.comparison_id, variant=v.name,
+                                         score=score)
             result.saved = self.write(result, lineage, vectors)
             out.entries.append(CompareEntry(v.name, v.prompt, result, score))
         return out

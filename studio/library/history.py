@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,15 +13,24 @@ from studio.errors import InputError
 from studio.images import ImageSource, open_image
 from studio.ingest.outputs import OUTPUTS_PART
 from studio.ingest.sources import IMAGE_SUFFIXES
+from studio.library.lineage import Lineage
 from studio.search import counts, newest
 from studio.search.results import Hit, SearchResult, label_of
 from studio.search.searcher import query_text, to_hit
 from studio.search.store import PromptStore
 
-MINE = {"source": "generated"}
-FAVOURITES = {"$and": [MINE, {"favourite": True}]}
+GENERATED = {"source": "generated"}  # our own generations (not search.results.MINE, which adds "user")
+FAVOURITES = {"$and": [GENERATED, {"favourite": True}]}
 BATCH_MARGIN = 16  # more than the images of one generation (n <= 8) or one compare
 DELETED = ".deleted"  # under outputs/: a deleted image's PNG is moved here (hidden: `ingest outputs` skips it)
+
+
+@dataclass(frozen=True)
+class ImageDetails:
+    """One stored image and the texts of the stored prompts its rewrite was shown (its lineage's ids looked up)."""
+
+    hit: Hit
+    retrieved_texts: list[str] = field(default_factory=list)
 
 
 class History:
@@ -52,7 +62,7 @@ class History:
         else:
             vector = self.embedder().embed_images([open_image(query)])[0]
         # Chroma's `where` here, not the over-fetch of Searcher.query: our images are few among millions.
-        records = self.store().query("images", vector, limit, where=FAVOURITES if favourites else MINE)
+        records = self.store().query("images", vector, limit, where=FAVOURITES if favourites else GENERATED)
         return SearchResult(label_of(query), "history", [to_hit(r, "images") for r in records], encoder=encoder)
 
     def favourite(self, image_id: str, on: bool = True) -> bool:
@@ -70,7 +80,7 @@ class History:
         running `python -m studio ingest outputs`. Returns where the file went (None: no file)."""
         store = self.store()
         found = store.get("images", [image_id])
-        if not found or found[0].metadata.get("source") != MINE["source"]:
+        if not found or found[0].metadata.get("source") != GENERATED["source"]:
             raise InputError("That image is not one of your generations in the library (already deleted?).")
         meta = found[0].metadata
         moved = _move_aside(meta.get("file"), outputs)
@@ -83,7 +93,7 @@ class History:
             part = str(meta.get("part") or OUTPUTS_PART)
             per_part[part] = max(0, int(per_part.get(part, 0)) - 1)
             per_part = {k: v for k, v in per_part.items() if v}
-            if not per_part and pm.get("source") == MINE["source"]:
+            if not per_part and pm.get("source") == GENERATED["source"]:
                 store.delete("prompts", [pid])  # a prompt only this image used: it goes with it
             else:
                 store.update_metadata("prompts", [pid], [{**pm, "counts": json.dumps(per_part, sort_keys=True),
@@ -102,7 +112,7 @@ class History:
             with counts.LOCK:
                 kept = newest.read(store.client, name)
             _, by_source, exact = counts.read(store.client, name)
-            behind = kept is None or not exact or (kept[0] and len(kept[1]) != by_source.get(MINE["source"], 0))
+            behind = kept is None or not exact or (kept[0] and len(kept[1]) != by_source.get(GENERATED["source"], 0))
             if behind or attempt:
                 with counts.LOCK:
                     ids = newest.rebuild(store.client.get_collection(name, embedding_function=None))
@@ -112,6 +122,16 @@ class History:
             if len(records) == min(span, len(ids)):
                 return records
         return records
+
+    def details(self, image_id: str) -> ImageDetails | None:
+        """The image's record and its lineage's retrieved prompts; None: no longer stored."""
+        store = self.store()
+        record = next(iter(store.get("images", [image_id])), None)
+        if record is None:
+            return None
+        ids = Lineage.from_metadata(record.metadata or {}).retrieved_ids
+        texts = [r.document or "" for r in store.get("prompts", ids)] if ids else []
+        return ImageDetails(to_hit(record, "images"), texts)
 
     def comparison(self, comparison_id: str) -> list[Hit]:
         """The stored images (Hits) of one compare(), found by their shared comparison id."""
@@ -137,3 +157,4 @@ def _move_aside(file: str | None, outputs: Path) -> Path | None:
 def _is_image_path(text: str) -> bool:
     path = Path(text.strip())
     return len(text) < 4096 and path.suffix.lower() in IMAGE_SUFFIXES and path.is_file()
+

@@ -13,9 +13,10 @@ from typing import Any
 from PIL import Image, PngImagePlugin
 
 from studio.errors import InputError
+from studio.library.lineage import APP
 
 PARAMETERS_KEY = "parameters"  # what A1111 writes and its PNG Info tab (and Civitai, InvokeAI's importer) read
-STUDIO_KEY = "prompt-studio"  # our JSON: settings plus lineage. Not "prompt"/"workflow": those are ComfyUI's.
+STUDIO_KEY = APP  # our JSON: settings plus lineage. Not "prompt"/"workflow": those are ComfyUI's.
 SCHEMA = 1
 # A1111's own settings-line pattern (modules/infotext_utils.py): `Key: value` pairs, values maybe JSON-quoted.
 _PARAM = re.compile(r'\s*(\w[\w \-/]+):\s*("(?:\\.|[^\\"])+"|[^,]*)(?:,|$)')

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -13,36 +13,10 @@ from PIL import Image
 from studio.errors import disk_full, disk_full_message, free_bytes
 from studio.ingest.outputs import row_of
 from studio.ingest.pipeline import IngestReport, ingest_rows
+from studio.library.lineage import APP, Lineage
 from studio.library.pngmeta import Parameters, write_png
 from studio.search.store import PromptStore, prompt_id
 from studio.upkeep import journal
-
-
-@dataclass
-class Lineage:
-    """Where a generation came from; stored on its records and in its PNG."""
-
-    idea: str | None = None  # what the user typed before any rewrite
-    retrieved_ids: list[str] = field(default_factory=list)  # prompt ids given to the LLM as context
-    llm_model: str | None = None
-    parent: str | None = None  # the record this generation derives from (a prompt or image id)
-    comparison_id: str | None = None  # shared by the images of one compare()
-    variant: str | None = None  # in a comparison: "original" | "retrieved" | "rewritten"
-    score: float | None = None  # CLIP similarity of the image to the idea
-    examples_chosen: bool = False  # the LLM's examples were the user's picks (retrieved_ids, example_texts)
-    example_texts: list[str] = field(default_factory=list)  # picks brought as text, as the LLM saw them
-    note: str | None = None  # the user's note to the LLM
-    locked: list[str] = field(default_factory=list)  # terms kept verbatim through the rewrite
-
-    @classmethod
-    def of_rewrite(cls, result: Any, **fields: Any) -> "Lineage":
-        """The lineage of a prompt written by a rewrite (a studio.rewrite.results.RewriteResult): its idea,
-        the examples (ids, and texts the user brought), the note and the locked terms, the LLM."""
-        ids = list(result.retrieved_ids)
-        return cls(**{"idea": result.idea, "retrieved_ids": ids, "llm_model": result.model,
-                      "parent": ids[0] if ids else None, "examples_chosen": bool(getattr(result, "chosen", False)),
-                      "example_texts": list(getattr(result, "chosen_texts", [])), "note": getattr(result, "note", None),
-                      "locked": list(getattr(result, "locked", [])), **fields})
 
 
 @dataclass
@@ -68,10 +42,10 @@ class SavedImage:
 def chunk_for(result: Any, index: int, lineage: Lineage, now: datetime) -> dict[str, Any]:
     """Our JSON chunk for image `index` of a GenerationResult: settings, model and lineage."""
     req = result.request
-    chunk = {"app": "prompt-studio", "image_id": str(uuid.uuid4()), "prompt": req.prompt,
+    chunk = {"app": APP, "image_id": str(uuid.uuid4()), "prompt": req.prompt,
              "negative_prompt": req.negative_prompt, "seed": req.seeds[index], "steps": req.steps, "cfg": req.cfg,
              "sampler": req.scheduler, "width": req.width, "height": req.height, "profile": req.profile,
-             "model": result.model, "timestamp": now.isoformat(timespec="milliseconds"), "lineage": asdict(lineage)}
+             "model": result.model, "timestamp": now.isoformat(timespec="milliseconds"), "lineage": lineage.to_dict()}
     if getattr(result, "loras", None):  # the prompt keeps its <lora:...> tags; this says which files they were
         chunk["loras"] = list(result.loras)
     return chunk

@@ -16,10 +16,11 @@ from studio.errors import InputError, StudioError
 from studio.rewrite.backend import LLMBackend
 from studio.rewrite.llamacpp import STARTER_NOTICE, LlamaCppBackend, cpu_notice, load_llama
 from studio.rewrite.prompting import (
-    FALLBACK_EXAMPLES, UNTRUSTED, BuiltPrompt, Example, chat_messages, check_counts, clean_idea,
+    FALLBACK_EXAMPLES, UNTRUSTED, BuiltPrompt, Example, chat_messages,
     clean_output, fewshot_prompt, idea_note, llama2_chat, pick_examples, problems, suggest_settings,
 )
 from studio.rewrite.locked import restore
+from studio.rewrite.request import RewriteRequest
 from studio.rewrite.results import Candidate, RewriteEvent, RewriteResult, Timings
 from studio.rewrite.steering import Steering, additions, steer
 from studio.rewrite.untrusted import one_line, strip_markup, suspicion, tainted_words
@@ -155,23 +156,27 @@ class Rewriter:
         """(text piece, finish reason) as the backend streams them."""
         return self._live().complete(text, seed=seed, temperature=temperature, max_tokens=max_tokens, stop=stop)
 
-    def stream(self, idea: str, hits: Sequence[Hit], *, k: int = 5, n: int = 1,
-               count_tokens: Callable[[str], int] | None = None, seed: int | None = None,
-               max_tokens: int | None = None, retrieval_s: float = 0.0, load_s: float = 0.0,
-               retrieval_note: str | None = None, chosen: bool = False, note: str | None = None,
-               locked: Sequence[str] = ()) -> Iterator[RewriteEvent]:
-        """Rewrite `idea` n times in the style of the first k usable hits, as events (see RewriteEvent).
-        A failed attempt (empty, the idea again, a copy, chatter) is retried warmer, starting from the
-        previous attempt (or the idea) and a comma, so that the model has to add to it.
+    def stream(self, idea: str, hits: Sequence[Hit], *, count_tokens: Callable[[str], int] | None = None,
+               chosen: bool = False, **fields: Any) -> Iterator[RewriteEvent]:
+        """run() for a RewriteRequest(idea, **fields), validated here (k, n, seed, max_tokens, note, locked).
+        chosen: `hits` are the user's picks: every safe one is shown, in their order (k does not apply)."""
+        return self.run(RewriteRequest(idea, **fields).validated(), hits, count_tokens=count_tokens, chosen=chosen)
+
+    def run(self, request: RewriteRequest, hits: Sequence[Hit], *, count_tokens: Callable[[str], int] | None = None,
+            retrieval_s: float = 0.0, load_s: float = 0.0, retrieval_note: str | None = None,
+            chosen: bool | None = None) -> Iterator[RewriteEvent]:
+        """Rewrite a validated request's idea n times in the style of the first k usable hits, as events (see
+        RewriteEvent). A failed attempt (empty, the idea again, a copy, chatter) is retried warmer, starting from
+        the previous attempt (or the idea) and a comma, so that the model has to add to it.
         count_tokens: CLIP's token counter (None: counts are reported as None).
         retrieval_note: why there are no hits (no CLIP, another CLIP's store); it joins the notice.
-        chosen: `hits` are the user's picks: every safe one is shown, in their order (k does not apply).
-        note: the user's wish for the model; locked: terms every candidate carries verbatim besides those
-        found in the idea (see studio.rewrite.steering and studio.rewrite.locked)."""
+        chosen: `hits` are the user's picks (default: whether the request chose examples).
+        The request's note is the user's wish for the model; its locked terms every candidate carries verbatim
+        besides those found in the idea (see studio.rewrite.steering and studio.rewrite.locked)."""
         started = time.perf_counter()
-        idea = clean_idea(idea)
-        check_counts(k, n)
-        plan = steer(idea, note, locked)
+        idea, k, n, seed, max_tokens = request.idea, request.k, request.n, request.seed, request.max_tokens
+        chosen = request.chosen if chosen is None else chosen
+        plan = steer(idea, request.note, request.locked)
         used, examples, dropped = pick_examples(hits, len(hits) if chosen else k, chosen=chosen)
         suggested = suggest_settings(used)
         yield RewriteEvent("retrieved", hits=used, examples=[e.text for e in examples], suggested=suggested,

@@ -12,11 +12,10 @@ import numpy as np
 
 from studio.errors import InputError, ModelMissingError, StoreMismatchError, StoreUnavailableError, StudioError
 from studio.gpu import Slot
-from studio.rewrite.prompting import MAX_K, check_counts, clean_idea
+from studio.rewrite.request import RewriteRequest
 from studio.rewrite.results import TEXT_KIND
 from studio.rewrite.rewriter import RewriteEvent, RewriteResult, Rewriter
 from studio.rewrite.steering import steer
-from studio.rewrite.untrusted import one_line
 from studio.search.results import Filters, Hit, SearchResult
 from studio.search.searcher import to_hit
 
@@ -26,7 +25,6 @@ if TYPE_CHECKING:
 NO_CLIP = ("No CLIP model, so no stored prompts were retrieved: this rewrite has no examples to borrow style "
            "from. Get CLIP once while online with `python -m studio models --download clip` (or set "
            "STUDIO_CLIP_MODEL to a local CLIP folder).")
-MAX_EXAMPLE_TEXT_CHARS = 2_000  # a pasted example is one prompt; the model sees its first ~300 characters
 
 
 class RewriteService:
@@ -41,19 +39,14 @@ class RewriteService:
         self.embedder = embedder
         self.store = store  # where examples chosen by id are read
 
-    def stream(self, idea: str, k: int = 5, n: int = 1, filters: Filters = Filters(), *,
-               seed: int | None = None, max_tokens: int | None = None, example_ids: Sequence[str] = (),
-               example_texts: Sequence[str] = (), note: str | None = None,
-               locked: Sequence[str] = ()) -> Iterator[RewriteEvent]:
+    def stream(self, request: RewriteRequest) -> Iterator[RewriteEvent]:
         """rewrite() as events for the UI: "retrieved", then per candidate "start", "token"…,
         "candidate", and last "done" carrying the RewriteResult (see studio.rewrite.results.RewriteEvent)."""
-        idea = clean_idea(idea)  # bad input is refused before any model loads
-        check_counts(k, n)
-        plan = steer(idea, note, locked)
-        ids, texts = chosen_inputs(example_ids, example_texts)
+        req = request.validated()  # bad input is refused before any model loads, and only here
+        plan = steer(req.idea, req.note, req.locked)
         started = time.perf_counter()
-        chosen = self.chosen_hits(plan.view, ids, texts) if ids or texts else None  # an unknown id: before the LLM
-        picked_s = time.perf_counter() - started
+        chosen = self.chosen_hits(plan.view, req.example_ids, req.example_texts) if req.chosen else None
+        picked_s = time.perf_counter() - started  # an unknown id is refused above, before the LLM loads
         started = time.perf_counter()
         fresh = not self.llm.loaded
         rewriter = self.ready()
@@ -62,24 +55,15 @@ class RewriteService:
         if chosen is not None:
             hits, why = chosen, None
         else:
-            hits, why, _ = self.examples_for(plan.view, k, filters)  # searched by words, not LoRA tags or weights
-        yield from rewriter.stream(idea, hits, k=k, n=n, count_tokens=self.clip_counter(), seed=seed, max_tokens=max_tokens,
-                                   retrieval_s=picked_s + time.perf_counter() - started, load_s=load_s,
-                                   retrieval_note=why, chosen=chosen is not None, note=plan.note, locked=locked)
+            hits, why, _ = self.examples_for(plan.view, req.k, req.filters)  # searched by words, not LoRA tags
+        yield from rewriter.run(req, hits, count_tokens=self.clip_counter(),
+                                retrieval_s=picked_s + time.perf_counter() - started, load_s=load_s,
+                                retrieval_note=why)
 
-    def rewrite(self, idea: str, k: int = 5, n: int = 1, filters: Filters = Filters(),
-                on_token: Callable[[int, str], None] | None = None, *, seed: int | None = None,
-                max_tokens: int | None = None, example_ids: Sequence[str] = (), example_texts: Sequence[str] = (),
-                note: str | None = None, locked: Sequence[str] = ()) -> RewriteResult:
-        """An idea -> n prompts written by the local LLM in the style of the k closest stored prompts
-        (NSFW-filtered as search is), with their CLIP token counts and suggested cfg/steps.
-        on_token(candidate index, text piece) as the model streams (a retry streams its index again).
-        example_ids / example_texts: the user's own picks, shown instead of a retrieval (k then does not
-        apply); still untrusted text, sanitised as retrieved prompts are. note: a wish the model follows
-        ("warmer light, no people"). locked: terms every candidate carries verbatim, besides the idea's
-        LoRA tags, weighted groups and quoted phrases."""
-        for event in self.stream(idea, k, n, filters, seed=seed, max_tokens=max_tokens, example_ids=example_ids,
-                                 example_texts=example_texts, note=note, locked=locked):
+    def rewrite(self, request: RewriteRequest, on_token: Callable[[int, str], None] | None = None) -> RewriteResult:
+        """The request's candidates, with their CLIP token counts and suggested cfg/steps (see RewriteRequest).
+        on_token(candidate index, text piece) as the model streams (a retry streams its index again)."""
+        for event in self.stream(request):
             if event.kind == "token" and on_token is not None:
                 on_token(event.index, event.text)
             elif event.kind == "done" and event.result is not None:
@@ -133,7 +117,7 @@ class RewriteService:
             out.append((to_hit(records[i], "prompts"), vector))
         return out
 
-    def clip_counter(self) -> Callable[[str], int] | None:
+    def clip_counter(self) -> Callable[[str], int]:
         """SDXL's real CLIP token count (the shipped vocabulary: whichever CLIP searches, none needed)."""
         from studio.tokens import count
 
@@ -143,20 +127,3 @@ class RewriteService:
 def text_id(text: str) -> str:
     """An id for an example brought as text (it is no stored record): a hash of its words."""
     return "text-" + hashlib.sha1(" ".join(text.lower().split()).encode("utf-8")).hexdigest()[:12]
-
-
-def chosen_inputs(ids: Sequence[str] | str | None, texts: Sequence[str] | str | None) -> tuple[list[str], list[str]]:
-    """The chosen ids and texts, blanks and repeats dropped; InputError for the wrong type or too many."""
-    out: list[list[str]] = []
-    for name, values in (("example_ids", ids), ("example_texts", texts)):
-        values = [values] if isinstance(values, str) else list(values or [])
-        if not all(isinstance(v, str) for v in values):
-            raise InputError(f"{name} must be a list of strings, for example ['p-0123…'] or ['a castle, oil painting'].")
-        out.append(list(dict.fromkeys(one_line(v) for v in values if v and v.strip())))
-    if len(out[0]) + len(out[1]) > MAX_K:
-        raise InputError(f"{len(out[0]) + len(out[1])} chosen examples; choose at most {MAX_K} (the model's "
-                         "context holds about that many).")
-    if too_long := [t for t in out[1] if len(t) > MAX_EXAMPLE_TEXT_CHARS]:
-        raise InputError(f"An example text is {len(too_long[0]):,} characters; an example is one prompt (under "
-                         f"{MAX_EXAMPLE_TEXT_CHARS:,} characters; the model sees its first 300 or so).")
-    return out[0], out[1]

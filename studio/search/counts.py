@@ -20,6 +20,7 @@ from typing import Any, Iterable
 
 KEY = "counts_by_source"
 PAGE = 20_000
+UNKNOWN_SOURCE = "?"  # records stored without a source are counted under this
 FLUSH_S = 2.0  # counters are written at most this often while an ingest adds (and when it ends)
 LOCK = threading.RLock()  # held across "upsert + add", and across "count() + read" in stats
 _recounting: dict[str, threading.Thread] = {}  # collection name -> its background recount
@@ -47,14 +48,14 @@ def _write(col: Any, counts: dict[str, int]) -> None:
 def add(client: Any, name: str, sources: Iterable[str]) -> None:
     """Count newly stored records (call under LOCK, right after their upsert). They are written with the
     collection's metadata every FLUSH_S (a metadata write per batch costs a bulk load ~10%)."""
-    _pending.setdefault(name, Counter()).update(str(s or "?") for s in sources)
+    _pending.setdefault(name, Counter()).update(str(s or UNKNOWN_SOURCE) for s in sources)
     if time.monotonic() - _flushed.get(name, 0.0) >= FLUSH_S:
         flush(client, name)
 
 
 def remove(client: Any, name: str, sources: Iterable[str]) -> None:
     """Count records just deleted (call under LOCK, right after the delete); written at once (deletes are few)."""
-    _pending.setdefault(name, Counter()).subtract(str(s or "?") for s in sources)
+    _pending.setdefault(name, Counter()).subtract(str(s or UNKNOWN_SOURCE) for s in sources)
     flush(client, name)
 
 
@@ -91,7 +92,7 @@ def recount(col: Any, stop: threading.Event | None = None) -> dict[str, int] | N
             if stop is not None and stop.is_set():
                 return None
             page = col.get(include=["metadatas"], limit=PAGE, offset=offset)["metadatas"]
-            counts.update(str((m or {}).get("source", "?")) for m in page)
+            counts.update(str((m or {}).get("source", UNKNOWN_SOURCE)) for m in page)
             offset += len(page)
             if len(page) < PAGE:
                 break

@@ -3,11 +3,10 @@ page_options() -> what launch() takes for the page: a theme with no web fonts, t
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import gradio as gr
 
-from studio.firstrun import FirstRun
 from studio.studio import Studio
 from studio.ui.common import Cancels
 from studio.ui.compare import compare_tab
@@ -31,6 +30,17 @@ INTRO = ("\n\n*This is the Hugging Face Space demo: smaller images and fewer ste
                "Run it at home for the full studio (see the README).*")
 
 
+class FirstRunView(Protocol):
+    """What the page reads of the first launch's background job (studio.firstrun.FirstRun, built by the
+    composition root, studio/app.py): the UI needs only these, so it does not import that module."""
+
+    progress: Any  # .phase, .busy
+
+    def loading(self) -> str | None: ...
+
+    def status_markdown(self) -> str: ...
+
+
 def _to_create(c: CreateControls, source: str, exact: bool) -> Any:
     """A picked record -> Create's prompt and settings, and a line under the prompt saying what came and
     what had to change for SDXL. exact (your own images): size, seed and negative prompt as they were."""
@@ -46,7 +56,7 @@ def _to_create(c: CreateControls, source: str, exact: bool) -> Any:
     return fill
 
 
-def build_ui(studio: Studio, first_run: FirstRun | None = None, defaults: UIDefaults | None = None) -> gr.Blocks:
+def build_ui(studio: Studio, first_run: FirstRunView | None = None, defaults: UIDefaults | None = None) -> gr.Blocks:
     defaults = defaults or ui_defaults(studio.settings)
     cancels = Cancels()
     loading = first_run.loading if first_run is not None else (lambda: None)
@@ -93,7 +103,7 @@ def build_ui(studio: Studio, first_run: FirstRun | None = None, defaults: UIDefa
                 refresh = ready and not ready_before  # the sample just went in: the Library's counts too
                 stats = studio.stats() if refresh else None
                 return (text, gr.Timer(active=p.busy or bool(text)), ready,
-                        stats_markdown(stats) if stats else gr.skip(), stats if stats else gr.skip())
+                        stats_markdown(stats) if stats else gr.skip(), stats.to_dict() if stats else gr.skip())
 
             timer = gr.Timer(1.0)
             outs = [status_md, timer, said_ready, library.stats, library.raw]

@@ -14,7 +14,7 @@ from typing import Any, Callable, Iterator
 import gradio as gr
 
 from studio.errors import InputError, StudioError, disk_full, gpu_memory_error, is_out_of_memory
-from studio.images import open_image
+from studio.studio import open_image
 
 log = logging.getLogger("studio.ui")
 
@@ -120,9 +120,7 @@ def on_gpu(fn: Callable[..., Any], duration: int = 120) -> Callable[..., Any]:
 def sdxl_missing(studio: Any) -> bool:
     """No SDXL on this machine (nor loaded): Generate and Compare are shown disabled, the banner says why.
     (A hub id is not fetched from the page: 7 GB is `python -m studio models --download sdxl`'s to fetch.)"""
-    from studio.weights import locate
-
-    return not studio.sdxl_loaded and not locate("sdxl", studio.settings).found
+    return studio.sdxl_missing()
 
 
 def handler(fn: Callable[..., Any], gpu: bool = False) -> Callable[..., Any]:

@@ -8,10 +8,7 @@ from typing import Any
 import gradio as gr
 
 from studio.errors import InputError
-from studio.library.compare import VARIANTS
-from studio.rewrite.prompting import MAX_IDEA_CHARS
-from studio.search.results import Hit, settings_of
-from studio.studio import Studio
+from studio.studio import MAX_IDEA_CHARS, VARIANTS, Hit, Studio, settings_of
 from studio.ui.common import (
     GPU, Cancels, as_int, handler, plain_json, said_in, sdxl_missing, seed_or_none, session_of, streamed,
 )

@@ -8,10 +8,7 @@ from typing import Any
 import gradio as gr
 
 from studio.errors import InputError, StudioError
-from studio.generate.request import MAX_IMAGES, MAX_PROMPT_CHARS
-from studio.rewrite.prompting import MAX_IDEA_CHARS
-from studio.search.results import Filters, Hit
-from studio.studio import Studio
+from studio.studio import MAX_IDEA_CHARS, MAX_IMAGES, MAX_PROMPT_CHARS, SEED_RANGE, Filters, Hit, Lineage, RewriteRequest, Studio
 from studio.ui.common import (
     GPU, Cancels, as_int, handler, no_room_to_show, plain_json, said_in, sdxl_missing, seed_or_none, session_of,
     streamed,
@@ -56,10 +53,6 @@ def _retrieved_rows(hits: list[Hit]) -> list[list[Any]]:
 def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> CreateControls:
     def rewrite(idea: str, k: float, nsfw: bool, note: str = "", n: float = 1, ticked: list[str] | None = None,
                 locked: str = "", examples_for: str = "", progress: gr.Progress = gr.Progress()) -> Any:
-        from dataclasses import asdict
-
-        from studio.library.writeback import Lineage
-
         progress(0, desc="Loading the LLM…" if not studio.llm_loaded else "Retrieving…")
         ids, texts = chosen(ticked)
         many, k = as_int(n, "candidates"), as_int(k, "k")
@@ -68,23 +61,25 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
             ids = neighbours(idea, k, bool(nsfw)) if texts and k else []
         table: list[list[Any]] = []
         text, suggested = "", {}
-        skip3, skip4 = [gr.skip()] * 3, [gr.skip()] * 4
-        for ev in studio.rewrite_stream(idea, k, many, Filters(nsfw=bool(nsfw)), example_ids=ids,
-                                        example_texts=texts, note=(note or "").strip() or None,
-                                        locked=locked_terms(locked)):
+        skip4, skip5 = [gr.skip()] * 4, [gr.skip()] * 5
+        request = RewriteRequest(idea, k, many, Filters(nsfw=bool(nsfw)), example_ids=tuple(ids),
+                                 example_texts=tuple(texts), note=(note or "").strip() or None,
+                                 locked=tuple(locked_terms(locked)))
+        for ev in studio.rewrite_stream(request):
             if ev.kind == "retrieved":
                 table, suggested = _retrieved_rows(ev.hits or []), ev.suggested or {}
                 progress(0.1, desc="Rewriting…")
-                yield table, "", "✍️ Writing…", gr.skip(), suggested, *skip3
+                yield table, "", "✍️ Writing…", gr.skip(), suggested, *skip4
             elif ev.kind == "start" and ev.index == 0:
                 text = ""
             elif ev.kind == "start":
-                yield gr.skip(), gr.skip(), f"✍️ Writing candidate {ev.index + 1} of {many}…", gr.skip(), *skip4
+                yield gr.skip(), gr.skip(), f"✍️ Writing candidate {ev.index + 1} of {many}…", gr.skip(), *skip5
             elif ev.kind == "token" and ev.index == 0:
                 text = ev.partial or text + ev.text
-                yield gr.skip(), text, gr.skip(), gr.skip(), *skip4
+                yield gr.skip(), text, gr.skip(), gr.skip(), *skip5
             elif ev.kind == "done" and ev.result is not None:
                 r = ev.result
+                lineage = Lineage.of_rewrite(r)
                 cand = r.candidates[0] if r.candidates else None
                 first = "Candidate 1: " if len(r.candidates) > 1 else ""  # the box may hold another one later
                 notes = [f"{first}**{cand.tokens} CLIP tokens**" if cand else "The model wrote nothing usable."]
@@ -94,7 +89,7 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
                 notes += [f"ℹ️ {r.notice}"] if r.notice else []
                 notes += [f"Neighbours suggest: {settings_line(r.suggested)}"] if r.suggested else []
                 yield (_retrieved_rows(r.retrieved) or table, r.text, "\n\n".join(notes), r.to_dict(),
-                       r.suggested or suggested, asdict(Lineage.of_rewrite(r)), r.to_dict(), r.idea)
+                       r.suggested or suggested, lineage.to_dict(), r.to_dict(), r.idea, lineage.to_dict())
 
     def neighbours(idea: str, k: int, nsfw: bool) -> list[str]:
         try:
@@ -105,12 +100,10 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
     def generate(prompt: str, negative: str, seed: Any, steps: float, cfg: float, width: float, height: float,
                  sampler: str, profile: str, n: float, lineage: dict | None = None,
                  request: gr.Request = None, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Any:
-        from studio.library.writeback import Lineage
-
         fields = {"negative_prompt": negative or "", "seed": seed_or_none(seed), "steps": as_int(steps, "steps"),
                   "cfg": float(cfg), "width": as_int(width, "width"), "height": as_int(height, "height"),
                   "n": as_int(n, "n"), "scheduler": sampler or None, "profile": profile or "standard"}
-        lin = Lineage(**{k: v for k, v in (lineage or {}).items() if k in Lineage.__dataclass_fields__})
+        lin = Lineage.from_dict(lineage)
         with cancels.job(session_of(request)) as flag:
             first = not studio.sdxl_loaded
             progress(0, desc="Loading SDXL…" if first else "Starting…")
@@ -135,23 +128,17 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
             pics = [(img, f"seed {s}") for img, s in zip(result.images, result.seeds)]
             yield result.images[0], pics, result.describe().replace("\n", "  \n"), plain_json(result.to_dict())
 
-    def generate_all(result: dict, negative: str, seed: Any, steps: float, cfg: float, width: float, height: float,
+    def generate_all(result: dict, rewritten: dict, negative: str, seed: Any, steps: float, cfg: float, width: float, height: float,
                      sampler: str, profile: str, request: gr.Request = None) -> Any:
         """Every candidate of the last rewrite with one seed and these settings: a look side by side."""
         import secrets
-
-        from studio.generate.request import SEED_RANGE
-        from studio.library.writeback import Lineage
 
         cands = [c for c in (result or {}).get("candidates") or [] if c.get("text")]
         if len(cands) < 2:
             raise InputError("Rewrite with 2 or more candidates first (Steer the rewrite → Candidates).")
         fixed = seed_or_none(seed)
         fixed = secrets.randbelow(SEED_RANGE) if fixed is None else fixed
-        lineage = Lineage(idea=result.get("idea"), retrieved_ids=list(result.get("retrieved_ids") or []),
-                          llm_model=result.get("model"), examples_chosen=bool(result.get("chosen")),
-                          example_texts=list(result.get("chosen_texts") or []), note=result.get("note"),
-                          locked=list(result.get("locked") or []))
+        lineage = Lineage.from_dict(rewritten)  # the last rewrite's, from Lineage.of_rewrite
         fields = {"negative_prompt": negative or "", "seed": fixed, "steps": as_int(steps, "steps"),
                   "cfg": float(cfg), "width": as_int(width, "width"), "height": as_int(height, "height"),
                   "scheduler": sampler or None, "profile": profile or "standard"}
@@ -220,11 +207,12 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
         with gr.Accordion("Raw result (JSON)", open=False, elem_classes="dev-only"):
             raw = gr.JSON()
         suggested, lineage = gr.State({}), gr.State({})
+        rewritten = gr.State({})  # the last rewrite's lineage, for its candidates (the Prompt box may hold another's)
         controls = CreateControls(prompt, negative, panel, lineage, rewrite_note, steer)
 
         private = {"api_visibility": "private", "queue": False}
         rw_in = [idea, k, nsfw, steer.note, steer.n, steer.examples, steer.locked, steer.examples_for]
-        rw_out = [retrieved, prompt, rewrite_note, raw, suggested, lineage, steer.result, steer.examples_for]
+        rw_out = [retrieved, prompt, rewrite_note, raw, suggested, lineage, steer.result, steer.examples_for, rewritten]
         before = gr.State("")  # the Prompt box as it was when Rewrite was clicked: Undo brings it back
         for trigger in (rewrite_btn.click, idea.submit):
             trigger(lambda text: text, prompt, before, **private)
@@ -247,7 +235,7 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
                             [steer.examples, steer.choices, *card_out, steer.generate_all], **private)
         for _, text, _, use in steer.cards:
             use.click(lambda t: t or gr.skip(), text, prompt, **private)
-        look_in = [steer.result, negative, panel.seed, panel.steps, panel.cfg, panel.width, panel.height,
+        look_in = [steer.result, rewritten, negative, panel.seed, panel.steps, panel.cfg, panel.width, panel.height,
                    panel.sampler, panel.profile]
         said_in(steer.generate_all.click(handler(generate_all, gpu=True), look_in, [steer.looks, info],
                                          api_visibility="private", show_progress_on=[info], **GPU), info)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Mapping
 
 from studio.config import Settings
-from studio.generate.request import PROFILES
+from studio.studio import PROFILES
 
 FEW_STEP_MODELS = ("turbo", "lightning", "hyper", "lcm")  # distilled SDXL: the fast profile suits them
 

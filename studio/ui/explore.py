@@ -8,14 +8,12 @@ from typing import Any, Callable
 
 import gradio as gr
 
-from studio.search.searcher import MAX_QUERY_CHARS
-from studio.search.results import Filters, SearchResult
-from studio.studio import Studio
+from studio.studio import MAX_QUERY_CHARS, Filters, SearchResult, Studio
 from studio.ui.common import as_int, handler, said_in, uploaded_image
 from studio.ui.defaults import UIDefaults
 from studio.ui.text import link_markdown
 from studio.ui.views import (
-    COLUMNS, DEFAULT_SOURCE, MISSING, SETTING_KEYS, SOURCES, WIDTHS, gallery_picks, note, row_picks, rows,
+    COLUMNS, DEFAULT_SOURCE, MISSING, SHOWN_SETTINGS, SOURCES, WIDTHS, gallery_picks, note, row_picks, rows,
 )
 
 PICK_HINT = "Click an image or a row to pick its prompt."
@@ -40,11 +38,11 @@ def _filters(nsfw: bool, source: str | None) -> Filters:
 def source_choices(studio: Studio) -> list[str]:
     """The fixed choices, then every other source the store holds (prompt libraries by name)."""
     try:
-        found = {s for ix in studio.stats()["indexes"] for s in ix["by_source"]}
+        found = studio.stats().sources()
     except Exception:  # no store yet: the fixed choices
         found = set()
     named = {v for v in SOURCES.values() if isinstance(v, str)}  # "mine" stays split too: generated | user
-    return list(SOURCES) + sorted(found - named - {"?"})
+    return list(SOURCES) + sorted(found - named)
 
 
 def empty_note(studio: Studio, source: str, loading: Callable[[], str | None]) -> str:
@@ -53,7 +51,7 @@ def empty_note(studio: Studio, source: str, loading: Callable[[], str | None]) -
         return f"⏳ {still}: search again in a moment."
     wanted = _filters(True, source).sources
     try:
-        held = {s: n for ix in studio.stats()["indexes"] if ix["kind"] == "prompts" for s, n in ix["by_source"].items()}
+        held = studio.stats().by_source("prompts")
     except Exception:
         held = {}
     if wanted and not any(held.get(s) for s in wanted):
@@ -71,7 +69,7 @@ def _select(table: Any, links: list, evt: gr.SelectData) -> tuple[Any, ...]:
     at = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
     info = links[at] if links and isinstance(at, int) and at < len(links) else {}
     prompt = info.get("prompt") or row[1]  # the whole prompt: the table's cell may be cut
-    picked = {"prompt": prompt, **{k: v for k, v in zip(SETTING_KEYS, row[3:8]) if v not in ("", None, MISSING)}}
+    picked = {"prompt": prompt, **{k: v for k, v in zip(SHOWN_SETTINGS, row[3:8]) if v not in ("", None, MISSING)}}
     return prompt, picked, gr.update(interactive=True), gr.update(interactive=True), link_markdown(info.get("url"))
 
 

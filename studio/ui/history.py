@@ -10,11 +10,9 @@ from typing import Any
 import gradio as gr
 
 from studio.errors import InputError
-from studio.ingest.sources import IMAGE_SUFFIXES
-from studio.search.results import Hit
-from studio.studio import Studio
+from studio.studio import IMAGE_SUFFIXES, Hit, Studio
 from studio.ui.common import as_int, handler, said_in, uploaded_image
-from studio.ui.text import clipped, details_markdown, retrieved_ids
+from studio.ui.text import clipped, details_markdown
 from studio.ui.views import picture
 
 NOTHING_YET = "Nothing generated yet: make something in **Create** or **Compare**, and it shows here."
@@ -83,7 +81,7 @@ def history_tab(studio: Studio, roots: tuple[str, ...] = ()) -> HistoryControls:
 
     def mine_count() -> int:
         try:
-            return sum(ix["by_source"].get("generated", 0) for ix in studio.stats()["indexes"] if ix["kind"] == "images")
+            return studio.stats().by_source("images").get("generated", 0)
         except Exception:
             return 0
 
@@ -91,14 +89,10 @@ def history_tab(studio: Studio, roots: tuple[str, ...] = ()) -> HistoryControls:
         if not entries or evt.index is None or evt.index >= len(entries):
             return gr.skip(), gr.skip(), gr.skip()
         entry = entries[evt.index]
-        hit = next(iter(studio.store.get("images", [entry["id"]])), None)
-        if hit is None:
+        details = studio.image_details(entry["id"])
+        if details is None:
             return "That image is no longer in the library.", {}, gr.update(interactive=False)
-        ids = retrieved_ids(hit.metadata)
-        texts = [r.document or "" for r in studio.store.get("prompts", ids)] if ids else []
-        from studio.search.searcher import to_hit
-
-        return details_markdown(to_hit(hit, "images"), texts), entry, gr.update(interactive=True)
+        return details_markdown(details.hit, details.retrieved_texts), entry, gr.update(interactive=True)
 
     def favourite(entry: dict) -> tuple[str, dict]:
         if not entry:

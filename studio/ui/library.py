@@ -51,7 +51,7 @@ class LibraryControls:
 def library_tab(studio: Studio, defaults: UIDefaults) -> LibraryControls:
     def stats() -> tuple[str, dict]:
         s = studio.stats()
-        return stats_markdown(s), s
+        return stats_markdown(s), s.to_dict()
 
     def models() -> str:
         return models_markdown(studio.models())

@@ -8,7 +8,7 @@ from typing import Any
 
 import gradio as gr
 
-from studio.generate.request import MAX_CFG, MAX_SIDE, MAX_STEPS, MIN_SIDE, PROFILES, SCHEDULERS, SDXL_SIZES
+from studio.studio import MAX_CFG, MAX_SIDE, MAX_STEPS, MIN_SIDE, PROFILES, SCHEDULERS, SDXL_SIZES
 from studio.ui.defaults import UIDefaults
 
 CUSTOM = "custom"

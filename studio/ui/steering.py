@@ -9,8 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from studio.rewrite.prompting import MAX_CANDIDATES
-from studio.rewrite.steering import MAX_NOTE_CHARS
+from studio.studio import MAX_CANDIDATES, MAX_NOTE_CHARS
 
 SHOWN = 4  # candidate columns on the page (the CLI and API write up to MAX_CANDIDATES)
 ID, TEXT = "id:", "text:"

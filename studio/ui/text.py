@@ -4,12 +4,11 @@ missing-models banner, a generation's settings and lineage, the library's statis
 from __future__ import annotations
 
 import html
-import json
 import re
 import time
 from typing import Any
 
-from studio.search.results import Hit
+from studio.studio import TOKEN_LIMIT, Hit, Lineage, StoreStats, count_tokens, token_chunks
 
 MODEL_ROLES = {"clip": "CLIP (search)", "llm": "LLM (rewrite)", "sdxl": "SDXL (generate)",
                "multilingual": "Multilingual (ideas in other languages)"}
@@ -119,12 +118,10 @@ def link_markdown(url: str | None) -> str:
 def token_line(text: str) -> str:
     """The live count under a prompt: SDXL's CLIP tokens (start and end included), and how many 75-token
     chunks its text encoders will read it in (A1111's way: past 77 the rest is read, not dropped)."""
-    from studio.tokens import LIMIT, chunks, count
-
-    n = count(text or "") if (text or "").strip() else 0
-    if n <= LIMIT:
-        return f"{n} / {LIMIT} CLIP tokens"
-    return f"{n} CLIP tokens: read in {chunks(text)} chunks of 75"
+    n = count_tokens(text or "") if (text or "").strip() else 0
+    if n <= TOKEN_LIMIT:
+        return f"{n} / {TOKEN_LIMIT} CLIP tokens"
+    return f"{n} CLIP tokens: read in {token_chunks(text)} chunks of 75"
 
 
 def missing_banner(models: list[dict[str, Any]]) -> str:
@@ -161,9 +158,10 @@ def details_markdown(hit: Hit, retrieved: list[str] | None = None, now: float | 
         lines.append(f"**From the idea:** “{quoted(m['idea'])}”{rewrite}")
     if m.get("note"):
         lines.append(f"**Your note to the LLM:** “{quoted(m['note'])}”")
-    if locked := json_list(m, "locked"):
+    lineage = Lineage.from_metadata(m)
+    if locked := lineage.locked:
         lines.append("**Kept exactly:** " + ", ".join(f"“{quoted(t, 80)}”" for t in locked))
-    brought = json_list(m, "example_texts")
+    brought = lineage.example_texts
     shown_all = [*(retrieved or []), *brought]
     if shown_all:
         whose = "you chose" if m.get("examples_chosen") else "the LLM was shown"
@@ -177,29 +175,14 @@ def details_markdown(hit: Hit, retrieved: list[str] | None = None, now: float | 
     return "\n\n".join(lines)
 
 
-def json_list(meta: dict[str, Any], key: str) -> list[str]:
-    """A lineage list (stored JSON-encoded: Chroma keeps scalars, and refuses empty lists)."""
-    raw = meta.get(key)
-    try:
-        items = json.loads(raw) if isinstance(raw, str) else list(raw or [])
-    except ValueError:
-        return []
-    return [str(i) for i in items if i] if isinstance(items, list) else []
-
-
-def retrieved_ids(meta: dict[str, Any]) -> list[str]:
-    """The lineage's retrieved prompt ids."""
-    return json_list(meta, "retrieved_ids")
-
-
-def stats_markdown(stats: dict[str, Any]) -> str:
-    lines = [f"**Store:** `{stats['store']}`", "", "| index | CLIP model | records | by source |", "|---|---|---|---|"]
-    for ix in stats["indexes"]:
-        by = ", ".join(f"{inert(k)}: {v:,}" for k, v in sorted(ix["by_source"].items())) or "-"
-        if not ix.get("exact", True):
+def stats_markdown(stats: StoreStats) -> str:
+    lines = [f"**Store:** `{stats.store}`", "", "| index | CLIP model | records | by source |", "|---|---|---|---|"]
+    for ix in stats.indexes:
+        by = ", ".join(f"{inert(k)}: {v:,}" for k, v in sorted(ix.by_source.items())) or "-"
+        if not ix.exact:
             by += " (recounting after an interrupted write…)"
-        lines.append(f"| {ix['kind']} | {inert(ix.get('clip_model') or '?')} | {ix['count']:,} | {by} |")
-    if not stats["indexes"]:
+        lines.append(f"| {ix.kind} | {inert(ix.clip_model or '?')} | {ix.count:,} | {by} |")
+    if not stats.indexes:
         lines.append("| (empty) | | 0 | ingest the sample or a DiffusionDB part below |")
     return "\n".join(lines)
 

@@ -12,8 +12,9 @@ from typing import Any
 from PIL import Image
 
 from studio.errors import InputError
-from studio.images import open_image
-from studio.search.results import MINE, Hit, SearchResult
+from studio.studio import (
+    MAX_CFG, MAX_SIDE, MAX_STEPS, MIN_SIDE, MINE, SDXL_SIZES, Hit, SearchResult, open_image, scheduler_name,
+)
 from studio.ui.text import clipped, link_of, match, shown
 
 COLUMNS = ["match", "prompt", "images", "seed", "cfg", "steps", "sampler", "size", "source"]
@@ -23,7 +24,7 @@ WIDTHS = ["76px", "420px", "84px", "112px", "60px", "70px", "124px", "100px", "1
 SOURCES: dict[str, str | tuple[str, ...] | None] = {"DiffusionDB": "diffusiondb", "mine": MINE, "all": None}
 DEFAULT_SOURCE = "DiffusionDB"
 MISSING = "—"  # a setting the record does not have (DiffusionDB's every-400th table has none)
-SETTING_KEYS = ("seed", "cfg", "steps", "sampler", "size")
+SHOWN_SETTINGS = ("seed", "cfg", "steps", "sampler", "size")  # a row's columns (search.results.SETTING_KEYS: stored)
 
 
 def cross_modal(result: SearchResult) -> bool:
@@ -38,7 +39,7 @@ def rows(result: SearchResult) -> list[list[Any]]:
         s = hit.settings[0] if hit.settings else {}
         across = cross_modal(result) or (result.target == "reverse" and not hit.metadata.get("from_images"))
         out.append([match(hit, across), clipped(hit.prompt), hit.metadata.get("image_count", MISSING),
-                    *(cell(s.get(k)) for k in SETTING_KEYS), hit.metadata.get("source", MISSING)])
+                    *(cell(s.get(k)) for k in SHOWN_SETTINGS), hit.metadata.get("source", MISSING)])
     return out
 
 
@@ -91,7 +92,7 @@ def pick_of(hit: Hit) -> dict[str, Any]:
     """A search result as Create takes it: the prompt, and the settings of its image (never a missing one);
     and its web link when a prompt library gave one."""
     s = hit.settings[0] if hit.settings else {}
-    picked = {"prompt": shown(hit.prompt), **{k: s[k] for k in SETTING_KEYS if s.get(k) not in (None, "", MISSING)}}
+    picked = {"prompt": shown(hit.prompt), **{k: s[k] for k in SHOWN_SETTINGS if s.get(k) not in (None, "", MISSING)}}
     return picked | ({"url": url} if (url := link_of(hit.metadata)) else {})
 
 
@@ -133,8 +134,6 @@ def diff_spans(idea: str, prompt: str) -> list[tuple[str, str | None]]:
 def for_sdxl(settings: dict[str, Any], exact: bool = False) -> tuple[dict[str, Any], list[str]]:
     """A stored record's settings as Create can use them with SDXL, and what had to change, in words.
     exact (History's own generations): sizes are kept as they are, to make the same picture again."""
-    from studio.generate.request import MAX_CFG, MAX_SIDE, MAX_STEPS, MIN_SIDE, SDXL_SIZES, scheduler_name
-
     s, out, changed = dict(settings or {}), {}, []
     if s.get("size") and not s.get("width"):
         w, _, h = str(s["size"]).partition("x")
