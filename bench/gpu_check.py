@@ -53,6 +53,7 @@ import _common as C  # noqa: E402  (sets the offline environment first; imports 
 PROMPT = "a lighthouse on a cliff at dusk, oil painting, dramatic light, highly detailed"
 NEGATIVE = "blurry, low quality"
 GIB = 1024**3
+CAT_IDS = [49406, 320, 1125, 539, 320, 2368, 49407]  # "a photo of a cat" in openai/clip-vit-base-patch32
 # What the GPU run is judged against (issue 21), on an H100.
 TARGETS = {
     "studio_vs_raw_eager_max": 1.05,  # Generator s/image over raw diffusers s/image
@@ -264,7 +265,9 @@ def raw_pipe(check: Check) -> Any:
             "name": "tiny SDXL (tests/tiny_sdxl.py)" if check.smoke else
             "shape-true SDXL base 1.0 (studio/generate/sdxl_config, random weights)",
             "parameters": counts, "built_s": round(time.perf_counter() - start, 2),
-            "vae_force_upcast": bool(pipe.vae.config.force_upcast)}
+            "vae_force_upcast": bool(pipe.vae.config.force_upcast),
+            # The real CLIP vocabulary gives these ids (DESIGN.md); a tokenizer built wrong would not.
+            "tokenizer_ok": None if check.smoke else pipe.tokenizer("a photo of a cat")["input_ids"] == CAT_IDS}
         log(f"SDXL built in {time.perf_counter() - start:.1f} s ({sum(counts.values()):,} parameters)")
         return pipe
 
@@ -444,7 +447,8 @@ def clip_model(check: Check) -> Any:
                                 else "tiny CLIP", device=check.device)
         check.results.setdefault("model", {})["clip"] = {
             "name": embedder.name, "dtype": str(embedder.dtype).replace("torch.", ""), "dim": embedder.dim,
-            "image_processor": cls.__name__, "parameters": sum(p.numel() for p in model.parameters())}
+            "image_processor": cls.__name__, "parameters": sum(p.numel() for p in model.parameters()),
+            "tokenizer_ok": tok("a photo of a cat")["input_ids"] == CAT_IDS}
         return embedder
 
     return check.once("clip", build)
