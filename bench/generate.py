@@ -84,9 +84,9 @@ def parse_args() -> argparse.Namespace:
 def torch_dtype(args: argparse.Namespace) -> Any:
     import torch
 
-    from studio.generate.loading import precision
+    from studio.config import torch_dtype
 
-    return precision(args.device) if args.dtype == "auto" else getattr(torch, args.dtype)
+    return torch_dtype(args.device) if args.dtype == "auto" else getattr(torch, args.dtype)
 
 
 def count_params(device: str = "meta") -> dict[str, int]:

@@ -13,6 +13,7 @@ from studio.config import Settings
 from studio.errors import InputError, StudioError
 from studio.search.results import Filters, SearchResult
 from studio.studio import Studio
+from studio.weights import EXTRAS
 
 COMMANDS: dict[str, Callable[[Studio, argparse.Namespace], Any]] = {}
 PROMPT_ID = re.compile(r"p-[0-9a-f]{24}")  # studio.search.store.prompt_id: rewrite --example tells ids from texts
@@ -39,6 +40,12 @@ def _common() -> argparse.ArgumentParser:
                    help="which queries it reads: auto (not English) or all (STUDIO_MULTILINGUAL_QUERIES)")
     g.add_argument("--chroma-url", help="use a Chroma server, e.g. http://127.0.0.1:8000 (STUDIO_CHROMA_URL)")
     g.add_argument("--device", choices=["auto", "cuda", "cpu"], help="(STUDIO_DEVICE)")
+    g.add_argument("--precision", choices=["auto", "fp16", "bf16", "fp32"],
+                   help="weights' dtype: auto = fp16 on CUDA, fp32 on the CPU; fp32 = A1111's --no-half (STUDIO_PRECISION)")
+    g.add_argument("--offload", choices=["auto", "none", "model", "sequential"],
+                   help="SDXL's placement: model = --medvram, sequential = --lowvram (STUDIO_OFFLOAD)")
+    g.add_argument("--compile", action="store_true", default=None,
+                   help="torch.compile the UNet and VAE decoder; the first image takes minutes (STUDIO_COMPILE=1)")
     g.add_argument("--offline", action="store_true", default=None, help="never touch the network (STUDIO_OFFLINE=1)")
     g.add_argument("--json", action="store_true", help="print one JSON object")
     return p
@@ -104,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("tokens", parents=[common], help="SDXL's CLIP token count of a prompt, and its 75-token chunks")
     p.add_argument("text")
     p = sub.add_parser("models", parents=[common], help="where each model loads from, and whether it is there")
-    p.add_argument("--download", choices=["clip", "llm", "sdxl", "multilingual"],
+    p.add_argument("--download", choices=["clip", "llm", "sdxl", "multilingual", *EXTRAS],
                    help="fetch this role's model once (online)")
     sub.add_parser("loras", parents=[common], help="the LoRAs in models/loras, for <lora:NAME:WEIGHT> in a prompt")
     p = sub.add_parser("generate", parents=[common], help="a prompt -> SDXL images, saved to outputs/ and stored")
@@ -271,11 +278,15 @@ def _tokens(studio: Studio, a: argparse.Namespace) -> Any:
 
 @command("models")
 def _models(studio: Studio, a: argparse.Namespace) -> Any:
-    if a.download:
+    if a.download in EXTRAS:
+        from studio.weights import download_extra
+
+        download_extra(a.download, studio.settings)
+    elif a.download:
         from studio.weights import download
 
         download(a.download, studio.settings)
-    return {"models": studio.models(), "loras": studio.loras()}
+    return {"models": studio.models(), "loras": studio.loras(), "machine": studio.machine()}
 
 
 @command("loras")
@@ -308,6 +319,13 @@ def _show(name: str, out: Any, as_json: bool) -> None:
         for m in out["models"]:
             print(f"{m['role']:5s} {m['ref'] or '(not set)'}\n      {m['status']}")
         print(f"loras {len(out['loras'])} in models/loras (python -m studio loras)")
+        machine = out["machine"]
+        card = f"{machine['card']}, {machine['total_gb']} GB ({machine['free_gb']} GB free)" if machine["card"] else "no CUDA GPU"
+        print(f"gpu   {card}; precision {machine['precision']}, offload {machine['offload']}"
+              f"{', compiled' if machine['compile'] else ''}\n      {machine['plan']}\n"
+              f"      llama-cpp GPU offload: {'yes' if machine['llm_gpu_offload'] else 'no'}")
+        if machine.get("fix"):
+            print(f"      {machine['fix']}")
     elif name == "loras":
         print(f"{len(out['loras'])} LoRA(s) in {out['folder']}; use one in a prompt as <lora:NAME:0.8>")
         for lo in out["loras"]:
@@ -319,8 +337,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings.from_env(
             home=args.home, clip_model=args.clip_model, llm_model=args.llm_model, sdxl_model=args.sdxl_model,
-            chroma_url=args.chroma_url, device=args.device, offline=args.offline,
-            multilingual_model=args.multilingual_model, multilingual_queries=args.multilingual_queries,
+            chroma_url=args.chroma_url, device=args.device, offline=args.offline, precision=args.precision,
+            offload=args.offload, compile=args.compile, multilingual_model=args.multilingual_model, multilingual_queries=args.multilingual_queries,
         )
         if args.command == "serve":
             from studio.app import main as serve

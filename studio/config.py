@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 # The project folder: models/ and the shipped sample live here.
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -15,6 +16,23 @@ DEFAULT_SDXL = "stabilityai/stable-diffusion-xl-base-1.0"
 # Suggested for ideas in other languages (512-d, in ViT-B/32's space); used only when configured.
 DEFAULT_MULTILINGUAL = "sentence-transformers/clip-ViT-B-32-multilingual-v1"
 MULTILINGUAL_QUERIES = ("auto", "all")
+DEVICES = ("auto", "cuda", "cpu")
+# Weights' dtype: auto = fp16 on CUDA, fp32 on the CPU. fp32 is A1111's --no-half (GTX 16xx cards give black
+# images in fp16); bf16 has fp32's range on Ampere and newer.
+PRECISIONS = ("auto", "fp16", "bf16", "fp32")
+# Where SDXL's weights live while it runs: auto plans by free VRAM; model = one component on the GPU at a time
+# (A1111's --medvram), sequential = layer by layer (--lowvram), none = all on the GPU.
+OFFLOADS = ("auto", "none", "model", "sequential")
+
+
+def torch_dtype(device: str, precision: str = "auto") -> Any:
+    """The torch dtype of STUDIO_PRECISION on `device`: auto is fp16 on CUDA (half the memory, tensor cores)
+    and float32 on the CPU; fp16, bf16 and fp32 are honoured on any device (fp16 runs on a CPU, slowly)."""
+    import torch
+
+    if precision == "auto":
+        return torch.float16 if device == "cuda" else torch.float32
+    return {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}[precision]
 
 
 def _flag(value: str | None) -> bool:
@@ -42,6 +60,15 @@ class Settings:
     chroma_url: str | None = None
     # "auto" picks CUDA when torch sees a GPU, else CPU.
     device: str = "auto"
+    # Model weights' precision (PRECISIONS), honoured on every device, the CPU included.
+    precision: str = "auto"
+    # SDXL's placement (OFFLOADS): auto follows the memory plan (studio/gpu.py).
+    offload: str = "auto"
+    # torch.compile the UNet and the VAE decoder (the first generation then takes a minute or more).
+    compile: bool = False
+    # Draw the initial noise on the GPU (seeded and reproducible on the same device; CPU noise, the default,
+    # gives the same picture for a seed on any device).
+    gpu_noise: bool = False
     # Never touch the network (also implied by HF_HUB_OFFLINE=1).
     offline: bool = False
     # Search defaults: hide NSFW scores at or above this (DiffusionDB's 0..1 scores).
@@ -85,6 +112,10 @@ class Settings:
             "multilingual_clip": env.get("STUDIO_MULTILINGUAL_CLIP") or base.multilingual_clip,
             "chroma_url": env.get("STUDIO_CHROMA_URL") or None,
             "device": (env.get("STUDIO_DEVICE") or base.device).lower(),
+            "precision": (env.get("STUDIO_PRECISION") or base.precision).lower(),
+            "offload": (env.get("STUDIO_OFFLOAD") or base.offload).lower(),
+            "compile": _flag(env.get("STUDIO_COMPILE")),
+            "gpu_noise": _flag(env.get("STUDIO_GPU_NOISE")),
             "offline": _flag(env.get("STUDIO_OFFLINE")) or _flag(env.get("HF_HUB_OFFLINE")),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
@@ -92,10 +123,13 @@ class Settings:
             if key in values:
                 values[key] = Path(values[key]).expanduser()  # type: ignore[arg-type]
         settings = cls(**values)  # type: ignore[arg-type]
-        if settings.device not in {"auto", "cuda", "cpu"}:
-            from studio.errors import InputError
+        for name, value, allowed in (("STUDIO_DEVICE", settings.device, DEVICES),
+                                     ("STUDIO_PRECISION", settings.precision, PRECISIONS),
+                                     ("STUDIO_OFFLOAD", settings.offload, OFFLOADS)):
+            if value not in allowed:
+                from studio.errors import InputError
 
-            raise InputError(f"STUDIO_DEVICE={settings.device!r}: use one of auto, cuda, cpu.")
+                raise InputError(f"{name}={value!r}: use one of {', '.join(allowed)}.")
         if settings.multilingual_queries not in MULTILINGUAL_QUERIES:
             from studio.errors import InputError
 

@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from studio.config import Settings
 from studio.errors import ModelMissingError, StoreMismatchError, StudioError
-from studio.gpu import Gpu, MemoryPlan, Slot
+from studio.gpu import Card, Gpu, LlmShape, MemoryPlan, Slot
 from studio.images import ImageSource
 from studio.ingest.ingester import Ingester
 from studio.ingest.pipeline import IngestReport
@@ -32,18 +32,19 @@ class Studio:
     use, each in its own slot, so a slow load (the LLM, SDXL) never blocks a search.
     `loaders` overrides how a part loads: {"clip": () -> embedder, "llm": (plan) -> Rewriter,
     "sdxl": (plan) -> Generator, "chroma": () -> client, "multilingual": () -> MultilingualEncoder}.
-    `multilingual`: the encoder for queries in other languages (else loaded when STUDIO_MULTILINGUAL_MODEL is set)."""
+    `multilingual`: the encoder for queries in other languages (else loaded when STUDIO_MULTILINGUAL_MODEL is set).
+    `card`: the CUDA memory queries (studio.gpu.Card; tests play cards of any size)."""
 
     def __init__(self, settings: Settings, embedder: Any = None, client: Any = None, generator: Any = None,
                  rewriter: Any = None, *, loaders: dict[str, Callable[..., Any]] | None = None,
-                 multilingual: Any = None) -> None:
+                 multilingual: Any = None, card: Card | None = None) -> None:
         self.settings = settings
         load = dict(loaders or {})
         self.clip: Slot[Any] = Slot("clip", load.get("clip") or self._load_clip, embedder)
         self.chroma: Slot[Any] = Slot("chroma", load.get("chroma") or self._open_client, client)
         self.gpu = Gpu(settings.device, load_llm=load.get("llm") or self._load_llm,
-                       load_sdxl=load.get("sdxl") or self._load_sdxl, llm_bytes=self._gguf_bytes,
-                       llm=rewriter, sdxl=generator)
+                       load_sdxl=load.get("sdxl") or self._load_sdxl, llm_shape=self._llm_shape,
+                       llm=rewriter, sdxl=generator, card=card, offload=settings.offload, llm_gpu=self._llm_gpu)
         self._store: PromptStore | None = None
         self._store_created = False
         self._store_lock = threading.Lock()
@@ -55,7 +56,8 @@ class Studio:
                                     settings.multilingual_queries)
         self.searcher = Searcher(self.clip.get, lambda: self.store, self.queries)
         self.ingester = Ingester(settings, self.store_for, self.clip.get)
-        self.rewriting = RewriteService(self.gpu.llm, self.searcher.search, self.clip.get, lambda: self.store)
+        self.rewriting = RewriteService(self.gpu.llm, self.searcher.search, self.clip.get, lambda: self.store,
+                                        ready=self.gpu.ready_llm)
         self.history_ = History(lambda: self.store, self.clip.get, self.queries)
         self.comparer = Comparer(self.rewrite, self._generate_once, self.clip.get, self._write_back)
 
@@ -81,16 +83,24 @@ class Studio:
     def _load_llm(self, plan: MemoryPlan | None) -> Any:
         from studio.rewrite.rewriter import Rewriter
 
-        return Rewriter.load(self.settings, gpu=None if plan is None else plan.placement == "gpu")
+        return Rewriter.load(self.settings, gpu_layers=None if plan is None else plan.layers)
 
     def _load_sdxl(self, plan: MemoryPlan | None) -> Any:
         from studio.generate.generator import Generator
 
         return Generator.load(self.settings, placement=plan.placement if plan else None)
 
-    def _gguf_bytes(self) -> int:
+    def _llm_shape(self) -> LlmShape | None:
+        """What the configured GGUF holds on the GPU (None: no file yet)."""
+        from studio.rewrite.llamacpp import gguf_shape
+
         loc = locate("llm", self.settings)
-        return loc.path.stat().st_size if loc.path is not None and loc.path.is_file() else 0
+        return gguf_shape(loc.path) if loc.path is not None and loc.path.is_file() else None
+
+    def _llm_gpu(self) -> bool:
+        from studio.rewrite.llamacpp import gpu_offload
+
+        return gpu_offload()
 
     # -- parts -------------------------------------------------------------------------------
     @property
@@ -207,6 +217,22 @@ class Studio:
                  "problem": loc.problem, "unset": loc.unset}
                 for role in ROLES]
 
+    def machine(self) -> dict[str, Any]:
+        """The GPU, whether the installed llama-cpp can use it (and the command that fixes it when not), and the
+        memory plan for SDXL and the LLM on it."""
+        from studio.gpu import machine_plan
+        from studio.rewrite.llamacpp import CUDA_INSTALL, gpu_offload
+
+        try:
+            llm_gpu = gpu_offload()
+        except ImportError:
+            llm_gpu = False
+        out = machine_plan(self.gpu.card, self.settings.device, self._llm_shape(), llm_gpu, self.settings.offload)
+        out.update(precision=self.settings.precision, offload=self.settings.offload, compile=self.settings.compile)
+        if out["device"] == "cuda" and not llm_gpu:
+            out["fix"] = f"llama-cpp-python was built for the CPU only; rebuild it with CUDA: {CUDA_INSTALL}"
+        return out
+
     def check_store(self) -> str | None:
         """None when the store opens with this CLIP; else the message that says why not."""
         try:
@@ -256,7 +282,7 @@ class Studio:
         from studio.generate.loras import loras_of
 
         loras = loras_of(request.prompt, self.settings.loras_dir)  # a missing LoRA is refused before SDXL loads
-        return self.gpu.ready_sdxl().generate(request, on_preview=on_preview, cancel=cancel, loras=loras)
+        return self.gpu.ready_sdxl(request.n, request.width, request.height).generate(request, on_preview=on_preview, cancel=cancel, loras=loras)
 
     def loras(self) -> list[dict[str, Any]]:
         """The LoRAs in models/loras that `<lora:NAME:WEIGHT>` can name: name and file."""

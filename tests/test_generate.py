@@ -187,30 +187,6 @@ def test_shipped_sdxl_configs_are_sdxl_base_shapes():
     assert StableDiffusionXLPipeline.load_config(cfg)["_class_name"] == "StableDiffusionXLPipeline"
 
 
-def test_memory_plans():
-    from studio.gpu import GIB, SDXL_WEIGHTS, held_by_sdxl, llm_need, plan_load
-
-    assert plan_load("sdxl", 20 * GIB, {"llm": 5 * GIB}).placement == "gpu"  # room for both: nothing unloaded
-    assert plan_load("sdxl", 20 * GIB, {"llm": 5 * GIB}).unload == ()
-    plan = plan_load("sdxl", 8 * GIB, {"llm": 5 * GIB})
-    assert (plan.placement, plan.unload) == ("gpu", ("llm",))  # 8 + 5 >= 12
-    plan = plan_load("sdxl", 4 * GIB, {"llm": 4 * GIB})
-    assert (plan.placement, plan.unload) == ("model_offload", ("llm",))  # 8 < 12: offload, but with the room
-    assert plan_load("sdxl", 3 * GIB, {}).placement == "sequential_offload"
-    assert plan_load("sdxl", 11 * GIB, {}).placement == "model_offload"  # "below about 12 GB free"
-    need = llm_need(4 * GIB)
-    plan = plan_load("llm", 2 * GIB, {"sdxl": SDXL_WEIGHTS}, need)
-    assert (plan.placement, plan.unload) == ("gpu", ("sdxl",))
-    assert plan_load("llm", 1 * GIB, {"sdxl": held_by_sdxl("model_offload")}, need).placement == "cpu"
-    assert plan_load("llm", 30 * GIB, {"sdxl": SDXL_WEIGHTS}, need).unload == ()
-    with pytest.raises(ValueError):
-        plan_load("llm", GIB, {})
-
-
-def test_make_room_is_a_no_op_without_cuda(gen_studio: Studio):
-    assert gen_studio.make_room("sdxl") is None and gen_studio.generator.placement == "cpu"
-
-
 # -- CLI -----------------------------------------------------------------------------------
 def test_cli_generate(tmp_path: Path, tiny_clip_dir: Path, tiny_sdxl_dir: Path, capsys: pytest.CaptureFixture):
     from studio.cli import main

@@ -1,5 +1,6 @@
 """LoRAs on the tiny SDXL: tiny LoRAs made with peft (tests/tiny_lora.py) in diffusers' and kohya-ss's layouts,
-applied at their weights through diffusers, several at once, gone after the job; refused when missing; kept in
+applied at their weights through diffusers and fused, kept while jobs use the same set, the model exactly as loaded
+once a job uses another set or none; refused when missing; kept in
 the saved prompt, the PNG (`Lora hashes`) and the record; listed by the CLI and the Create tab's picker."""
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ def no_lora_layers(generator: Generator) -> bool:
     return not any(isinstance(m, BaseTunerLayer) for part in parts for m in part.modules())
 
 
-def test_weight_zero_is_the_model_one_changes_it_and_the_job_leaves_nothing(generator: Generator, lora_dir: Path):
+def test_weight_zero_is_the_model_one_changes_it_and_the_next_job_leaves_nothing(generator: Generator, lora_dir: Path):
     base = run(generator, "a castle", lora_dir)
     seen: list = []
     zero = run(generator, "a castle <lora:ink:0>", lora_dir, seen)
@@ -62,8 +63,26 @@ def test_weight_zero_is_the_model_one_changes_it_and_the_job_leaves_nothing(gene
     assert seen == [{"unet": ["studio-0"], "text_encoder": ["studio-0"], "text_encoder_2": ["studio-0"]}] * 2
     assert np.array_equal(zero, base)  # ... at weight 0 it changes nothing ...
     assert np.abs(one - base).max() > 10  # ... at 1 it shows
-    assert no_lora_layers(generator) and generator.pipe.get_list_adapters() == {}
-    assert np.array_equal(run(generator, "a castle", lora_dir), base)  # the next job: the model as loaded
+    assert np.array_equal(run(generator, "a castle", lora_dir), base)  # the next job: the model as loaded, exactly
+    assert no_lora_layers(generator) and generator.pipe.get_list_adapters() == {} and not generator.loras.key
+
+
+def test_a_set_is_fused_once_and_kept_for_the_jobs_that_use_it(generator: Generator, lora_dir: Path, monkeypatch):
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    loads: list[str] = []
+    load = generator.pipe.load_lora_weights
+    monkeypatch.setattr(generator.pipe, "load_lora_weights", lambda path, **kw: (loads.append(Path(path).name),
+                                                                                  load(path, **kw))[1])
+    run(generator, "a castle", lora_dir)  # whatever an earlier test left: gone
+    first = run(generator, "a castle <lora:ink:0.8>", lora_dir)
+    layers = [m for m in generator.pipe.unet.modules() if isinstance(m, BaseTunerLayer)]
+    assert layers and all(m.merged for m in layers)  # fused: the job runs at the bare model's speed
+    again = run(generator, "a castle <lora:ink:0.8>", lora_dir)
+    assert loads == ["ink.safetensors"] and np.array_equal(first, again)  # loaded once, the same pixels
+    other = run(generator, "a castle <lora:ink:0.4>", lora_dir)  # another weight: another set
+    assert loads == ["ink.safetensors"] * 2 and not np.array_equal(other, first)
+    assert np.array_equal(run(generator, "a castle <lora:ink:0.8>", lora_dir), first)  # put back exactly between sets
 
 
 def test_kohya_civitai_layout_loads_as_the_diffusers_one(generator: Generator, lora_dir: Path):
@@ -85,7 +104,18 @@ def test_several_loras_at_once(generator: Generator, lora_dir: Path):
     assert not np.array_equal(both, run(generator, "a castle <lora:ink:0.7>", lora_dir))
     assert not np.array_equal(both, run(generator, "a castle <lora:glow:0.5>", lora_dir))
     assert np.abs(both - run(generator, "a castle <lora:glow:0.5> <lora:ink:0.7>", lora_dir)).max() <= 1  # added up
+    run(generator, "a castle", lora_dir)
     assert no_lora_layers(generator)
+
+
+def test_a_lora_on_the_fp16_pipeline(tiny_sdxl_dir: Path, lora_dir: Path):
+    """The adapters are fused into fp16 weights (the GPU's dtype, run here on the CPU), and taken out exactly."""
+    fp16 = Generator.load(Settings(sdxl_model=str(tiny_sdxl_dir), models_dir=tiny_sdxl_dir.parent, offline=True,
+                                   device="cpu", precision="fp16"))
+    base = run(fp16, "a castle", lora_dir)
+    styled = run(fp16, "a castle <lora:ink:1>", lora_dir)
+    assert fp16.pipe.unet.dtype == torch.float16 and np.abs(styled - base).max() > 10
+    assert np.array_equal(run(fp16, "a castle", lora_dir), base)
 
 
 def test_text_encoder_and_unet_weights_apart(generator: Generator, lora_dir: Path):
@@ -128,7 +158,7 @@ def test_a_missing_lora_is_refused_before_sdxl_loads(settings: Settings, embedde
 def test_names_are_looked_up_never_joined_to_a_path(tmp_path: Path):
     for name in ("a.safetensors", "sub/a.safetensors", "my style v1.0.safetensors", "notes.txt"):
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-        (tmp_path / name).write_bytes(b"")
+        save_file({"w": torch.zeros(1)}, str(tmp_path / name))  # a real (if tiny) safetensors file: headers are checked
     assert list(available(tmp_path)) == ["a", "my style v1.0", "sub/a"]
     assert loras_of("x <lora:sub/a:1> <lora:my style v1.0:0.5>", tmp_path)[1].weight == 0.5
     outside = tmp_path.parent / "outside.safetensors"

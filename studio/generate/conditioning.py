@@ -29,6 +29,22 @@ from studio.generate.prompt_syntax import encoder_text, parse_weights, split_lor
 CACHED = 8  # conditionings kept per pipeline: re-running a prompt (a new seed) encodes nothing
 
 
+class OnDevice:
+    """A text encoder as compel sees it: calls go to the model (whose offload hooks bring its weights in), but
+    `.device` is where the pipeline runs. compel moves its results to `text_encoder.device`, which reads `meta`
+    under sequential offload (the tensors' values are lost there) and `cpu` under model offload."""
+
+    def __init__(self, model: Any, device: Any) -> None:
+        self.model = model
+        self.device = device
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.model(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+
 class PromptEncoder:
     """The pipeline's two CLIP text encoders behind compel, and a small cache of finished conditionings.
 
@@ -48,9 +64,9 @@ class PromptEncoder:
             common = dict(returned_embeddings_type=ReturnedEmbeddingsType.PENULTIMATE_HIDDEN_STATES_NON_NORMALIZED,
                           truncate_long_prompts=False, split_long_text_mode=SplitLongTextMode.PHRASES,
                           device=str(device))
-            self._compels = (key, Compel(tokenizer=self.pipe.tokenizer, text_encoder=self.pipe.text_encoder, **common),
-                             Compel(tokenizer=self.pipe.tokenizer_2, text_encoder=self.pipe.text_encoder_2,
-                                    requires_pooled=True, **common))
+            one, two = (OnDevice(self.pipe.text_encoder, device), OnDevice(self.pipe.text_encoder_2, device))
+            self._compels = (key, Compel(tokenizer=self.pipe.tokenizer, text_encoder=one, **common),
+                             Compel(tokenizer=self.pipe.tokenizer_2, text_encoder=two, requires_pooled=True, **common))
         return self._compels[1], self._compels[2]
 
     def encode(self, prompt: str, negative: str = "", *, guidance: bool = True, state: Hashable = None) -> dict[str, Any]:

@@ -36,6 +36,9 @@ _PIECES = re.compile(rf"""
 _BREAK = re.compile(r"\s*\bBREAK\b\s*")
 
 Fragment = tuple[str, float]
+# A LoRA's weight, each of its two: |w| up to this. A1111's users go to about ±5; far beyond, the UNet's numbers
+# overflow to NaN and the image comes out black (1e308 did).
+MAX_LORA_WEIGHT = 10.0
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,12 @@ def split_loras(prompt: str) -> tuple[str, list[LoraTag]]:
             tag = LoraTag(name, old.weight + tag.weight,
                           None if old.unet_weight is None and tag.unet_weight is None else old.unet + tag.unet)
         tags[name] = tag
+    for tag in tags.values():
+        for value in (tag.weight, tag.unet):
+            if abs(value) > MAX_LORA_WEIGHT:
+                raise InputError(f"<lora:{tag.name}:{value:g}>: a LoRA weight must be between {-MAX_LORA_WEIGHT:g} and "
+                                 f"{MAX_LORA_WEIGHT:g} (0.5 to 1 is usual; the same LoRA twice adds up): beyond that the "
+                                 "image turns to noise or black. Write <lora:NAME:0.8>.")
     return LORA_TAG.sub("", prompt), list(tags.values())
 
 

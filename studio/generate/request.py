@@ -40,7 +40,7 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
 _ALIASES = {"k_euler": "Euler", "k_euler_ancestral": "Euler a", "ddim": "DDIM", "euler_a": "Euler a",
             "dpmpp_2m": "DPM++ 2M", "dpmpp_2m_karras": "DPM++ 2M Karras", "k_lms": "LMS", "k_heun": "Heun",
             "k_dpm_2": "DPM2", "k_dpm_2_ancestral": "DPM2 a", "plms": "PLMS"}
-CPU_WARNING = ("SDXL is running on the CPU in float32: expect minutes per 1024x1024 image. Use a CUDA GPU "
+CPU_WARNING = ("SDXL is running on the CPU: expect minutes per 1024x1024 image. Use a CUDA GPU "
                "(STUDIO_DEVICE=auto or cuda), a smaller size, or the fast profile with SDXL-Turbo/Lightning.")
 
 
@@ -185,7 +185,8 @@ class GenerationResult:
             lines.append(f"  prompt read in {self.chunks} chunks of 75 tokens")
         lines += [f"  LoRA {lo['name']} at {lo['weight']:g}" + (f" (UNet {lo['unet_weight']:g})" if "unet_weight" in lo else "")
                   for lo in self.loras]
-        lines += [f"  seed {s.seed}: {s.path}" + ("" if s.stored else f"  (not in the store: {s.error})")
+        lines += [f"  seed {s.seed}: NOT SAVED: {s.error}" if s.path is None else
+                  f"  seed {s.seed}: {s.path}" + ("" if s.stored else f"  (not in the store: {s.error})")
                   for s in self.saved]
         return "\n".join(lines + [f"note: {n}" for n in self.notes])
 

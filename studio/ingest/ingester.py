@@ -3,10 +3,12 @@ any tool, our outputs/) through the one pipeline into the store."""
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from studio.config import Settings
+from studio.errors import DiskFullError, StudioError, disk_full, disk_full_message, free_bytes
 from studio.ingest.hfdatasets import is_dataset_folder
 from studio.ingest.outputs import is_image_folder, read_outputs
 from studio.ingest.pipeline import IngestReport, ingest_rows
@@ -35,6 +37,7 @@ class Ingester:
         path = Path(source).expanduser()
         if source.startswith("hf:") or is_dataset_folder(path):
             return self._ingest_dataset(source, limit, source_tag, progress)
+        explicit = source_tag is not None
         if source_tag is None:
             source_tag = table_source(path) or "diffusiondb"
         else:
@@ -44,10 +47,11 @@ class Ingester:
             rows, keys, batch = (lambda: read_outputs(path)), None, max(1, self.settings.batch_size // 4)
         else:
             cache, offline = self.settings.home / "cache" / "diffusiondb", self.settings.offline
-            rows, batch = (lambda: read_source(source, cache, offline)), self.settings.batch_size
-            keys = lambda: read_source(source, cache, offline, light=True)  # noqa: E731 - the count pass's rows
-        return ingest_rows(rows, self._store(), self.embedder(), source=source_tag, label=source, batch_size=batch,
-                           limit=limit, progress=progress, keys=keys)
+            rows, batch = (lambda: _tagged(read_source(source, cache, offline), explicit)), self.settings.batch_size
+            keys = lambda: _tagged(read_source(source, cache, offline, light=True), explicit)  # noqa: E731 - count pass
+        with self._disk_full_said(source):
+            return ingest_rows(rows, self._store(), self.embedder(), source=source_tag, label=source,
+                               batch_size=batch, limit=limit, progress=progress, keys=keys)
 
     def _ingest_dataset(self, source: str, limit: int | None, source_tag: str | None,
                         progress: Progress | None) -> IngestReport:
@@ -58,9 +62,29 @@ class Ingester:
         opened = open_dataset(source, self.settings.offline)
         tag = source_name(source_tag) if source_tag else opened.source
         images = self.settings.home / "datasets" / tag
-        with spooled(opened, tag, images, self.settings.home / "cache" / "spool", limit, progress) as rows:
+        with self._disk_full_said(source), \
+                spooled(opened, tag, images, self.settings.home / "cache" / "spool", limit, progress) as rows:
             return ingest_rows(rows, self._store(), self.embedder(), source=tag, label=source,
                                batch_size=self.settings.batch_size, progress=progress)
+
+    def free_bytes(self) -> int | None:
+        """Space left where the ingest writes (the store's disk); a seam tests can replace."""
+        return free_bytes(self.settings.store_dir if not self.settings.chroma_url else self.settings.home)
+
+    @contextmanager
+    def _disk_full_said(self, source: str) -> Iterator[None]:
+        """A full disk, however the store words it (Chroma's "Error in compaction: Failed to apply logs"),
+        said as one: DiskFullError, with what to do."""
+        try:
+            yield
+        except StudioError:
+            raise
+        except Exception as exc:
+            if not disk_full(exc, self.free_bytes()):
+                raise
+            where = self.settings.store_dir if not self.settings.chroma_url else self.settings.chroma_url
+            raise DiskFullError(disk_full_message(where, f"ingesting {source} ({type(exc).__name__}: {exc})",
+                                                  "run the same ingest again: it resumes where it stopped")) from exc
 
     def _store(self) -> Any:
         store: Any = self.store(True)
@@ -72,3 +96,11 @@ class Ingester:
         sample = Path(self.settings.sample_dir)
         return [self.ingest(str(sample / name), progress=progress) for name in SAMPLE_SOURCES
                 if (sample / name).exists()]
+
+
+def _tagged(rows: Iterator[Any], explicit: bool) -> Iterator[Any]:
+    """The rows as read; with a source tag the user gave, without their own (a table's in a folder): theirs wins."""
+    for row in rows:
+        if explicit:
+            row.source = None
+        yield row

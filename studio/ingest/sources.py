@@ -109,7 +109,11 @@ def read_folder(folder: Path) -> Iterator[Row]:
     for path in zips:
         yield from read_zip(path)
     for path in tables:
-        yield from read_table(path)
+        tag = table_source(path)  # a prompt library is its own source wherever its table sits (not diffusiondb)
+        for row in read_table(path):
+            if tag is not None and row.source is None:
+                row.source = tag
+            yield row
 
 
 def read_zip(path: Path, extra: dict[str, dict[str, Any]] | None = None) -> Iterator[Row]:

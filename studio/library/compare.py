@@ -59,7 +59,7 @@ class CompareResult:
     def describe(self) -> str:
         lines = [f"comparison {self.comparison_id}, seed {self.seed}: {self.idea}"]
         for e in self.entries:
-            where = e.result.saved[0].path if e.result.saved else "(not saved)"
+            where = (e.result.saved[0].path if e.result.saved else None) or "(not saved)"
             score = "-" if e.score is None else f"{e.score:.3f}"
             lines.append(f"  {e.variant:9s} [{score}] {e.prompt}\n            {where}")
         if self.best:

@@ -100,6 +100,19 @@ def parse_parameters(text: str) -> Parameters:
     return p
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux says it (os.umask sets it to read it)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def write_png(image: Image.Image, path: Path, parameters: Parameters, studio: dict[str, Any]) -> Path:
     """Save with both chunks, atomically: a crash leaves either no file or a whole one, never half."""
     info = PngImagePlugin.PngInfo()
@@ -110,6 +123,7 @@ def write_png(image: Image.Image, path: Path, parameters: Parameters, studio: di
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".partial-", suffix=".png", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600: the PNG gets a normal file's mode, as umask says
         with os.fdopen(fd, "wb") as f:
             image.save(f, format="PNG", pnginfo=info)
             f.flush()

@@ -10,6 +10,7 @@ from typing import Any, Callable, Sequence
 
 from PIL import Image
 
+from studio.errors import disk_full, disk_full_message, free_bytes
 from studio.ingest.outputs import row_of
 from studio.ingest.pipeline import IngestReport, ingest_rows
 from studio.library.pngmeta import Parameters, write_png
@@ -45,17 +46,22 @@ class Lineage:
 
 @dataclass
 class SavedImage:
-    """One written image: the file always; `stored` once its records are in Chroma."""
+    """One image of a generation: its file once written (`path` None: it was not), `stored` once its records
+    are in Chroma; `error` says what went wrong and what to do."""
 
-    path: Path
+    path: Path | None
     image_id: str
     prompt_id: str
     seed: int
     stored: bool = False
     error: str | None = None
 
+    @property
+    def written(self) -> bool:
+        return self.path is not None
+
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "path": str(self.path)}
+        return {**asdict(self), "path": str(self.path) if self.path is not None else None}
 
 
 def chunk_for(result: Any, index: int, lineage: Lineage, now: datetime) -> dict[str, Any]:
@@ -80,15 +86,24 @@ def parameters_for(chunk: dict[str, Any]) -> Parameters:
                       chunk["cfg"], chunk["seed"], chunk["width"], chunk["height"], model_label(chunk["model"]), extra)
 
 
-def save_outputs(result: Any, folder: Path, lineage: Lineage) -> list[tuple[SavedImage, dict[str, Any], Image.Image]]:
-    """Step 1: the PNG files, each with A1111 `parameters` and our lineage chunk. Nothing is lost after this."""
+def save_outputs(result: Any, folder: Path, lineage: Lineage,
+                 write: Callable[..., Path] = write_png) -> list[tuple[SavedImage, dict[str, Any], Image.Image]]:
+    """Step 1: the PNG files, each with A1111 `parameters` and our lineage chunk. An image that could not be
+    written (a full disk) is returned with no path and the reason, and the others are still tried.
+    `write`: how one PNG is written (write_png; a seam for tests)."""
     now = datetime.now(timezone.utc)
     saved = []
     for i, image in enumerate(result.images):
         chunk = chunk_for(result, i, lineage, now)
         name = f"{now:%Y%m%d-%H%M%S}-{chunk['seed']}-{chunk['image_id'][:8]}.png"
-        path = write_png(image, Path(folder) / name, parameters_for(chunk), chunk)
-        saved.append((SavedImage(path, chunk["image_id"], prompt_id(chunk["prompt"]), chunk["seed"]), chunk, image))
+        entry = SavedImage(None, chunk["image_id"], prompt_id(chunk["prompt"]), chunk["seed"])
+        try:
+            entry.path = write(image, Path(folder) / name, parameters_for(chunk), chunk)
+        except OSError as exc:
+            entry.error = (disk_full_message(folder, "saving it", "generate again with this seed") if disk_full(exc)
+                           else f"not saved ({type(exc).__name__}: {exc}); check that {folder} is writable, then "
+                                "generate again with this seed")
+        saved.append((entry, chunk, image))
     return saved
 
 
@@ -105,20 +120,58 @@ def store_outputs(items: Sequence[tuple[dict[str, Any], Image.Image, Path]], sto
     return ingest_rows(rows, store, embedder, source="generated", label="write-back", incremental=True, bars=False)
 
 
+def unsaved_note(saved: Sequence[SavedImage]) -> str | None:
+    """What a generation's notes say when some of its images were not written: which, why, and that the
+    others were (never that nothing was lost)."""
+    lost = [s for s in saved if not s.written]
+    if not lost:
+        return None
+    kept = [s for s in saved if s.written]
+    seeds = ", ".join(str(s.seed) for s in lost)
+    head = (f"{len(lost)} of {len(saved)} images were NOT saved (seed {seeds}): they are only on this page. "
+            if kept else f"None of the {len(saved)} images was saved (seed {seeds}): they are only on this page. ")
+    return head + (lost[0].error or "") + (f". Saved: {', '.join(str(s.path) for s in kept)}." if kept else "")
+
+
+def black_note(result: Any) -> str | None:
+    """What the notes say of images that came out all black, which is what NaN latents decode to (a LoRA
+    weight far from 1, an extreme cfg, an fp16 VAE overflowing): saved as they are, but never as if fine."""
+    seeds = [seed for image, seed in zip(result.images, result.request.seeds)
+             if image.convert("L").getextrema() == (0, 0)]
+    if not seeds:
+        return None
+    return (f"⚠️ Image{'s' if len(seeds) > 1 else ''} of seed {', '.join(map(str, seeds))} came out all black: the "
+            "model's numbers overflowed (NaN), usually from a LoRA weight far from 1 or a very high cfg. Saved as "
+            "they are; lower the weight or cfg and generate again.")
+
+
 def write_back(result: Any, folder: Path, lineage: Lineage,
-               connect: Callable[[], tuple[PromptStore, Any]], image_vectors: Any = None) -> list[SavedImage]:
-    """Save every image, then store them. A store failure is reported on each SavedImage, not
-    raised: the files hold everything, and `python -m studio ingest <outputs>` adds them later."""
-    saved = save_outputs(result, folder, lineage)
+               connect: Callable[[], tuple[PromptStore, Any]], image_vectors: Any = None,
+               write: Callable[..., Path] = write_png) -> list[SavedImage]:
+    """Save every image, then store those written. A failure is reported on each SavedImage (and, for
+    images not written, in the result's notes), not raised: the files hold everything, and
+    `python -m studio ingest <outputs>` adds them to the store later."""
+    entries = save_outputs(result, folder, lineage, write)
+    saved = [s for s, _, _ in entries]
+    if (black := black_note(result)) is not None and hasattr(result, "notes"):
+        result.notes.append(black)
+    if (note := unsaved_note(saved)) is not None and hasattr(result, "notes"):
+        result.notes.append(note)
+    written = [(i, e) for i, e in enumerate(entries) if e[0].written]
+    if not written:
+        return saved
+    vectors = None if image_vectors is None else [list(image_vectors)[i] for i, _ in written]
     try:
         store, embedder = connect()
-        store_outputs([(chunk, img, s.path) for s, chunk, img in saved], store, embedder, image_vectors=image_vectors)
-    except Exception as exc:  # Chroma down, disk full, a model missing: the PNGs are safe on disk
-        why = (f"{type(exc).__name__}: {exc}. The image is saved; run `python -m studio ingest {folder}` "
-               "to add it to the store.")
-        for s, _, _ in saved:
-            s.error = why
-        return [s for s, _, _ in saved]
-    for s, _, _ in saved:
+        store_outputs([(chunk, img, s.path) for _, (s, chunk, img) in written], store, embedder, image_vectors=vectors)
+    except Exception as exc:  # Chroma down or corrupt, disk full, a model missing: the PNGs are safe on disk
+        what = (disk_full_message(folder, "adding it to the store", f"run `python -m studio ingest {folder}`")
+                if disk_full(exc, free_bytes(folder)) else
+                f"{type(exc).__name__}: {exc}. The image is saved; run `python -m studio ingest {folder}` to add it "
+                "to the store.")
+        for _, (s, _, _) in written:
+            s.error = what
+        return saved
+    for _, (s, _, _) in written:
         s.stored = True
-    return [s for s, _, _ in saved]
+    return saved

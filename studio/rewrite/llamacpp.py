@@ -5,13 +5,17 @@ from __future__ import annotations
 
 import os
 import threading
-from pathlib import Path
 from collections.abc import Iterator, Sequence
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
 from studio.config import DEFAULT_LLM, Settings
 from studio.errors import ModelMissingError, StudioError
 from studio.weights import ModelLocation, download, gguf_problem, how_to_get, locate
+
+if TYPE_CHECKING:
+    from studio.gpu import LlmShape
 
 STARTER_NOTICE = (
     "Using the starter model SmolLM2-135M-Instruct (small and quick, but rough). For better rewrites put a "
@@ -64,11 +68,28 @@ def gpu_offload() -> bool:
     return bool(llama_cpp.llama_supports_gpu_offload())
 
 
-def cpu_notice(settings: Settings, gpu: bool) -> str | None:
-    if settings.device == "cuda" and not gpu:
-        return ("STUDIO_DEVICE=cuda, but this llama-cpp-python was built without GPU support, so the LLM runs on "
-                "the CPU; reinstall it with CMAKE_ARGS=\"-DGGML_CUDA=on\" pip install llama-cpp-python.")
+CUDA_INSTALL = "./install.sh --cuda"  # rebuilds llama-cpp-python with CUDA (forced, no cached wheel)
+
+
+def cpu_notice(settings: Settings, loaded: "LoadedLlama") -> str | None:
+    """What the user should know about where the LLM runs: a CPU-only build on a CUDA machine, or a load
+    that found less VRAM than planned."""
+    if settings.device != "cpu" and not loaded.gpu_capable and _cuda_present():
+        return ("This llama-cpp-python was built without GPU support, so the LLM runs on the CPU (slowly); "
+                f"rebuild it with CUDA: {CUDA_INSTALL}")
+    if loaded.gpu_layers < loaded.asked_layers:
+        return (f"The GPU had too little memory for {loaded.asked_layers} of the LLM's layers: {loaded.gpu_layers} of "
+                f"{loaded.layers} run on the GPU, the rest on the CPU (slower). Close other GPU programs for more.")
     return None
+
+
+def _cuda_present() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except ImportError:
+        return False
 
 
 def _cpu_has_amx() -> bool:
@@ -79,52 +100,104 @@ def _cpu_has_amx() -> bool:
         return False
 
 
-def open_llama(path: Path, *, n_ctx: int = 2048, n_threads: int | None = None, gpu: bool = False,
-               seed: int = 0) -> Any:
-    """llama_cpp.Llama over one checked file; a corrupt or truncated file becomes a StudioError."""
+def gguf_shape(path: Path, n_ctx: int = 2048) -> "LlmShape":
+    """How the model splits over the GPU, from the GGUF's own metadata (memory-mapped; no tensor is read):
+    its repeating blocks and the KV cache a token costs (grouped-query models cost less)."""
+    from gguf import GGUFReader
+
+    from studio.gpu import LlmShape
+
+    size = path.stat().st_size
+    try:
+        reader = GGUFReader(str(path), "r")
+        fields = {name: f.contents() for name, f in reader.fields.items() if not name.startswith("tokenizer.")}
+        arch = fields.get("general.architecture", "llama")
+        layers = int(fields[f"{arch}.block_count"])
+        dims = int(fields[f"{arch}.embedding_length"])
+        heads = int(fields.get(f"{arch}.attention.head_count", 1) or 1)
+        kv_heads = int(fields.get(f"{arch}.attention.head_count_kv", heads) or heads)
+    except (KeyError, ValueError, TypeError, OSError):
+        return LlmShape(size, n_ctx=n_ctx)  # Llama 2 7B's numbers: a safe guess for an unreadable header
+    return LlmShape(size, layers, layers * dims * kv_heads // heads * 2 * 2, n_ctx)
+
+
+def open_llama(path: Path, *, n_ctx: int = 2048, n_threads: int | None = None, gpu_layers: int = 0,
+               seed: int = 0, factory: Callable[..., Any] | None = None) -> tuple[Any, int]:
+    """(llama_cpp.Llama over one checked file, the layers it put on the GPU). A load that fails with layers
+    on the GPU is tried again with half as many, down to none (llama.cpp says only "Failed to load model"
+    when the VRAM runs out); a file that will not load even on the CPU is truncated or corrupt.
+    `factory` stands in for llama_cpp.Llama (tests play a card that is too small)."""
+    check_gguf(path)
+    make = factory or _llama
+    threads = n_threads or default_threads()
+    layers = gpu_layers
+    while True:
+        kwargs = dict(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
+                      n_gpu_layers=layers, seed=seed, verbose=False)
+        try:
+            return make(**kwargs), layers
+        except (ValueError, RuntimeError) as exc:
+            if layers > 0:
+                layers //= 2  # most likely the VRAM: fewer layers on the GPU
+                continue
+            size = path.stat().st_size / 1e6 if path.exists() else 0.0
+            raise StudioError(
+                f"llama.cpp could not load {path} ({size:,.1f} MB), not even on the CPU: the file is probably "
+                f"truncated or corrupt (an interrupted download?) or of an architecture this llama-cpp-python does "
+                f"not know ({exc}). Download it again, or set STUDIO_LLM_MODEL to another GGUF."
+            ) from exc
+
+
+def _llama(**kwargs: Any) -> Any:
     import llama_cpp
     import llama_cpp.llama_cpp as capi
 
-    check_gguf(path)
-    threads = n_threads or default_threads()
-    kwargs = dict(model_path=str(path), n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads,
-                  n_gpu_layers=-1 if gpu else 0, seed=seed, verbose=False)
-    try:
-        if gpu or not _cpu_has_amx():
+    if kwargs.get("n_gpu_layers") or not _cpu_has_amx():
+        return llama_cpp.Llama(**kwargs)
+    # llama.cpp's AMX matmul (an "extra buffer type") segfaults on batched prompt evaluation on
+    # AMX Xeons (seen with llama-cpp-python 0.3.36), killing the process. Llama() does not expose
+    # use_extra_bufts, so its default model params are wrapped while this one model is built.
+    original = capi.llama_model_default_params
+
+    def without_extra_buffers() -> Any:
+        params = original()
+        params.use_extra_bufts = False
+        return params
+
+    with _PATCH:
+        capi.llama_model_default_params = without_extra_buffers
+        try:
             return llama_cpp.Llama(**kwargs)
-        # llama.cpp's AMX matmul (an "extra buffer type") segfaults on batched prompt evaluation on
-        # AMX Xeons (seen with llama-cpp-python 0.3.36), killing the process. Llama() does not expose
-        # use_extra_bufts, so its default model params are wrapped while this one model is built.
-        original = capi.llama_model_default_params
+        finally:
+            capi.llama_model_default_params = original
 
-        def without_extra_buffers() -> Any:
-            params = original()
-            params.use_extra_bufts = False
-            return params
 
-        with _PATCH:
-            capi.llama_model_default_params = without_extra_buffers
-            try:
-                return llama_cpp.Llama(**kwargs)
-            finally:
-                capi.llama_model_default_params = original
-    except (ValueError, RuntimeError) as exc:
-        size = path.stat().st_size / 1e6 if path.exists() else 0.0
-        raise StudioError(
-            f"llama.cpp could not load {path} ({size:,.1f} MB): the file is probably truncated or corrupt "
-            f"(an interrupted download?) or of an architecture this llama-cpp-python does not know ({exc}). "
-            "Download it again, or set STUDIO_LLM_MODEL to another GGUF."
-        ) from exc
+@dataclass
+class LoadedLlama:
+    """A loaded model and where it runs."""
+
+    llm: Any
+    location: ModelLocation
+    gpu_layers: int  # blocks on the GPU (0: the CPU)
+    layers: int  # blocks in all
+    gpu_capable: bool  # the installed llama-cpp can offload to a GPU and STUDIO_DEVICE allows it
+    asked_layers: int  # what the plan asked for (more than gpu_layers: a load was retried with fewer)
+    shape: "LlmShape"  # what its layers hold on the GPU
 
 
 def load_llama(settings: Settings, n_ctx: int = 2048, n_threads: int | None = None,
-               gpu: bool | None = None) -> tuple[Any, ModelLocation, bool]:
-    """(Llama, where it came from, whether its layers are on the GPU) for the configured model.
-    gpu: None puts every layer on the GPU when llama-cpp was built with one (and STUDIO_DEVICE allows);
-    False keeps it on the CPU (the memory planner says so when SDXL holds the VRAM)."""
+               gpu_layers: int | None = None, factory: Callable[..., Any] | None = None) -> LoadedLlama:
+    """The configured model with `gpu_layers` blocks on the GPU (None: all of them, when llama-cpp was built
+    with GPU support and STUDIO_DEVICE allows; the memory plan passes as many as fit)."""
     loc = find_gguf(settings)
-    gpu = settings.device != "cpu" and gpu is not False and gpu_offload()
-    return open_llama(Path(str(loc.path)), n_ctx=n_ctx, n_threads=n_threads, gpu=gpu), loc, gpu
+    path = Path(str(loc.path))
+    capable = settings.device != "cpu" and gpu_offload()
+    shape = gguf_shape(path, n_ctx)
+    asked = 0 if not capable else shape.layers if gpu_layers is None else max(0, min(gpu_layers, shape.layers))
+    # llama.cpp counts the output layer as one more: all blocks on the GPU means the output layer too.
+    llm, got = open_llama(path, n_ctx=n_ctx, n_threads=n_threads,
+                          gpu_layers=asked + 1 if asked == shape.layers and asked else asked, factory=factory)
+    return LoadedLlama(llm, loc, min(got, shape.layers), shape.layers, capable, asked, shape)
 
 
 class LlamaCppBackend:

@@ -65,7 +65,9 @@ class Rewriter:
         self.retries = retries
         self.notice = notice if notice is not None else (STARTER_NOTICE if starter else None)
         self.path: Path | None = None  # set by load()
-        self.gpu = False
+        self.gpu_layers = 0  # the model's blocks on the GPU (set by load())
+        self.gpu_capable = False  # the installed llama-cpp can offload (the memory plan may add layers later)
+        self.shape: Any = None  # studio.gpu.LlmShape of the file (set by load())
         self._lock = threading.Lock()
         self._close_pending = False  # close() was called during a generation
 
@@ -73,21 +75,26 @@ class Rewriter:
     def load(cls, settings: Settings, **options: Any) -> "Rewriter":
         """From STUDIO_LLM_MODEL (a path, models/<file>, or a hub repo/file.gguf fetched once when online);
         the starter model when none is configured. Raises ModelMissingError / StudioError that say what to do."""
-        llm, loc, gpu = load_llama(settings, n_ctx=options.pop("n_ctx", 2048), n_threads=options.pop("n_threads", None),
-                                   gpu=options.pop("gpu", None))
-        notices = [STARTER_NOTICE if loc.starter else None, cpu_notice(settings, gpu)]
+        loaded = load_llama(settings, n_ctx=options.pop("n_ctx", 2048), n_threads=options.pop("n_threads", None),
+                            gpu_layers=options.pop("gpu_layers", None), factory=options.pop("factory", None))
+        loc = loaded.location
+        notices = [STARTER_NOTICE if loc.starter else None, cpu_notice(settings, loaded)]
         notice = " ".join(n for n in notices if n) or None
-        rewriter = cls(LlamaCppBackend(llm), Path(str(loc.path)).name, starter=loc.starter, notice=notice, **options)
-        rewriter.path, rewriter.gpu = Path(str(loc.path)), gpu
+        rewriter = cls(LlamaCppBackend(loaded.llm), Path(str(loc.path)).name, starter=loc.starter, notice=notice,
+                       **options)
+        rewriter.path = Path(str(loc.path))
+        rewriter.gpu_layers, rewriter.gpu_capable, rewriter.shape = loaded.gpu_layers, loaded.gpu_capable, loaded.shape
         return rewriter
 
-    def vram_bytes(self) -> int:
-        """About what the model holds on the GPU (weights and KV cache); 0 on the CPU or unloaded."""
-        if not self.gpu or self.backend is None or self.path is None or not self.path.is_file():
-            return 0
-        from studio.gpu import llm_resident
+    @property
+    def gpu(self) -> bool:
+        return self.gpu_layers > 0
 
-        return llm_resident(self.path.stat().st_size, self.backend.n_ctx)
+    def vram_bytes(self) -> int:
+        """About what the model holds on the GPU (its layers' weights and KV cache); 0 on the CPU or unloaded."""
+        if not self.gpu_layers or self.backend is None or self.shape is None:
+            return 0
+        return int(self.shape.resident(self.gpu_layers))
 
     # -- prompt ----------------------------------------------------------------------------
     def build(self, idea: str, examples: Sequence[Example], note: str | None = None,

@@ -34,8 +34,9 @@ class RewriteService:
     token counts (studio.tokens); works without CLIP or a store, with built-in examples and a notice."""
 
     def __init__(self, llm: Slot[Rewriter], search: Callable[..., SearchResult], embedder: Callable[[], Any],
-                 store: Callable[[], PromptStore] | None = None) -> None:
+                 store: Callable[[], PromptStore] | None = None, ready: Callable[[], Rewriter] | None = None) -> None:
         self.llm = llm
+        self.ready = ready or llm.get  # the LLM for the next job (studio.gpu.Gpu.ready_llm plans its layers)
         self.search = search
         self.embedder = embedder
         self.store = store  # where examples chosen by id are read
@@ -55,7 +56,7 @@ class RewriteService:
         picked_s = time.perf_counter() - started
         started = time.perf_counter()
         fresh = not self.llm.loaded
-        rewriter = self.llm.get()
+        rewriter = self.ready()
         load_s = time.perf_counter() - started if fresh else 0.0
         started = time.perf_counter()
         if chosen is not None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
 
-from studio.config import Settings
+from studio.config import Settings, torch_dtype
 from studio.images import to_rgb
 
 # CLIP's text encoder has 77 positions (start + 75 tokens + end). Longer prompts are cut
@@ -74,16 +75,32 @@ def bucketed_order(lengths: Sequence[int], batch_size: int) -> list[int]:
     return order
 
 
+@contextmanager
+def _memory_guard(what: str) -> Iterator[None]:
+    """Out of GPU memory: the cache emptied and a GpuMemoryError that says what to try (the next call works)."""
+    from studio.errors import gpu_memory_error, is_out_of_memory
+
+    try:
+        yield
+    except Exception as exc:
+        if not is_out_of_memory(exc):
+            raise
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        raise gpu_memory_error(what, exc) from None
+
+
 class ClipEmbedder:
     """Text and image embeddings from one CLIP model; the model is passed in (tests use tiny ones)."""
 
-    def __init__(self, model: Any, tokenizer: Any, image_processor: Any, name: str, device: str = "cpu") -> None:
-        import torch
-
+    def __init__(self, model: Any, tokenizer: Any, image_processor: Any, name: str, device: str = "cpu",
+                 precision: str = "auto") -> None:
         self.name = name
         self.fingerprint = fingerprint(model)  # before the cast to the device's dtype
         self.device = device
-        self.dtype = torch.float16 if device == "cuda" else torch.float32
+        self.dtype = torch_dtype(device, precision)  # STUDIO_PRECISION; auto: fp16 on CUDA, float32 on the CPU
         self.model = model.to(device=device, dtype=self.dtype).eval()
         self.tokenizer = tokenizer
         self.image_processor = image_processor
@@ -113,7 +130,7 @@ class ClipEmbedder:
                     f"The CLIP folder {loc.path} has no usable {what} ({type(exc).__name__}: {str(exc)[:200]}). "
                     f"A CLIP folder needs {files}: copy what is missing from the same model, or fetch a complete one with "
                     "`python -m studio models --download clip`.") from exc
-        return cls(*loaded, name=settings.clip_model, device=pick_device(settings.device))
+        return cls(*loaded, name=settings.clip_model, device=pick_device(settings.device), precision=settings.precision)
 
     def count_tokens(self, text: str) -> int:
         """CLIP tokens of the text, start and end tokens included (over 77: truncated)."""
@@ -127,6 +144,10 @@ class ClipEmbedder:
         return features.cpu().numpy().astype(np.float32, copy=False)
 
     def embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
+        with _memory_guard("encoding prompts with CLIP"):
+            return self._embed_texts(texts, batch_size)
+
+    def _embed_texts(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Vectors in the order given. Batches are cut from texts of like token length (sorted within
         windows of BUCKET_WINDOW batches, the order restored after): a batch pads to its longest text, so
         a 12-token prompt no longer pays for the 77-token one beside it. The causal mask makes padding
@@ -179,6 +200,10 @@ class ClipEmbedder:
         return agree
 
     def embed_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
+        with _memory_guard("encoding images with CLIP"):
+            return self._embed_images(images, batch_size)
+
+    def _embed_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         import torch
 
         out = [np.zeros((0, self.dim), np.float32)]

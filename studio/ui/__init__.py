@@ -23,9 +23,11 @@ from studio.ui.views import for_sdxl
 
 __all__ = ["build_ui", "page_options"]
 
+UPLOAD_CACHE = (3600, 24 * 3600)  # Gradio's delete_cache: (every N seconds, files older than M seconds)
 INTRO = ("# Prompt Studio\nSearch real Stable Diffusion prompts (DiffusionDB) by idea or by image, rewrite ideas "
          "with a local LLM, generate with SDXL and compare, all on this machine.")
-SPACE_INTRO = ("\n\n*This is the Hugging Face Space demo: smaller images and fewer steps. "
+SPACE_UPLOAD_CACHE = (3600, 24 * 3600)  # Gradio's delete_cache: (every N seconds, files older than M seconds)
+INTRO = ("\n\n*This is the Hugging Face Space demo: smaller images and fewer steps. "
                "Run it at home for the full studio (see the README).*")
 
 
@@ -49,7 +51,9 @@ def build_ui(studio: Studio, first_run: FirstRun | None = None, defaults: UIDefa
     cancels = Cancels()
     loading = first_run.loading if first_run is not None else (lambda: None)
 
-    with gr.Blocks(title="Prompt Studio") as demo:
+    # Gradio copies every picture it shows and every upload into its cache (GRADIO_TEMP_DIR): four files a
+    # generation. Hourly, those of this app older than a day go (and all of them when the server stops).
+    with gr.Blocks(title="Prompt Studio", delete_cache=UPLOAD_CACHE) as demo:
         with gr.Row():
             gr.Markdown(INTRO + (SPACE_INTRO if defaults.space else ""))
             dev = gr.Checkbox(label="Developer view (raw JSON)", value=False, scale=0, min_width=220,
@@ -61,7 +65,7 @@ def build_ui(studio: Studio, first_run: FirstRun | None = None, defaults: UIDefa
             reverse = reverse_tab(studio, defaults)
             create = create_tab(studio, defaults, cancels)
             compare = compare_tab(studio, defaults, cancels)
-            history = history_tab(studio)
+            history = history_tab(studio, defaults.ingest_roots)
             library = library_tab(studio, defaults)
 
         fill_out = [create.prompt, create.negative, *create.settings, create.lineage, create.note, tabs]

@@ -8,11 +8,12 @@ import inspect
 import logging
 import queue
 import threading
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import gradio as gr
 
-from studio.errors import InputError, StudioError
+from studio.errors import InputError, StudioError, disk_full, gpu_memory_error, is_out_of_memory
 from studio.images import open_image
 
 log = logging.getLogger("studio.ui")
@@ -25,8 +26,14 @@ def message_for(exc: BaseException) -> str:
     """What the page says: a StudioError's own message; anything else named, with where to look."""
     if isinstance(exc, StudioError):
         return str(exc)
-    return (f"Something went wrong: {type(exc).__name__}: {exc}. Nothing was lost; the details are in the "
-            "terminal that runs the studio.")
+    if is_out_of_memory(exc):  # one the services did not turn into a GpuMemoryError themselves
+        return str(gpu_memory_error("running this job", exc))
+    if disk_full(exc):  # ENOSPC anywhere in the chain, or its words in a store's error text
+        return (f"The disk is full ({type(exc).__name__}: {str(exc)[:200]}): the studio could not write what this "
+                "needed. Free some space on the disk holding STUDIO_HOME and the temporary folder, then try again.")
+    # Not "nothing was lost": an unforeseen error may have stopped a write half-way; the terminal says where.
+    return (f"Something went wrong: {type(exc).__name__}: {exc}. The details are in the terminal that runs the "
+            "studio.")
 
 
 class LastErrors:
@@ -226,3 +233,26 @@ def as_int(value: Any, name: str) -> int:
         return int(float(value))
     except (TypeError, ValueError) as exc:
         raise InputError(f"{name}={value!r}: use a whole number.") from exc
+
+
+def gradio_cache() -> Path:
+    """Where Gradio writes every picture and upload it serves (GRADIO_TEMP_DIR, else the temporary folder)."""
+    import os
+    import tempfile
+
+    return Path(os.environ.get("GRADIO_TEMP_DIR") or Path(tempfile.gettempdir()) / "gradio")
+
+
+def no_room_to_show(images: list[Any], free: int | None = None) -> str | None:
+    """None when Gradio's cache has room to write `images` for the page (it must, to show them); else what to
+    say instead of Gradio's own "Could not postprocess output component". `free`: bytes free (measured when
+    None)."""
+    from studio.errors import free_bytes
+
+    free = free_bytes(gradio_cache()) if free is None else free
+    need = sum(getattr(im, "width", 0) * getattr(im, "height", 0) * 3 for im in images) + 2**20  # raw, at worst
+    if free is None or free >= need:
+        return None
+    return (f"The disk is full: the images cannot be shown, because the page's server writes them to "
+            f"{gradio_cache()} first, and {free / 2**20:,.1f} MB is free there. Free some space there; what was "
+            "saved is listed below, and History shows it.")

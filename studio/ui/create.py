@@ -13,7 +13,8 @@ from studio.rewrite.prompting import MAX_IDEA_CHARS
 from studio.search.results import Filters, Hit
 from studio.studio import Studio
 from studio.ui.common import (
-    GPU, Cancels, as_int, handler, plain_json, said_in, sdxl_missing, seed_or_none, session_of, streamed,
+    GPU, Cancels, as_int, handler, no_room_to_show, plain_json, said_in, sdxl_missing, seed_or_none, session_of,
+    streamed,
 )
 from studio.ui.defaults import UIDefaults
 from studio.ui.loras import lora_picker
@@ -21,7 +22,7 @@ from studio.ui.settings_panel import SettingsPanel, settings_panel
 from studio.ui.steering import (
     Steering, card_updates, chosen, examples_update, locked_terms, steering_panel,
 )
-from studio.ui.text import inert, match, settings_line, token_line
+from studio.ui.text import clipped, inert, match, settings_line, token_line
 from studio.ui.views import MISSING
 
 RETRIEVED = ["match", "prompt", "images", "settings"]
@@ -47,7 +48,7 @@ class CreateControls:
 def _retrieved_rows(hits: list[Hit]) -> list[list[Any]]:
     """The LLM's examples, most similar first (the rewrite shows those with style words first: the table
     is about closeness, so it sorts by it)."""
-    return [[match(h, cross_modal=False), h.prompt, h.metadata.get("image_count", MISSING),
+    return [[match(h, cross_modal=False), clipped(h.prompt), h.metadata.get("image_count", MISSING),
              settings_line(h.settings[0] if h.settings else {}) or MISSING]
             for h in sorted(hits, key=lambda h: h.distance)]
 
@@ -127,6 +128,9 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
             if result.cancelled:  # the last preview stays: it shows where the run was
                 said = f"⏹️ Cancelled after {result.steps_done} of {result.request.steps} steps; nothing saved."
                 yield gr.skip(), [], said, plain_json(result.to_dict())
+                return
+            if (full := no_room_to_show(result.images)) is not None:  # else Gradio's "Could not postprocess"
+                yield gr.skip(), gr.skip(), f"⚠️ {full}  \n" + result.describe().replace("\n", "  \n"), gr.skip()
                 return
             pics = [(img, f"seed {s}") for img, s in zip(result.images, result.seeds)]
             yield result.images[0], pics, result.describe().replace("\n", "  \n"), plain_json(result.to_dict())

@@ -15,7 +15,7 @@ from studio.ui.common import as_int, handler, said_in, uploaded_image
 from studio.ui.defaults import UIDefaults
 from studio.ui.text import link_markdown
 from studio.ui.views import (
-    COLUMNS, DEFAULT_SOURCE, MISSING, SETTING_KEYS, SOURCES, WIDTHS, gallery_picks, note, row_links, rows,
+    COLUMNS, DEFAULT_SOURCE, MISSING, SETTING_KEYS, SOURCES, WIDTHS, gallery_picks, note, row_picks, rows,
 )
 
 PICK_HINT = "Click an image or a row to pick its prompt."
@@ -68,10 +68,11 @@ def _select(table: Any, links: list, evt: gr.SelectData) -> tuple[Any, ...]:
     row = evt.row_value or []
     if len(row) < 8:
         return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
-    picked = {"prompt": row[1], **{k: v for k, v in zip(SETTING_KEYS, row[3:8]) if v not in ("", None, MISSING)}}
     at = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-    url = links[at] if links and isinstance(at, int) and at < len(links) else None
-    return row[1], picked, gr.update(interactive=True), gr.update(interactive=True), link_markdown(url)
+    info = links[at] if links and isinstance(at, int) and at < len(links) else {}
+    prompt = info.get("prompt") or row[1]  # the whole prompt: the table's cell may be cut
+    picked = {"prompt": prompt, **{k: v for k, v in zip(SETTING_KEYS, row[3:8]) if v not in ("", None, MISSING)}}
+    return prompt, picked, gr.update(interactive=True), gr.update(interactive=True), link_markdown(info.get("url"))
 
 
 def _select_image(picks: list[dict], evt: gr.SelectData) -> tuple[Any, Any, Any]:
@@ -104,7 +105,7 @@ def explore_tab(studio: Studio, defaults: UIDefaults, loading: Callable[[], str 
         said = note(result, empty_note(studio, source, loading) if not result.results else None)
         if result.results and (still := loading()) is not None:
             said += f" so far: {still}"
-        return rows(result), pics, said, result.to_dict(), picks, row_links(result)
+        return rows(result), pics, said, result.to_dict(), picks, row_picks(result)
 
     with gr.Tab("Explore", id="explore"):
         gr.Markdown("Type an idea: the closest **real** prompts from DiffusionDB (and your own work), images "
@@ -149,7 +150,7 @@ def reverse_tab(studio: Studio, defaults: UIDefaults) -> Picked:
         similar = studio.similar_images(image, k, filters)
         pics, picks = gallery_picks(studio, similar.results)
         said = note(result, empty_note(studio, source, lambda: None) if not result.results else None)
-        return rows(result), pics, said, result.to_dict(), picks, row_links(result)
+        return rows(result), pics, said, result.to_dict(), picks, row_picks(result)
 
     with gr.Tab("Reverse", id="reverse"):
         gr.Markdown("Drop in an image: the prompts that likely made it, with seed, cfg, steps and sampler, "

@@ -4,15 +4,17 @@ words, a full-size view, favourites and delete."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from studio.errors import InputError
+from studio.ingest.sources import IMAGE_SUFFIXES
 from studio.search.results import Hit
 from studio.studio import Studio
 from studio.ui.common import as_int, handler, said_in, uploaded_image
-from studio.ui.text import details_markdown, retrieved_ids
+from studio.ui.text import clipped, details_markdown, retrieved_ids
 from studio.ui.views import picture
 
 NOTHING_YET = "Nothing generated yet: make something in **Create** or **Compare**, and it shows here."
@@ -38,10 +40,26 @@ def _entry(hit: Hit) -> dict[str, Any]:
     return {"prompt": hit.prompt, "id": hit.id, **{k: m.get(k) for k in keys}}
 
 
-def history_tab(studio: Studio) -> HistoryControls:
+def history_query(text: str | None, payload: Any, roots: tuple[str, ...] = ()) -> Any:
+    """What History searches by: an upload, the text, or None (newest first). A typed path of an image is
+    read as that image; served to others (`roots`), only under those folders, like the Library's paths,
+    so the box cannot tell a visitor which server files exist, nor make the server open them."""
+    if payload:
+        return uploaded_image(payload)
+    query = (text or "").strip() or None
+    if query and roots and len(query) < 4096 and Path(query).suffix.lower() in IMAGE_SUFFIXES:
+        real = Path(query).expanduser().resolve()  # links followed; whether it exists is never looked at
+        if not any(real.is_relative_to(Path(root).expanduser().resolve()) for root in roots):
+            raise InputError("This studio is served to other machines, so History opens an image path only under "
+                             f"{', '.join(roots)}: drop the image in the box beside instead, or search by words.")
+    return query
+
+
+def history_tab(studio: Studio, roots: tuple[str, ...] = ()) -> HistoryControls:
+    """roots: where typed paths may point when the page is served to others (UIDefaults.ingest_roots)."""
     def history(text: str, payload: Any, limit: float, favourites: bool = False) -> tuple[list, str, dict, list]:
         limit = max(1, min(as_int(limit, "limit"), 500))
-        query = uploaded_image(payload) if payload else (text or "").strip() or None
+        query = history_query(text, payload, roots)
         if studio.is_empty():  # a fresh library: nothing generated yet is not an error
             return [], NOTHING_YET, {}, []
         result = studio.history(query, limit, bool(favourites))
@@ -50,7 +68,7 @@ def history_tab(studio: Studio) -> HistoryControls:
             if (pic := picture(studio, hit)) is not None:
                 shown.append(hit)
                 star = "★ " if hit.metadata.get("favourite") else ""
-                pics.append((pic, f"{star}{hit.prompt[:80]} · seed {hit.metadata.get('seed')}"))
+                pics.append((pic, f"{star}{clipped(hit.prompt, 80)} · seed {hit.metadata.get('seed')}"))
         how = "newest first" if query is None else ("closest to the image" if payload else "closest to the text")
         which = "favourites" if favourites else "images"
         if shown:

@@ -23,8 +23,23 @@ _PUNCT = re.compile(r"([\\`*_{}\[\]()#!|~<>$&])")
 # The page's Markdown is GitHub-flavoured: it links bare urls, "www." hosts and emails. Their ':', '.' and '@'
 # are escaped there only, so "13 images: 10 with a prompt" still reads as it is through the API.
 _BARE = re.compile(r"\b([a-z][a-z0-9+.-]*):(?=//)|\b(www)\.|(?<=\w)@(?=\w)", re.I)
+# Bidirectional controls (embeddings, overrides, isolates, marks): a stored U+202E would reorder everything after
+# it on the page ("gpj.exe" read backwards). Shown text drops them; what is stored stays as it was.
+BIDI = re.compile("[\u202a-\u202e\u2066-\u2069\u200e\u200f\u061c]")
+TABLE_CHARS = 300  # a prompt's cell in a table: longer ones are cut (a click on the row shows the whole text)
 # CLIPScore (Hessel et al. 2021): 2.5 x max(cosine, 0) puts CLIP's text-image cosines (~0.15-0.4) on 0..1.
 CLIPSCORE_W = 2.5
+
+
+def shown(text: Any) -> str:
+    """Stored text as the page shows it: the bidirectional controls that could reorder it taken out."""
+    return BIDI.sub("", str(text if text is not None else ""))
+
+
+def clipped(text: Any, limit: int = TABLE_CHARS) -> str:
+    """A prompt for a table cell or a caption: shown(), cut to `limit` characters with an ellipsis."""
+    flat = shown(text)
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
 
 
 def inert(text: Any) -> str:
@@ -32,14 +47,14 @@ def inert(text: Any) -> str:
     tag, formula or emphasis can form (a stored `![x](http://host/beacon.png)` must never make the page
     fetch anything), and no bare url or email becomes a link: each character that could open markup is
     backslash-escaped, as CommonMark allows."""
-    flat = " ".join(str(text or "").split())
+    flat = " ".join(shown(text or "").split())
     escaped = _PUNCT.sub(r"\\\1", html.unescape(flat))
     return _BARE.sub(lambda m: f"{m[1]}\\:" if m[1] else f"{m[2]}\\." if m[2] else "\\@", escaped)
 
 
 def quoted(text: Any, limit: int = 300) -> str:
     """A prompt inside a sentence: inert, cut to `limit` characters with an ellipsis."""
-    flat = " ".join(str(text or "").split())
+    flat = " ".join(shown(text or "").split())
     return inert(flat if len(flat) <= limit else flat[: limit - 1] + "…")
 
 

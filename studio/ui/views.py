@@ -14,7 +14,7 @@ from PIL import Image
 from studio.errors import InputError
 from studio.images import open_image
 from studio.search.results import MINE, Hit, SearchResult
-from studio.ui.text import link_of, match
+from studio.ui.text import clipped, link_of, match, shown
 
 COLUMNS = ["match", "prompt", "images", "seed", "cfg", "steps", "sampler", "size", "source"]
 # Pixel widths, not shares: at 800 px a 5% column is 40 px and its header breaks into vertical letters.
@@ -37,7 +37,7 @@ def rows(result: SearchResult) -> list[list[Any]]:
     for hit in result.results:
         s = hit.settings[0] if hit.settings else {}
         across = cross_modal(result) or (result.target == "reverse" and not hit.metadata.get("from_images"))
-        out.append([match(hit, across), hit.prompt, hit.metadata.get("image_count", MISSING),
+        out.append([match(hit, across), clipped(hit.prompt), hit.metadata.get("image_count", MISSING),
                     *(cell(s.get(k)) for k in SETTING_KEYS), hit.metadata.get("source", MISSING)])
     return out
 
@@ -74,7 +74,7 @@ def picture(studio: Any, hit: Hit) -> Image.Image | str | None:
 
 def gallery(studio: Any, hits: list[Hit]) -> list[tuple[Image.Image | str, str]]:
     """The hits whose pixels are still on disk, captioned with the start of their prompt."""
-    return [(pic, hit.prompt[:120]) for hit in hits if (pic := picture(studio, hit)) is not None]
+    return [(pic, clipped(hit.prompt, 120)) for hit in hits if (pic := picture(studio, hit)) is not None]
 
 
 def gallery_picks(studio: Any, hits: list[Hit]) -> tuple[list[tuple[Image.Image | str, str]], list[dict[str, Any]]]:
@@ -82,7 +82,7 @@ def gallery_picks(studio: Any, hits: list[Hit]) -> tuple[list[tuple[Image.Image 
     pics, picks = [], []
     for hit in hits:
         if (pic := picture(studio, hit)) is not None:
-            pics.append((pic, hit.prompt[:120]))
+            pics.append((pic, clipped(hit.prompt, 120)))
             picks.append(pick_of(hit))
     return pics, picks
 
@@ -91,13 +91,14 @@ def pick_of(hit: Hit) -> dict[str, Any]:
     """A search result as Create takes it: the prompt, and the settings of its image (never a missing one);
     and its web link when a prompt library gave one."""
     s = hit.settings[0] if hit.settings else {}
-    picked = {"prompt": hit.prompt, **{k: s[k] for k in SETTING_KEYS if s.get(k) not in (None, "", MISSING)}}
+    picked = {"prompt": shown(hit.prompt), **{k: s[k] for k in SETTING_KEYS if s.get(k) not in (None, "", MISSING)}}
     return picked | ({"url": url} if (url := link_of(hit.metadata)) else {})
 
 
-def row_links(result: SearchResult) -> list[str | None]:
-    """Each table row's web link (or None), in the rows' order: what a click on a row can offer."""
-    return [link_of(hit.metadata) for hit in result.results]
+def row_picks(result: SearchResult) -> list[dict[str, Any]]:
+    """What a click on each table row offers, in the rows' order: the whole prompt (the cell may be cut)
+    and its web link (or None)."""
+    return [{"prompt": shown(hit.prompt), "url": link_of(hit.metadata)} for hit in result.results]
 
 
 def note(result: SearchResult, empty: str | None = None) -> str:
