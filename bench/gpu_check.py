@@ -819,6 +819,8 @@ def emit(check: Check, complete: bool) -> str:
     with check.lock:
         check.results["complete"] = complete
         check.results["wall_s"] = round(time.perf_counter() - check.start, 1)
+        # The GPU image lacks these: the check must not need them (nor llama_cpp, whose section reports it).
+        check.results["imported"] = {m: m in sys.modules for m in ("gradio", "chromadb", "compel", "diffusers")}
         text = json.dumps(check.results, indent=1, default=str)
     if check.args.json:
         check.args.json.parent.mkdir(parents=True, exist_ok=True)
