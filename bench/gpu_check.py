@@ -118,6 +118,9 @@ class Check:
                       "prompt": PROMPT, "negative": NEGATIVE},
             "targets": {"on": "H100", **TARGETS}, "anchor": ANCHOR, "notes": [], "sections": {},
         }
+        gpu = self.results["machine"]["gpu"]
+        # The verdicts are computed on any GPU; they are the targets' only on an H100 (an H200 is faster).
+        self.results["targets"]["this_gpu_is_h100"] = bool(gpu and "H100" in gpu)
         self._built: dict[str, Any] = {}
 
     def left(self) -> float:
