@@ -871,6 +871,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             check.results["sections"][name] = {"status": "skipped", "reason": "not in --only"}
     timer.cancel()
+    timer.join()  # a watchdog thread still alive at interpreter exit made it abort (seen with torch 2.13 here)
     text = emit(check, complete=True)
     print(text, flush=True)
     errors = [n for n, s in check.results["sections"].items() if s.get("status") in {"error", "failed", "timeout"}]

@@ -50,6 +50,7 @@ def test_smoke_reports_every_section_with_numbers_or_a_reason(smoke):
     assert data["sections"]["decode_peak"]["status"] == "skipped" and data["sections"]["decode_peak"].get("n1") is None
     assert data["sections"]["sdxl_compiled"]["status"] == "skipped"
     assert data["sections"]["nan_check"]["status"] == "ok" and data["sections"]["nan_check"]["passed"] is True
+    assert proc.returncode == 0, proc.stderr[-2000:]  # every section ok or skipped, and a clean exit
 
 
 def test_smoke_recovers_from_an_injected_out_of_memory_error(smoke):
