@@ -842,7 +842,8 @@ def watchdog(check: Check, grace: float) -> threading.Timer:
                 entry.update(status="timeout", reason=f"still running when the budget ({check.args.budget:.0f} s) "
                              f"and {grace:.0f} s of grace ran out")
             for name in SECTIONS:
-                check.results["sections"].setdefault(name, {"status": "skipped", "reason": "time budget"})
+                why = "not in --only" if check.args.only and name not in check.args.only else "time budget"
+                check.results["sections"].setdefault(name, {"status": "skipped", "reason": why})
         print(emit(check, complete=False), flush=True)
         os._exit(3)
 
