@@ -26,6 +26,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs credentials)")
     p.add_argument("--no-auth", action="store_true", help="serve beyond this machine without a password (not advised)")
     p.add_argument("--no-sample", action="store_true", help="do not ingest the shipped sample into an empty store")
+    p.add_argument("--forwarded-allow-ips", default=os.environ.get("STUDIO_FORWARDED_ALLOW_IPS", ""),
+                   help="the reverse proxies (addresses or networks, comma-separated) whose X-Forwarded-For names "
+                        "the client, for the login's rate limit; default none: the client is the socket's peer")
     return p.parse_args(argv)
 
 
@@ -51,6 +54,9 @@ def credentials(args: argparse.Namespace, env: dict[str, str]) -> tuple[str, str
 def main(argv: Sequence[str] | None = None, settings: Settings | None = None) -> int:
     args = parse_args(argv)
     auth = credentials(args, dict(os.environ))
+    from studio.gate import trust_forwarded_from
+
+    trust_forwarded_from(args.forwarded_allow_ips)  # before Gradio makes its uvicorn server
     settings = settings or Settings.from_env()
     # Gradio keeps the images it shows in its cache: keep that cache with the user's data.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(settings.home / "cache" / "gradio"))

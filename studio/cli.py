@@ -141,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--share", action="store_true", help="also open a public gradio.live link (needs credentials)")
     p.add_argument("--no-auth", action="store_true", help="serve beyond this machine without a password")
     p.add_argument("--no-sample", action="store_true", help="do not ingest the shipped sample into an empty store")
+    p.add_argument("--forwarded-allow-ips", default=None, metavar="IPS",
+                   help="reverse proxies whose X-Forwarded-For names the client (default: none)")
     return parser
 
 
@@ -266,7 +268,8 @@ def _print_rewrite(out: Any) -> None:
 
 @command("stats")
 def _stats(studio: Studio, a: argparse.Namespace) -> Any:
-    return studio.stats()
+    # Counters that lag (a killed ingest) are recounted now: a command that ends leaves no recount behind.
+    return studio.stats(wait=True)
 
 
 @command("tokens")
@@ -309,7 +312,8 @@ def _show(name: str, out: Any, as_json: bool) -> None:
     elif name == "stats":
         print(f"store: {out['store']}")
         for ix in out["indexes"] or [{"collection": "(empty)", "count": 0, "by_source": {}}]:
-            print(f"  {ix['collection']}: {ix['count']} records {ix.get('by_source') or ''}")
+            unsure = "" if ix.get("exact", True) else " (by source not exact: counters lag, a recount is due)"
+            print(f"  {ix['collection']}: {ix['count']} records {ix.get('by_source') or ''}{unsure}")
     elif name == "tokens":
         print(f"{out['count']} CLIP tokens (start and end included): SDXL reads them in {out['chunks']} "
               f"chunk{'s' if out['chunks'] > 1 else ''} of 75")
@@ -345,6 +349,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             flags = [f for f, on in (("--share", args.share), ("--no-auth", args.no_auth),
                                      ("--no-sample", args.no_sample)) if on]
+            if args.forwarded_allow_ips is not None:
+                flags += ["--forwarded-allow-ips", args.forwarded_allow_ips]
             return serve(["--host", args.host, "--port", str(args.port), *flags], settings=settings)
         studio = Studio.from_settings(settings)
         _show(args.command, COMMANDS[args.command](studio, args), args.json)

@@ -1,10 +1,13 @@
 """LoginGate: with a password set, every request but the login page's own needs the login cookie (Gradio
 itself leaves /gradio_api/cancel, /reset, /heartbeat, /stream and more open), and wrong passwords are
-rate-limited per client: a few free tries, then a wait that doubles with each further miss."""
+rate-limited per client: a few free tries, then a wait that doubles with each further miss. The client is the
+socket's peer; a proxy's X-Forwarded-For names it only for the proxies the user trusts (trust_forwarded_from)."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass
@@ -23,6 +26,24 @@ PUBLIC = frozenset({"/", "/login", "/login/", "/logout", "/config", "/config/", 
                     "/gradio_api/theme.css", "/gradio_api/app_id", "/gradio_api/app_id/",
                     "/gradio_api/startup-events"})  # launch() calls it itself; it runs startup once
 PUBLIC_PREFIXES = ("/assets/", "/static/", "/svelte/", "/pwa_icon")
+FORWARDED_ENV = "STUDIO_FORWARDED_ALLOW_IPS"
+
+
+def trust_forwarded_from(proxies: str) -> str:
+    """Trust X-Forwarded-For only from these proxies (comma-separated addresses or networks; "" none), for the
+    whole server: uvicorn, which Gradio starts, rewrites a request's client from that header when the socket's
+    peer is in its FORWARDED_ALLOW_IPS, and by default it trusts 127.0.0.1, so any local client (or one behind
+    a local tunnel) could name a new address on every try and never be rate-limited. Call before launch()."""
+    names = [p.strip() for p in proxies.split(",") if p.strip()]
+    for name in names:
+        try:
+            ipaddress.ip_network(name, strict=False)
+        except ValueError:
+            raise SystemExit(f"{FORWARDED_ENV} / --forwarded-allow-ips: {name!r} is not an IP address or network. "
+                             "Name your reverse proxy's address as the studio sees it (e.g. 127.0.0.1 or "
+                             "10.0.0.0/8), comma-separated; leave it empty when nothing proxies the studio.") from None
+    os.environ["FORWARDED_ALLOW_IPS"] = ",".join(names)  # "": uvicorn trusts no proxy; client = the socket's peer
+    return ",".join(names)
 
 
 @dataclass
@@ -69,6 +90,7 @@ class LoginGate:
                    for prefix in ("access-token-", "access-token-unsecure-"))
 
     async def _login(self, scope: Scope, receive: Callable, send: Callable) -> None:
+        # The socket's peer: uvicorn sets it from X-Forwarded-For only for trust_forwarded_from's proxies.
         client = (scope.get("client") or ("?", 0))[0]
         now = self.clock()
         with self._lock:

@@ -89,6 +89,19 @@ def gguf_problem(path: Path) -> str | None:
     return None
 
 
+def has_image_processor(path: Path) -> bool:
+    """A CLIP folder's image processor settings: preprocessor_config.json (the hub's CLIPs), or the
+    "image_processor" section of processor_config.json, which is all transformers 5.2x's
+    CLIPProcessor.save_pretrained writes (and what CLIPImageProcessor.from_pretrained reads first)."""
+    if (path / "preprocessor_config.json").is_file():
+        return True
+    try:
+        return isinstance(json.loads((path / "processor_config.json").read_text(encoding="utf-8")).get("image_processor"),
+                          dict)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def clip_problem(path: Path) -> str | None:
     """What a CLIP folder lacks to load (None: config, weights, tokenizer and image processor are there)."""
     try:
@@ -96,9 +109,10 @@ def clip_problem(path: Path) -> str | None:
     except (OSError, ValueError) as exc:
         return f"{path / 'config.json'} is not readable JSON ({exc})"
     needs = {"weights (model.safetensors)": ("model.safetensors", "pytorch_model.bin"),
-             "tokenizer (vocab.json and merges.txt)": ("vocab.json", "tokenizer.json"),
-             "image processor (preprocessor_config.json)": ("preprocessor_config.json",)}
+             "tokenizer (vocab.json and merges.txt)": ("vocab.json", "tokenizer.json")}
     missing = [what for what, names in needs.items() if not any((path / n).is_file() for n in names)]
+    if not has_image_processor(path):
+        missing.append("image processor (preprocessor_config.json, or processor_config.json with an image_processor)")
     if missing:
         return (f"the CLIP folder {path} has no {', no '.join(missing)}: copy the missing files from the same "
                 "model, or fetch a complete one with `python -m studio models --download clip`")

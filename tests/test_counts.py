@@ -97,3 +97,55 @@ def test_stats_does_not_ask_chroma_to_count_on_every_visit(studio: Studio, monke
     m = len(asked)
     from_stats(studio)
     assert len(asked) > m
+
+
+def lagging_store(home: Path, tiny_clip_dir: Path, embedder, n: int = 8000) -> dict[str, int]:
+    """A store of n prompts whose counters lag by 1,024 (a process killed between an upsert and its counts,
+    as the report's 7,002 against 8,026); returns the true counts by source."""
+    import numpy as np
+
+    from studio.config import Settings
+
+    studio = Studio(Settings(home=home, clip_model=str(tiny_clip_dir), offline=True, device="cpu"), embedder=embedder)
+    sources = ["user" if i % 4 == 0 else "diffusiondb" for i in range(n)]
+    vectors = np.random.default_rng(0).normal(size=(n, embedder.dim)).astype(np.float32)
+    studio.store.add("prompts", [f"p{i}" for i in range(n)], vectors, [{"source": s} for s in sources],
+                     [f"prompt number {i}" for i in range(n)])
+    studio.store.flush_counts()
+    truth = dict(Counter(sources))
+    col = studio.client.get_collection(studio.store.names["prompts"])
+    meta = dict(col.metadata)
+    meta[counts.KEY] = json.dumps({"diffusiondb": truth["diffusiondb"] - 1024, "user": truth["user"]})
+    col.modify(metadata=meta)
+    return truth
+
+
+def test_stats_on_counters_that_lag_exits_cleanly_exact_and_says_so(tmp_path: Path, tiny_clip_dir: Path, embedder,
+                                                                     capsys):
+    """`stats` segfaulted (rc 139, 3 of 3) when counters lagged: its background recount was inside Chroma when
+    the interpreter tore down, so the counters were never set. The CLI recounts before it answers; any process
+    that exits with a recount running stops it cleanly; counts not verified say so."""
+    home = tmp_path / "home"
+    truth = lagging_store(home, tiny_clip_dir, embedder)
+    env = os.environ | {"STUDIO_HOME": str(home), "STUDIO_CLIP_MODEL": str(tiny_clip_dir)}
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-m", "studio", "stats", "--json"], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, (out.returncode, out.stderr[-800:])
+        prompts = next(ix for ix in json.loads(out.stdout)["indexes"] if ix["kind"] == "prompts")
+        assert prompts["exact"] and prompts["by_source"] == truth and prompts["count"] == 8000
+    lagging_store(tmp_path / "home2", tiny_clip_dir, embedder)  # the background recount, read and left at once
+    code = ("import json; from pathlib import Path; from studio.config import Settings; from studio.studio import "
+            f"Studio; s = Studio(Settings(home=Path({str(tmp_path / 'home2')!r}), clip_model={str(tiny_clip_dir)!r}, "
+            "offline=True, device='cpu')); print(json.dumps(s.stats()['indexes']))")
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 0, (out.returncode, out.stderr[-800:])
+        prompts = next(ix for ix in json.loads(out.stdout) if ix["kind"] == "prompts")
+        assert prompts["exact"] is False or prompts["by_source"] == truth  # never wrong and called exact
+    from studio.cli import _show
+
+    _show("stats", {"store": "s", "indexes": [{"collection": "prompts__x", "count": 8026,
+                                               "by_source": {"diffusiondb": 7002}, "exact": False}]}, False)
+    assert "not exact" in capsys.readouterr().out

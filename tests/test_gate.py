@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 import httpx
 import pytest
@@ -100,3 +100,48 @@ def test_an_artist_logs_in_through_the_page(guarded: str):
         page.screenshot(path=str(ARTIFACTS / "gate-after-login.png"))
         b.close()
     assert not failed, failed
+
+
+def guesses(url: str, n: int, forwarded_for: Callable[[int], str]) -> list[int]:
+    """n wrong passwords, each with the X-Forwarded-For header forwarded_for(i) gives."""
+    return [httpx.post(url + "login", data={"username": USER, "password": "guess"},
+                       headers={"X-Forwarded-For": forwarded_for(i)}, timeout=10).status_code for i in range(n)]
+
+
+def test_a_new_forwarded_for_on_each_try_does_not_escape_the_limit(tmp_path: Path, tiny_clip_dir: Path):
+    """The limit keys on the socket's peer: a client naming a new X-Forwarded-For address on every try (uvicorn
+    trusted it from 127.0.0.1 by default) is refused after the free tries, and so is the right password."""
+    proc, url = serve(tmp_path / "home", str(tiny_clip_dir), tmp_path / "models", args=("--host", "0.0.0.0", "--no-sample"),
+                      env_extra={"STUDIO_AUTH": f"{USER}:{PASSWORD}", "STUDIO_FORWARDED_ALLOW_IPS": "",
+                                 "FORWARDED_ALLOW_IPS": "127.0.0.1"})  # uvicorn's own setting does not reopen it
+    try:
+        codes = guesses(url, 40, lambda i: f"203.0.113.{i + 1}")
+        assert codes[:FREE_TRIES] == [400] * FREE_TRIES and codes[FREE_TRIES] == 429, codes
+        right = httpx.post(url + "login", data={"username": USER, "password": PASSWORD},
+                           headers={"X-Forwarded-For": "198.51.100.1"}, timeout=10)
+        assert right.status_code == 429, right.status_code
+    finally:
+        stop(proc)
+
+
+def test_a_named_proxy_is_trusted_to_say_who_the_client_is(tmp_path: Path, tiny_clip_dir: Path):
+    """--forwarded-allow-ips 127.0.0.1 (a reverse proxy on this machine): each client it names has its own
+    count, so one client's misses lock that client and not the next."""
+    proc, url = serve(tmp_path / "home", str(tiny_clip_dir), tmp_path / "models",
+                      args=("--host", "0.0.0.0", "--no-sample", "--forwarded-allow-ips", "127.0.0.1"),
+                      env_extra={"STUDIO_AUTH": f"{USER}:{PASSWORD}"})
+    try:
+        codes = guesses(url, FREE_TRIES + 1, lambda i: "203.0.113.9")
+        assert codes[-1] == 429, codes
+        assert guesses(url, 1, lambda i: "203.0.113.10") == [400]  # another client behind the proxy: free tries
+        with httpx.Client(base_url=url, timeout=10, headers={"X-Forwarded-For": "203.0.113.11"}) as client:
+            assert client.post("login", data={"username": USER, "password": PASSWORD}).status_code == 200
+    finally:
+        stop(proc)
+
+
+def test_a_forwarded_allow_ips_that_is_no_address_says_what_to_write():
+    from studio.gate import trust_forwarded_from
+
+    with pytest.raises(SystemExit, match="not an IP address or network.*reverse proxy"):
+        trust_forwarded_from("my-proxy.local")

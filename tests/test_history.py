@@ -105,3 +105,56 @@ def test_a_cancelled_job_no_longer_answers_cancel():
     with cancels.job("s2"):
         done.set()
     assert done.is_set() and not cancels.cancel("s2")
+
+
+def older_pngs(studio: Studio, generator, n: int) -> list[str]:
+    """n PNGs as this studio writes them, made a year ago (days apart), put in outputs/ and not stored yet:
+    what a repair or an ingest of an older outputs folder finds. Returns their image ids."""
+    from datetime import datetime, timedelta, timezone
+
+    from studio.library.pngmeta import write_png
+    from studio.library.writeback import Lineage, chunk_for, parameters_for
+
+    result = generator.generate(GenerationRequest("an old lighthouse", seed=100, **SMALL))
+    ids = []
+    for day in range(n):
+        made = datetime(2024, 1, 1, tzinfo=timezone.utc) + timedelta(days=day)
+        chunk = chunk_for(result, 0, Lineage(idea="old"), made) | {"seed": 100 + day}
+        write_png(result.images[0], studio.settings.outputs_dir / f"old-{day}.png", parameters_for(chunk), chunk)
+        ids.append(chunk["image_id"])
+    return ids
+
+
+def test_newest_first_means_newest_made_after_older_pngs_are_ingested(gen_studio: Studio, generator, monkeypatch):
+    """History pages by when images were made, not by when they were stored: the 3 generations made now come
+    first although 40 older PNGs were stored after them; and a page reads no more than a page's records."""
+    from chromadb.api.models.Collection import Collection
+
+    new = [gen_studio.generate(f"a new idea {i}", seed=i, **SMALL).saved[0].image_id for i in range(3)]
+    old = older_pngs(gen_studio, generator, 40)
+    assert gen_studio.ingest(str(gen_studio.settings.outputs_dir)).images_new == 40
+    read: list[int] = []
+    real = Collection.get
+    def recording_get(self, *args, **kwargs):
+        got = real(self, *args, **kwargs)
+        read.append(len(got["ids"]))
+        return got
+
+    monkeypatch.setattr(Collection, "get", recording_get)
+    assert [h.id for h in gen_studio.history(limit=3).results] == new[::-1]
+    assert max(read) <= 3 + 16, read  # a page's records and the margin, not all 43
+    assert [h.id for h in gen_studio.history(limit=20).results] == new[::-1] + old[::-1][:17]
+    gen_studio.delete_image(new[2])
+    assert [h.id for h in gen_studio.history(limit=3).results] == [new[1], new[0], old[-1]]
+
+
+def test_a_store_from_before_the_index_gets_it_on_the_first_page(gen_studio: Studio, generator):
+    from studio.search import newest
+
+    new = gen_studio.generate("a new idea", seed=1, **SMALL).saved[0].image_id
+    older_pngs(gen_studio, generator, 3)
+    gen_studio.ingest(str(gen_studio.settings.outputs_dir))
+    col = gen_studio.client.get_collection(gen_studio.store.names["images"])
+    col.modify(metadata={k: v for k, v in col.metadata.items() if k != newest.KEY})  # as a store from before
+    assert gen_studio.history(limit=1).results[0].id == new
+    assert newest.KEY in gen_studio.client.get_collection(col.name).metadata

@@ -275,3 +275,25 @@ def test_warm_loads_it_and_a_wrong_one_waits_for_the_search_that_needs_it(sample
     wrong.warm()  # English search still works: the page must not say the studio failed
     with pytest.raises(StoreMismatchError):
         wrong.search(IDEAS["es"])
+
+
+def test_the_tiny_encoder_is_the_same_in_every_run(tmp_path, embedder, tiny_clip_dir):
+    """The session's encoder comes out bit for bit the same whatever ran before it: its WordPiece vocabulary is
+    tests/data's (a trainer run gives another one each time: ties broken in a random order), and each build
+    seeds what it draws. Two short builds, the second after the global RNGs were moved, encode alike."""
+    import random
+
+    import numpy as np
+    import torch
+
+    from tests.tiny_multilingual import build_multilingual
+
+    vectors = []
+    for run in range(2):
+        folder = tmp_path / f"run{run}"
+        build_multilingual(folder, embedder, str(tiny_clip_dir), steps=30)
+        encoder = MultilingualEncoder.load(Settings(clip_model=str(tiny_clip_dir), multilingual_model=str(folder),
+                                                    offline=True, device="cpu"))
+        vectors.append(encoder.embed_texts([IDEAS["es"], IDEAS["zh"]]))
+        torch.manual_seed(1234 + run), torch.randn(17), random.seed(run), np.random.seed(run)  # as other tests leave them
+    assert np.array_equal(vectors[0], vectors[1])

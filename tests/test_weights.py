@@ -104,6 +104,33 @@ def test_a_clip_folder_without_an_image_processor_is_rc_2_with_a_message(tiny_cl
     assert [line for line in out.stderr.splitlines() if line.strip()] == [out.stderr.strip()]  # one line
 
 
+def test_a_clip_saved_by_transformers_own_processor_loads(tiny_clip_dir: Path, tmp_path: Path, embedder):
+    """transformers 5.2x's CLIPProcessor.save_pretrained writes processor_config.json (its image_processor
+    section) and no preprocessor_config.json: such a folder is ready, loads and embeds as the original does."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+    from transformers import CLIPImageProcessorPil, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    from studio.search.embed import ClipEmbedder
+
+    saved = tmp_path / "clip-saved"
+    CLIPModel.from_pretrained(str(tiny_clip_dir)).save_pretrained(str(saved))
+    CLIPProcessor(image_processor=CLIPImageProcessorPil.from_pretrained(str(tiny_clip_dir)),
+                  tokenizer=CLIPTokenizer.from_pretrained(str(tiny_clip_dir))).save_pretrained(str(saved))
+    assert (saved / "processor_config.json").is_file() and not (saved / "preprocessor_config.json").exists()
+    settings = Settings(clip_model=str(saved), models_dir=tmp_path, offline=True, device="cpu")
+    assert locate("clip", settings).problem is None
+    loaded = ClipEmbedder.load(settings)
+    image = Image.new("RGB", (40, 30), (200, 80, 20))
+    assert np.allclose(loaded.embed_images([image]), embedder.embed_images([image]), atol=1e-5)
+    # A processor_config.json without an image processor section is still no image processor.
+    config = json.loads((saved / "processor_config.json").read_text())
+    (saved / "processor_config.json").write_text(json.dumps({k: v for k, v in config.items() if k != "image_processor"}))
+    assert "image processor" in locate("clip", settings).problem
+
+
 def test_importing_the_core_loads_no_heavy_library() -> None:
     """`import studio` and the Gradio-free core (the façade, the CLI) import no torch, gradio, chromadb,
     transformers, diffusers or llama_cpp: those load on first use."""

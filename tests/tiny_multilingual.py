@@ -1,5 +1,5 @@
 """A tiny multilingual text encoder aligned with a tiny CLIP, built the way the real one was made: a
-DistilBERT (from a config, a WordPiece vocabulary trained here), mean pooling and a Dense layer to CLIP's
+DistilBERT (from a config, a WordPiece vocabulary trained once: tests/data), mean pooling and a Dense layer to CLIP's
 projection size, saved as a SentenceTransformer folder, then distilled for 400 steps so that a
 sentence and its translations land where the CLIP text tower puts the English."""
 
@@ -15,6 +15,8 @@ from tests.tiny import SAMPLE
 
 DATA = Path(__file__).resolve().parent / "data"
 LANGUAGES = ("es", "it", "zh")
+# The aligned encoder's WordPiece vocabulary: train_vocab() on the sample's prompts and every translation, once.
+VOCAB = DATA / "tiny-multilingual-vocab.txt"
 
 
 def sample_prompts() -> list[str]:
@@ -29,21 +31,37 @@ def translations(name: str = "translations") -> list[dict[str, str]]:
         return list(csv.DictReader(f, delimiter="\t"))
 
 
-def build_untrained(folder: Path, projection_dim: int, texts: list[str], seed: int = 0) -> Any:
-    """DistilBERT (2 layers, 32-d) + mean pooling + Dense to projection_dim, with a WordPiece vocabulary
-    trained on `texts` by the `tokenizers` library; returns the SentenceTransformer (not yet saved)."""
+def train_vocab(texts: list[str], folder: Path) -> Path:
+    """A WordPiece vocabulary trained on `texts` by the `tokenizers` library: folder/vocab.txt. Not the same
+    twice: its trainer breaks ties between equally frequent pairs in a per-process random (Rust HashMap) order,
+    so two runs give different vocabularies and different distilled models (the Spanish idea ranked its prompt
+    first in one run, second in another). The aligned encoder reads VOCAB, made by this once."""
+    from tokenizers import BertWordPieceTokenizer
+
+    wordpiece = BertWordPieceTokenizer(lowercase=True, strip_accents=False)
+    wordpiece.train_from_iterator(texts, vocab_size=6000, min_frequency=1, show_progress=False)
+    wordpiece.save_model(str(folder))
+    return Path(folder) / "vocab.txt"
+
+
+def build_untrained(folder: Path, projection_dim: int, texts: list[str], seed: int = 0,
+                    vocab: Path | None = None) -> Any:
+    """DistilBERT (2 layers, 32-d) + mean pooling + Dense to projection_dim, with the WordPiece vocabulary
+    `vocab` (a vocab.txt; default: trained on `texts`); returns the SentenceTransformer (not yet saved)."""
+    import shutil
+
     import torch
     from sentence_transformers import SentenceTransformer
     from sentence_transformers.sentence_transformer.modules import Dense, Pooling, Transformer
-    from tokenizers import BertWordPieceTokenizer
     from transformers import DistilBertConfig, DistilBertModel, DistilBertTokenizer
 
     folder = Path(folder)
     bert_dir = folder.parent / f"{folder.name}-distilbert"
     bert_dir.mkdir(parents=True, exist_ok=True)
-    wordpiece = BertWordPieceTokenizer(lowercase=True, strip_accents=False)
-    wordpiece.train_from_iterator(texts, vocab_size=6000, min_frequency=1, show_progress=False)
-    wordpiece.save_model(str(bert_dir))
+    if vocab is None:
+        train_vocab(texts, bert_dir)
+    else:
+        shutil.copyfile(vocab, bert_dir / "vocab.txt")
     # transformers 5 reads a vocab given as a dict (a vocab_file argument silently gives an empty one).
     vocab = {t: i for i, t in enumerate((bert_dir / "vocab.txt").read_text(encoding="utf-8").splitlines())}
     tokenizer = DistilBertTokenizer(vocab=vocab, do_lower_case=True, strip_accents=False, model_max_length=48)
@@ -112,7 +130,8 @@ def build_multilingual(folder: Path, teacher: Any, clip_name: str, held_out: tup
     torch.set_num_threads(1)
     try:
         rows = translations() + translations("glossary")
-        student = build_untrained(folder, teacher.dim, sample_prompts() + [r[lang] for r in rows for lang in LANGUAGES])
+        student = build_untrained(folder, teacher.dim, sample_prompts() + [r[lang] for r in rows for lang in LANGUAGES],
+                                  vocab=VOCAB)
         info = distil(student, teacher, held_out=held_out, **options)
     finally:
         torch.set_num_threads(threads)

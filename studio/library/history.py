@@ -12,7 +12,7 @@ from studio.errors import InputError
 from studio.images import ImageSource, open_image
 from studio.ingest.outputs import OUTPUTS_PART
 from studio.ingest.sources import IMAGE_SUFFIXES
-from studio.search import counts
+from studio.search import counts, newest
 from studio.search.results import Hit, SearchResult, label_of
 from studio.search.searcher import query_text, to_hit
 from studio.search.store import PromptStore
@@ -91,16 +91,27 @@ class History:
         return moved
 
     def _newest(self, limit: int) -> list[Any]:
-        """The last `limit` generations stored (Chroma keeps insertion order): with the writers' exact
-        count of them, one page at the end, not every generation (falls back to all while recounting)."""
+        """Our `limit` newest generations by when they were made (not by when they were stored: a repair or an
+        ingest of older PNGs adds them late), from the writers' newest-first index: one metadata read and a
+        get by ids. The index is rebuilt by one scan when missing (a store from before it) or behind (a
+        process killed between its write and the index's)."""
         store = self.store()
-        total, by_source, exact = counts.read(store.client, store.names["images"])
-        mine = by_source.get(MINE["source"], 0)
-        if not exact:
-            return store.get("images", where=MINE)
-        # A margin: one generation's images arrive together and sort by their seed within it.
-        span = limit + BATCH_MARGIN
-        return store.get("images", where=MINE, limit=span, offset=max(0, mine - span)) if mine else []
+        name = store.names["images"]
+        span = limit + BATCH_MARGIN  # one generation's images share a time and sort by their seed within it
+        for attempt in range(2):
+            with counts.LOCK:
+                kept = newest.read(store.client, name)
+            _, by_source, exact = counts.read(store.client, name)
+            behind = kept is None or not exact or (kept[0] and len(kept[1]) != by_source.get(MINE["source"], 0))
+            if behind or attempt:
+                with counts.LOCK:
+                    ids = newest.rebuild(store.client.get_collection(name, embedding_function=None))
+            else:
+                ids = kept[1]
+            records = store.get("images", ids[:span]) if ids else []
+            if len(records) == min(span, len(ids)):
+                return records
+        return records
 
     def comparison(self, comparison_id: str) -> list[Hit]:
         """The stored images (Hits) of one compare(), found by their shared comparison id."""

@@ -5,10 +5,13 @@ itself counts rows: 75-114 ms at 925k records, and the Library asks on every vis
 Exact by construction: writers add a batch's sources right after upserting records that were not stored
 before (under one lock per process). The one way counters can lag, a process killed between the two, or
 another process writing at the same moment, shows as a total that differs from Chroma's own count();
-then the collection is recounted once, in pages, in the background, and the counters set from that."""
+then the collection is recounted once, in pages, in the background, and the counters set from that. Until then
+the counts read say exact=False. A recount still running when the process exits is stopped between two pages
+and joined (atexit): a thread inside Chroma while the interpreter tears down crashes it (SIGSEGV)."""
 
 from __future__ import annotations
 
+import atexit
 import json
 import threading
 import time
@@ -19,7 +22,8 @@ KEY = "counts_by_source"
 PAGE = 20_000
 FLUSH_S = 2.0  # counters are written at most this often while an ingest adds (and when it ends)
 LOCK = threading.RLock()  # held across "upsert + add", and across "count() + read" in stats
-_recounting: set[str] = set()
+_recounting: dict[str, threading.Thread] = {}  # collection name -> its background recount
+_stopping = threading.Event()  # set at exit: a background recount stops at its next page, unwritten
 _pending: dict[str, Counter] = {}  # added in this process, not yet written (read() includes them)
 _flushed: dict[str, float] = {}
 VERIFY_S = 30.0  # counters that matched count() this recently are trusted without asking again
@@ -76,13 +80,16 @@ def start(col: Any) -> None:
         _write(col, {})
 
 
-def recount(col: Any) -> dict[str, int]:
-    """Count every record's source, page by page (the one slow path), and set the counters."""
+def recount(col: Any, stop: threading.Event | None = None) -> dict[str, int] | None:
+    """Count every record's source, page by page (the one slow path), and set the counters. None (nothing
+    written) when `stop` was set before the last page."""
     counts: Counter = Counter()
     with LOCK:
         _pending.pop(col.name, None)  # the scan sees those records
         offset = 0
         while True:
+            if stop is not None and stop.is_set():
+                return None
             page = col.get(include=["metadatas"], limit=PAGE, offset=offset)["metadatas"]
             counts.update(str((m or {}).get("source", "?")) for m in page)
             offset += len(page)
@@ -90,6 +97,23 @@ def recount(col: Any) -> dict[str, int]:
                 break
         _write(col, dict(counts))
     return dict(counts)
+
+
+def wait_for_recounts(timeout: float | None = None) -> None:
+    """Wait for the background recounts this process started (a command that ends should let them finish)."""
+    for thread in list(_recounting.values()):
+        thread.join(timeout)
+
+
+def _stop_recounts() -> None:
+    """At exit, before the interpreter tears down: stop the background recounts and join them (at most one
+    page each: ~1 s at 20k records); the next read starts again."""
+    _stopping.set()
+    wait_for_recounts()
+
+
+# threading's exit hooks run first (before atexit's, so before chromadb's own, registered after this module).
+getattr(threading, "_register_atexit", atexit.register)(_stop_recounts)
 
 
 def read(client: Any, name: str, background: bool = True) -> tuple[int, dict[str, int], bool]:
@@ -111,14 +135,17 @@ def read(client: Any, name: str, background: bool = True) -> tuple[int, dict[str
     _verified.pop(key, None)
     if not background:
         return total, recount(col), True
-    if name not in _recounting:
-        _recounting.add(name)
+    with LOCK:
+        if name not in _recounting and not _stopping.is_set():
 
-        def run() -> None:
-            try:
-                recount(col)
-            finally:
-                _recounting.discard(name)
+            def run() -> None:
+                try:
+                    recount(col, _stopping)
+                finally:
+                    _recounting.pop(name, None)
 
-        threading.Thread(target=run, daemon=True, name=f"recount-{name}").start()
+            # A daemon, so a server's exit never waits for a whole scan; _stop_recounts joins it at exit.
+            thread = threading.Thread(target=run, daemon=True, name=f"recount-{name}")
+            _recounting[name] = thread
+            thread.start()
     return total, counts or {}, False

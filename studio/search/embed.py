@@ -31,7 +31,8 @@ def pick_device(requested: str) -> str:
 
 
 def load_image_processor(path: Path | str) -> Any:
-    """CLIP's PIL image processor: the default one in transformers 5 needs torchvision."""
+    """CLIP's PIL image processor: the default one in transformers 5 needs torchvision. It reads the
+    image_processor section of processor_config.json first, then preprocessor_config.json."""
     import transformers
 
     cls = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
@@ -120,7 +121,7 @@ class ClipEmbedder:
             raise ModelMissingError(loc.problem[:1].upper() + loc.problem[1:] + ".")
         parts = (("weights", "config.json and model.safetensors", CLIPModel.from_pretrained),
                  ("tokenizer", "vocab.json, merges.txt and tokenizer_config.json", CLIPTokenizer.from_pretrained),
-                 ("image processor", "preprocessor_config.json", load_image_processor))
+                 ("image processor", "preprocessor_config.json (or processor_config.json)", load_image_processor))
         loaded = []
         for what, files, load in parts:
             try:

@@ -14,7 +14,7 @@ from urllib.parse import urlparse
 import numpy as np
 
 from studio.errors import StoreMismatchError, StoreUnavailableError
-from studio.search import counts
+from studio.search import counts, newest
 
 KINDS = ("prompts", "images")
 SCHEMA = 1
@@ -216,6 +216,8 @@ class PromptStore:
                       **({"fingerprint": self.fingerprint} if self.fingerprint else {})},
         )
         counts.start(col)
+        if kind == "images":
+            newest.start(col)
         return deepen(col)
 
     # -- writing -------------------------------------------------------------------------
@@ -248,6 +250,8 @@ class PromptStore:
                         metadatas=[_clean(m) for m in metadatas[start:end]],
                         documents=list(documents[start:end]) if documents is not None else None)
             counts.add(self.client, self.names[kind], (m.get("source") for m in metadatas))
+            if kind == "images":  # History's newest first, by when each was made
+                newest.note(self.client, self.names[kind], ids, metadatas)
 
     def flush_counts(self) -> None:
         """Write the counts added since the last write (an ingest calls this when it ends)."""
@@ -262,6 +266,8 @@ class PromptStore:
             if gone:
                 self.collections[kind].delete(ids=[r.id for r in gone])
                 counts.remove(self.client, self.names[kind], (r.metadata.get("source") for r in gone))
+                if kind == "images":
+                    newest.forget(self.client, self.names[kind], [r.id for r in gone])
 
     def update_metadata(self, kind: str, ids: Sequence[str], metadatas: Sequence[dict[str, Any]]) -> None:
         col = self.collections[kind]
