@@ -64,6 +64,7 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
     from dataclasses import replace
 
     from studio.config import PROJECT_ROOT
+    from studio.errors import StudioError
     from studio.firstrun import FirstRun, use_prebuilt_store
     from studio.studio import Studio
     from studio.ui import build_ui, page_options
@@ -72,6 +73,11 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
     if not args.no_sample and use_prebuilt_store(settings):
         print(f"Prompt Studio: copied the prebuilt sample index into {settings.store_dir}", file=sys.stderr)
     studio = Studio.from_settings(settings)
+    try:  # one writer per embedded store, for the app's whole life (studio.search.lock)
+        studio.claim_store()
+    except StudioError as exc:
+        print(f"Prompt Studio: {exc}", file=sys.stderr)
+        return 2
     first_run = FirstRun(studio, ingest_sample=not args.no_sample)
     defaults = ui_defaults(settings)
     if args.host not in LOOPBACK or args.share:  # others can reach the page: typed paths stay in our folders
@@ -95,6 +101,10 @@ def main(argv: Sequence[str] | None = None, settings: Settings | None = None) ->
         allowed_paths=[str(d) for d in settings.served_dirs],
         prevent_thread_lock=True, **page_options(),
     )
+    if not settings.chroma_url:  # a CLI command on this store hands its ingest to this app, or says where it runs
+        from studio.search import lock
+
+        lock.announce(settings.store_dir, demo.local_url or f"http://{args.host}:{args.port}/")
     # Only now: loading CLIP (torch, transformers) competes for the CPU and the GIL, and the page comes first.
     first_run.start()
     demo.block_thread()

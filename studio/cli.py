@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("image")
     _filters(p)
     sub.add_parser("stats", parents=[common], help="what the store holds")
+    p = sub.add_parser("check", parents=[common], help="is the store whole (every vector readable, counts right, your "
+                       "outputs/ stored)? exit 1 when not; --repair mends it")
+    p.add_argument("--repair", action="store_true", help="re-embed unreadable records from their text and files, "
+                   "rebuild a store whose database was lost, restore outputs/, recount")
     p = sub.add_parser("tokens", parents=[common], help="SDXL's CLIP token count of a prompt, and its 75-token chunks")
     p.add_argument("text")
     p = sub.add_parser("models", parents=[common], help="where each model loads from, and whether it is there")
@@ -272,6 +276,21 @@ def _stats(studio: Studio, a: argparse.Namespace) -> Any:
     return studio.stats(wait=True)
 
 
+@command("check")
+def _check(studio: Studio, a: argparse.Namespace) -> Any:
+    from tqdm.auto import tqdm
+
+    from studio.upkeep.check import check
+    from studio.upkeep.repair import repair
+
+    with tqdm(desc="vectors read", unit="record", dynamic_ncols=True) as bar:
+        report = check(studio, full=True, tick=bar.update)
+        if a.repair and not report.ok:
+            bar.reset()
+            report = repair(studio, report, tick=bar.update)
+    return report
+
+
 @command("tokens")
 def _tokens(studio: Studio, a: argparse.Namespace) -> Any:
     from studio.tokens import describe
@@ -309,6 +328,8 @@ def _show(name: str, out: Any, as_json: bool) -> None:
         _print_rewrite(out)
     elif name == "ingest":
         print(out["summary"])
+    elif name == "check":
+        print(out.summary())
     elif name == "stats":
         print(f"store: {out['store']}")
         for ix in out["indexes"] or [{"collection": "(empty)", "count": 0, "by_source": {}}]:
@@ -353,8 +374,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 flags += ["--forwarded-allow-ips", args.forwarded_allow_ips]
             return serve(["--host", args.host, "--port", str(args.port), *flags], settings=settings)
         studio = Studio.from_settings(settings)
-        _show(args.command, COMMANDS[args.command](studio, args), args.json)
-        return 0
+        out = COMMANDS[args.command](studio, args)
+        _show(args.command, out, args.json)
+        return 1 if args.command == "check" and not out.ok else 0  # a damaged store fails scripts that ask
     except StudioError as exc:
         if args.json:
             print(json.dumps({"error": str(exc), "type": type(exc).__name__}))

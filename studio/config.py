@@ -39,6 +39,17 @@ def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+def _workers(value: str | None) -> int | None:
+    if not (value or "").strip():
+        return None
+    if not value.strip().isdigit():
+        from studio.errors import InputError
+
+        raise InputError(f"STUDIO_INGEST_WORKERS={value!r}: use a number of threads (0: no decode pool), or leave "
+                         "it unset to derive it from the cores.")
+    return int(value)
+
+
 @dataclass(frozen=True)
 class Settings:
     # Data root: the Chroma store (store/) and generated images (outputs/).
@@ -75,6 +86,9 @@ class Settings:
     nsfw_threshold: float = 0.5
     # Items per CLIP forward pass while ingesting.
     batch_size: int = 64
+    # Threads that decode and preprocess images ahead of CLIP while ingesting: unset derives it from the cores
+    # and the device (studio/ingest/feed.py says why); 0 decodes in the reader thread, one image at a time.
+    ingest_workers: int | None = None
     # The shipped DiffusionDB sample, ingested on first launch into an empty store.
     sample_dir: Path = field(default=PROJECT_ROOT / "data" / "diffusiondb-sample")
 
@@ -117,6 +131,7 @@ class Settings:
             "compile": _flag(env.get("STUDIO_COMPILE")),
             "gpu_noise": _flag(env.get("STUDIO_GPU_NOISE")),
             "offline": _flag(env.get("STUDIO_OFFLINE")) or _flag(env.get("HF_HUB_OFFLINE")),
+            "ingest_workers": _workers(env.get("STUDIO_INGEST_WORKERS")),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         for key in ("home", "models_dir", "sample_dir"):

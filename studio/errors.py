@@ -56,6 +56,8 @@ def gpu_memory_error(what: str, exc: BaseException) -> GpuMemoryError:
     """The user's words for an out-of-memory during `what` (e.g. "decoding the images")."""
     first = " ".join(str(exc).split())[:160]
     return GpuMemoryError(f"Out of GPU memory while {what} ({first}). {GPU_MEMORY_ADVICE}")
+
+
 class DiskFullError(StudioError):
     """The disk (or the user's quota) is full: nothing more can be written until space is freed."""
 
@@ -108,3 +110,15 @@ def disk_full_message(where: object, doing: str, after: str) -> str:
     left = f" ({free / 2**20:,.0f} MB free now)" if free is not None else ""
     return (f"The disk is full: no space was left on the disk holding {where}{left} while {doing}. Free some space "
             f"there (or point STUDIO_HOME at a bigger disk), then {after}.")
+
+
+class StoreBusyError(StoreUnavailableError):
+    """Another process holds the embedded store (studio.search.lock): `holder` says who (pid, what, url)."""
+
+    def __init__(self, message: str, holder: dict | None = None) -> None:
+        super().__init__(message)
+        self.holder = holder or {}
+
+
+class StoreDamagedError(StoreUnavailableError):
+    """The store's files are damaged (studio.upkeep.check says how); `python -m studio check --repair` mends it."""

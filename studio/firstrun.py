@@ -12,6 +12,9 @@ from pathlib import Path
 from studio.errors import ModelMissingError, StudioError
 from studio.config import PROJECT_ROOT, Settings
 from studio.studio import Studio
+from studio.upkeep import journal
+from studio.upkeep.check import check
+from studio.upkeep.resume import finish_write_backs
 
 # Where scripts/build_space_index.py writes a store of the shipped sample embedded with the real CLIP.
 PREBUILT_STORE = PROJECT_ROOT / "data" / "space-index" / "store"
@@ -39,6 +42,9 @@ class Progress:
     started: float = field(default_factory=time.monotonic)
     added: tuple[int, int] | None = None  # (prompts, images) the sample added, when this launch added it
     finished: float | None = None
+    damage: list[str] = field(default_factory=list)  # what the launch check found wrong with the store
+    offer: str | None = None  # your PNGs in outputs/ that the store lacks
+    finished_write_backs: str | None = None  # what finishing interrupted write-backs stored
 
     @property
     def busy(self) -> bool:
@@ -71,16 +77,27 @@ class FirstRun:
             p.phase = "loading"
             p.detail = "CLIP model"
             self.studio.embedder  # noqa: B018 - loads the model now, not on the first search
-            if self.ingest_sample and self.studio.is_empty():
+            settings = self.studio.settings
+            # A sample load stopped part-way (the studio closed while it loaded) resumes: ingest converges.
+            if self.ingest_sample and (self.studio.is_empty() or journal.sample_unfinished(settings)):
                 p.phase = "ingesting"
+                journal.sample_started(settings)
                 reports = self.studio.ingest_sample(progress=self._tick)
+                journal.sample_done(settings)
                 p.detail = " ".join(r.summary() for r in reports)
                 p.added = (sum(r.prompts_new for r in reports), sum(r.images_new for r in reports))
             mismatch = self.studio.check_store()
             if mismatch:
                 raise StudioError(mismatch)
+            if journal.pending_write_backs(settings.outputs_dir):  # a crash cut a write-back off: finish it
+                p.phase, p.detail = "loading", "your generations (finishing what a stop cut off)"
+                p.finished_write_backs = finish_write_backs(self.studio)
             p.phase, p.detail = "loading", "search index"
-            self.studio.warm()  # Chroma loads an HNSW index on its first query: seconds at a million records
+            report = check(self.studio, full=False)  # cheap: probes and counters, no page of the whole store
+            p.damage = [f.text for f in report.of("vectors")]
+            p.offer = next((f.text for f in report.of("outputs")), None)
+            if not p.damage:
+                self.studio.warm()  # Chroma loads an HNSW index on its first query: seconds at a million records
             p.phase, p.finished = "ready", time.monotonic()
         except ModelMissingError:  # the page's banner says which model and how to get it: not said twice
             p.phase, p.error = "failed", "the CLIP model is missing; the note below says how to get it."
@@ -108,6 +125,13 @@ class FirstRun:
             return f"⏳ First launch: adding the DiffusionDB sample to your library ({p.detail}{pct})…"
         if p.busy:
             return f"⏳ Loading the {p.detail or 'models'}…"
+        if p.damage:  # never served as healthy: said for as long as the studio runs
+            return ("⚠️ **This store is damaged**: " + "; ".join(p.damage) + ". Searches miss what cannot be read. "
+                    "Stop the studio and run `python -m studio check --repair`, then start it again.")
+        if p.offer:
+            folder = self.studio.settings.outputs_dir
+            return (f"ℹ️ {p.offer}. To restore them, ingest `{folder}` in the **Library** tab (your generations keep "
+                    "their settings and lineage).")
         recent = p.finished is not None and (now or time.monotonic()) - p.finished < SAID_FOR_S
         if p.added and recent:
             return (f"✅ The DiffusionDB sample is in your library: {p.added[0]:,} prompts and {p.added[1]:,} images "

@@ -121,6 +121,26 @@ class Studio:
                 self._store_created = create
             return self._store
 
+    def claim_store(self) -> None:
+        """Hold the embedded store for this process now (the web app, for its whole life); StoreBusyError when
+        another process holds it. A Chroma server is shared by design: nothing to hold."""
+        if not self.settings.chroma_url:
+            from studio.search import lock
+
+            lock.claim(self.settings.store_dir, "the web app")
+
+    def close(self) -> None:
+        """Let the embedded store go (Chroma's in-memory index dropped, the lock released), so another process may
+        open it; this Studio opens it afresh on its next use."""
+        if self.settings.chroma_url:
+            return
+        from studio.search.store import close_client
+
+        with self._store_lock:
+            self._store, self._store_created = None, False
+            self.chroma.set(None)
+            close_client(self.settings.store_dir)
+
     @property
     def store(self) -> PromptStore:
         return self.store_for(create=False)

@@ -70,6 +70,7 @@ def test_a_killed_ingest_is_recounted_and_its_rerun_is_exact(tmp_path: Path, tin
     truth = scanned(studio)
     assert 0 < sum(truth[studio.store.names["prompts"]].values()) < 4900  # killed part-way
     assert {ix["collection"]: ix["by_source"] for ix in studio.stats(wait=True)["indexes"]} == truth
+    studio.close()  # one process at a time on an embedded store: the rerun is refused while this one holds it
     assert subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, timeout=300).returncode == 0
     assert from_stats(studio) == scanned(studio)
 

@@ -73,3 +73,13 @@ def test_corrupt_and_truncated_images_raise_input_error() -> None:
     for bad, label in ((b"not an image at all", "junk"), (good[: len(good) // 3], "truncated")):
         with pytest.raises(InputError, match="Could not read upload.png"):
             open_image(bad, name="upload.png")
+
+
+def test_preprocess_then_encode_is_embed_images(embedder) -> None:
+    """The two halves ingest runs apart (preprocessing in worker threads, one image at a time; encoding in a
+    batch) give embed_images' vectors exactly."""
+    import torch
+
+    images = [open_image(p) for p in sorted(SAMPLE_IMAGES.iterdir()) if p.suffix == ".png"] + [_modes()["P"]]
+    one_by_one = torch.stack([embedder.preprocess_images([img])[0] for img in images])
+    np.testing.assert_array_equal(embedder.encode_pixels(one_by_one), embedder.embed_images(images))

@@ -15,6 +15,7 @@ from studio.ingest.pipeline import IngestReport, ingest_rows
 from studio.ingest.retry import RetryingStore
 from studio.ingest.sources import read_source, source_name, table_source
 from studio.search.store import PromptStore
+from studio.upkeep import journal
 
 # The shipped sample, as ingested on first launch (the part-style JSON repeats the 99-row CSV).
 SAMPLE_SOURCES = ("metadata-2m-every400th-image_name-prompt.csv", "metadata-fullparams-promptsdvis-first99.csv", "images")
@@ -34,6 +35,11 @@ class Ingester:
         """source_tag: the `source` stored on each record; by default diffusiondb, for a prompt library (a table
         or `datasets` folder without DiffusionDB's columns) its file's or folder's name, for hf:ORG/NAME its NAME;
         images in a folder are the user's (ours stay generated)."""
+        report = self._ingest(source, limit, source_tag, progress)
+        journal.ingested(self.settings, source, source_tag, limit)  # what a repair reads again if the db is lost
+        return report
+
+    def _ingest(self, source: str, limit: int | None, source_tag: str | None, progress: Progress | None) -> IngestReport:
         path = Path(source).expanduser()
         if source.startswith("hf:") or is_dataset_folder(path):
             return self._ingest_dataset(source, limit, source_tag, progress)
@@ -51,7 +57,8 @@ class Ingester:
             keys = lambda: _tagged(read_source(source, cache, offline, light=True), explicit)  # noqa: E731 - count pass
         with self._disk_full_said(source):
             return ingest_rows(rows, self._store(), self.embedder(), source=source_tag, label=source,
-                               batch_size=batch, limit=limit, progress=progress, keys=keys)
+                               batch_size=batch, limit=limit, progress=progress, keys=keys,
+                               workers=self.settings.ingest_workers)
 
     def _ingest_dataset(self, source: str, limit: int | None, source_tag: str | None,
                         progress: Progress | None) -> IngestReport:
@@ -65,7 +72,8 @@ class Ingester:
         with self._disk_full_said(source), \
                 spooled(opened, tag, images, self.settings.home / "cache" / "spool", limit, progress) as rows:
             return ingest_rows(rows, self._store(), self.embedder(), source=tag, label=source,
-                               batch_size=self.settings.batch_size, progress=progress)
+                               batch_size=self.settings.batch_size, progress=progress,
+                               workers=self.settings.ingest_workers)
 
     def free_bytes(self) -> int | None:
         """Space left where the ingest writes (the store's disk); a seam tests can replace."""

@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
-from studio.errors import InputError
-from studio.images import open_image, read_location
 from studio.search.results import SETTING_KEYS
+from studio.ingest import feed
 from studio.ingest.cells import exact_seed
 from studio.ingest.dedupe import PromptCounts
 from studio.ingest.sources import Row
@@ -240,6 +239,7 @@ def ingest_rows(
     incremental: bool = False,
     bars: bool = True,
     keys: RowSource | None = None,
+    workers: int | None = None,
 ) -> IngestReport:
     """Write rows into the store: prompts first, then images; what is already stored is not re-embedded.
     rows: a callable giving a fresh iterator (read in up to three streaming passes: counts, prompts,
@@ -247,7 +247,8 @@ def ingest_rows(
     incremental: the rows are new images only (write-back), so their counts add to the stored ones.
     bars: tqdm bars on stderr (off for the few images of a write-back).
     keys: the same rows made lighter for the counting pass (prompt, part, location and notes are all it
-    reads: read_table's light rows), when the source can make them."""
+    reads: read_table's light rows), when the source can make them.
+    workers: image decode threads (None: feed.default_workers for the embedder's device; 0: no pool)."""
     report = IngestReport(label)
     start = time.perf_counter()
     read = rereadable(rows, limit)
@@ -257,7 +258,8 @@ def ingest_rows(
                         progress, incremental, bars)
         if counts.image_rows:
             _ingest_images(image_rows(read()), counts.image_rows, store, embedder, source, max(1, batch_size // 2),
-                           report, progress, bars)
+                           report, progress, bars,
+                           feed.default_workers(getattr(embedder, "device", "cpu")) if workers is None else workers)
     finally:
         store.flush_counts()
     report.seconds = time.perf_counter() - start
@@ -300,46 +302,53 @@ def _ingest_prompts(groups: Iterable[PromptGroup], total: int, store: PromptStor
 
 
 def _ingest_images(rows: Iterable[Row], total: int, store: PromptStore, embedder: Any, source: str,
-                   batch_size: int, report: IngestReport, progress: Callable | None, bars: bool = True) -> None:
-    def prepare() -> Iterator[tuple[int, int, list[Row], list[Any]]]:
+                   batch_size: int, report: IngestReport, progress: Callable | None, bars: bool = True,
+                   workers: int = 0) -> None:
+    """workers > 0: images decoded and preprocessed in that many threads, a few batches ahead of the encoder
+    (feed.pooled); 0: decoded one by one in the reader thread (feed.serial), the encoder preprocessing."""
+    def batches() -> Iterator[tuple[list[Row], set[str]]]:
         for chunk in batched(rows, batch_size):
-            stored = store.existing_ids("images", [r.image_name for r in chunk])
-            todo, pixels = [], []
-            for row in chunk:
-                if row.image_name in stored:
-                    continue
-                try:
-                    if row.vector is None:
-                        pixels.append(row.pixels if row.pixels is not None else
-                                      open_image(read_location(row.location or ""), name=row.image_name))
-                    todo.append(row)
-                except (InputError, OSError, KeyError) as exc:
-                    report.failed.append((row.image_name, str(exc)))
-            yield len(chunk), len(stored), todo, pixels
+            yield chunk, set(store.existing_ids("images", [r.image_name for r in chunk]))
 
+    # Only an embedder with both halves (ClipEmbedder) is fed tensors; any other gets decoded images.
+    split = hasattr(embedder, "preprocess_images") and hasattr(embedder, "encode_pixels")
+    preprocess = embedder.preprocess_images if workers and split else None
+    loaded = feed.pooled(prefetch(batches()), workers, preprocess) if workers else prefetch(feed.serial(batches()))
     writer = Writer(store)
     bar, done = _bar(total, "images", "image", bars), 0
     try:
-        for seen, stored, todo, pixels in prefetch(prepare()):
-            report.images_unchanged += stored
-            if todo:
-                vectors = _image_vectors(todo, pixels, embedder, batch_size)
-                metas = [image_metadata(r, source) for r in todo]
-                writer.put(lambda i=[r.image_name for r in todo], v=vectors, m=metas, d=[r.prompt.strip() for r in todo]:
-                           store.add("images", i, v, m, d))
-                report.images_new += len(todo)
-            bar.update(seen)
-            done += seen
+        for chunk in loaded:
+            report.images_unchanged += chunk.stored
+            report.failed.extend(chunk.failed)
+            if chunk.todo:
+                vectors = _image_vectors(chunk.todo, chunk.pixels, embedder, batch_size, preprocess is not None)
+                metas = [image_metadata(r, source) for r in chunk.todo]
+                writer.put(lambda c=chunk.todo, v=vectors, m=metas: store.add(
+                    "images", [r.image_name for r in c], v, m, [r.prompt.strip() for r in c]))
+                report.images_new += len(chunk.todo)
+            bar.update(chunk.seen)
+            done += chunk.seen
             if progress:
                 progress("images", done, max(total, done))
     finally:
+        getattr(loaded, "close", lambda: None)()  # an interrupted ingest stops the decode workers too
         bar.close()
         writer.close()
 
 
-def _image_vectors(rows: Sequence[Row], pixels: Sequence[Any], embedder: Any, batch_size: int) -> Any:
-    """CLIP vectors for rows, in order: those a row brings (compare has them) and the rest embedded now."""
+def _image_vectors(rows: Sequence[Row], pixels: Sequence[Any], embedder: Any, batch_size: int,
+                   preprocessed: bool = False) -> Any:
+    """CLIP vectors for rows, in order: those a row brings (compare has them) and the rest embedded now, from
+    decoded images or (preprocessed) from pixel tensors, in the same batches either way."""
     import numpy as np
 
-    fresh = iter(embedder.embed_images(pixels, batch_size=batch_size) if pixels else [])
+    if not pixels:
+        fresh = iter([])
+    elif preprocessed:
+        import torch
+
+        fresh = iter(np.concatenate([embedder.encode_pixels(torch.stack(list(pixels[s : s + batch_size])))
+                                     for s in range(0, len(pixels), batch_size)]))
+    else:
+        fresh = iter(embedder.embed_images(pixels, batch_size=batch_size))
     return np.stack([np.asarray(r.vector, np.float32) if r.vector is not None else next(fresh) for r in rows])

@@ -15,6 +15,7 @@ from studio.ingest.outputs import row_of
 from studio.ingest.pipeline import IngestReport, ingest_rows
 from studio.library.pngmeta import Parameters, write_png
 from studio.search.store import PromptStore, prompt_id
+from studio.upkeep import journal
 
 
 @dataclass
@@ -149,8 +150,11 @@ def write_back(result: Any, folder: Path, lineage: Lineage,
                connect: Callable[[], tuple[PromptStore, Any]], image_vectors: Any = None,
                write: Callable[..., Path] = write_png) -> list[SavedImage]:
     """Save every image, then store those written. A failure is reported on each SavedImage (and, for
-    images not written, in the result's notes), not raised: the files hold everything, and
-    `python -m studio ingest <outputs>` adds them to the store later."""
+    images not written, in the result's notes), not raised: the files hold everything, and the next start (or
+    `python -m studio ingest <outputs>`) adds them. A marker in outputs/.pending/ lives from before the PNGs to
+    after their records: a write-back cut off by a crash leaves it, and the next start completes it
+    (studio.upkeep.resume)."""
+    marker = journal.write_back_started(folder)
     entries = save_outputs(result, folder, lineage, write)
     saved = [s for s, _, _ in entries]
     if (black := black_note(result)) is not None and hasattr(result, "notes"):
@@ -159,11 +163,13 @@ def write_back(result: Any, folder: Path, lineage: Lineage,
         result.notes.append(note)
     written = [(i, e) for i, e in enumerate(entries) if e[0].written]
     if not written:
+        journal.write_back_done(marker)
         return saved
     vectors = None if image_vectors is None else [list(image_vectors)[i] for i, _ in written]
     try:
         store, embedder = connect()
         store_outputs([(chunk, img, s.path) for _, (s, chunk, img) in written], store, embedder, image_vectors=vectors)
+        journal.write_back_done(marker)
     except Exception as exc:  # Chroma down or corrupt, disk full, a model missing: the PNGs are safe on disk
         what = (disk_full_message(folder, "adding it to the store", f"run `python -m studio ingest {folder}`")
                 if disk_full(exc, free_bytes(folder)) else

@@ -200,18 +200,26 @@ class ClipEmbedder:
             return None
         return agree
 
-    def embed_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
-        with _memory_guard("encoding images with CLIP"):
-            return self._embed_images(images, batch_size)
+    def preprocess_images(self, images: Sequence[Image.Image]) -> Any:
+        """The CPU side of image embedding: 8-bit RGB, then CLIP's image processor -> a float32 pixel tensor
+        (N, 3, H, W) on the CPU. Touches no model state, so ingest runs it in worker threads ahead of the
+        encoder; each image is processed on its own, so one at a time stacks to the tensor of a batch."""
+        return self.image_processor(images=[to_rgb(img) for img in images], return_tensors="pt")["pixel_values"]
 
-    def _embed_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
+    def encode_pixels(self, pixels: Any) -> np.ndarray:
+        """The model side: preprocessed pixels (from preprocess_images, stacked) -> vectors, one forward pass."""
+        with _memory_guard("encoding images with CLIP"):
+            return self._encode_pixels(pixels)
+
+    def _encode_pixels(self, pixels: Any) -> np.ndarray:
         import torch
 
+        pixels = pixels.to(device=self.device, dtype=self.dtype)
+        with torch.inference_mode():
+            return self._normalise(self.model.get_image_features(pixel_values=pixels))
+
+    def embed_images(self, images: Sequence[Image.Image], batch_size: int = 32) -> np.ndarray:
         out = [np.zeros((0, self.dim), np.float32)]
         for start in range(0, len(images), batch_size):
-            chunk = [to_rgb(img) for img in images[start : start + batch_size]]
-            pixels = self.image_processor(images=chunk, return_tensors="pt")["pixel_values"]
-            pixels = pixels.to(device=self.device, dtype=self.dtype)
-            with torch.inference_mode():
-                out.append(self._normalise(self.model.get_image_features(pixel_values=pixels)))
+            out.append(self.encode_pixels(self.preprocess_images(images[start : start + batch_size])))
         return np.concatenate(out)

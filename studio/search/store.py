@@ -13,8 +13,8 @@ from urllib.parse import urlparse
 
 import numpy as np
 
-from studio.errors import StoreMismatchError, StoreUnavailableError
-from studio.search import counts, newest
+from studio.errors import StoreDamagedError, StoreMismatchError, StoreUnavailableError, StudioError
+from studio.search import counts, health, lock, newest
 
 KINDS = ("prompts", "images")
 SCHEMA = 1
@@ -55,6 +55,18 @@ def model_key(clip_model: str) -> str:
     return key[:200]
 
 
+def close_client(store_dir: Path) -> None:
+    """Stop Chroma's cached system for an embedded store (it keeps the index in memory) and let the store go, so
+    another process may write it; opening it again in this process reads it afresh."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    system = SharedSystemClient._identifier_to_system.pop(str(store_dir), None)
+    SharedSystemClient._identifier_to_refcount.pop(str(store_dir), None)
+    if system is not None:
+        system.stop()
+    lock.release(store_dir)
+
+
 def _chroma_settings() -> Any:
     from chromadb.config import Settings as ChromaSettings
 
@@ -63,7 +75,8 @@ def _chroma_settings() -> Any:
 
 
 def open_client(store_dir: Path, chroma_url: str | None = None) -> Any:
-    """The embedded PersistentClient under store_dir, or an HttpClient when chroma_url is set."""
+    """The embedded PersistentClient under store_dir, held by this process (studio.search.lock) and refused when
+    its files are damaged (studio.search.health), or an HttpClient when chroma_url is set."""
     import chromadb
 
     try:
@@ -76,7 +89,13 @@ def open_client(store_dir: Path, chroma_url: str | None = None) -> Any:
             client.heartbeat()
             return client
         store_dir.mkdir(parents=True, exist_ok=True)
+        lock.claim(store_dir)  # before Chroma reads a byte: a second process would overwrite the index
+        problem = health.damaged_files(store_dir)
+        if problem:  # opened as it is, Chroma would start a new, empty database over the old index
+            raise StoreDamagedError(f"{problem} {health.REPAIR_HINT}")
         return chromadb.PersistentClient(path=str(store_dir), settings=_chroma_settings())
+    except StudioError:
+        raise
     except Exception as exc:
         where = f"the Chroma server at {chroma_url}" if chroma_url else f"the store in {store_dir}"
         hint = (
