@@ -719,7 +719,8 @@ def lora(check: Check) -> dict[str, Any]:
     t_none, plain = check.timed(lambda: gen.generate(req))
     t_first, first = check.timed(lambda: gen.generate(req, loras=files))
     fused_after_first = fused_set(gen)
-    fused_runs = [check.timed(lambda: gen.generate(req, loras=files))[0] for _ in range(max(2, check.args.rounds))]
+    repeats = check.args.rounds if check.smoke else max(2, check.args.rounds)
+    fused_runs = [check.timed(lambda: gen.generate(req, loras=files))[0] for _ in range(repeats)]
     fused_after = fused_set(gen)
     t_back, back = check.timed(lambda: gen.generate(req))
     fused_after_none = fused_set(gen)
