@@ -36,6 +36,7 @@ from studio.images import open_image  # noqa: E402
 from studio.ingest.sources import IMAGE_SUFFIXES  # noqa: E402
 from studio.library.compare import VARIANTS  # noqa: E402
 from studio.library.history import ImageDetails  # noqa: E402
+from studio.library.imageinfo import ImageInfo  # noqa: E402
 from studio.library.lineage import Lineage  # noqa: E402
 from studio.rewrite.prompting import MAX_CANDIDATES, MAX_IDEA_CHARS  # noqa: E402
 from studio.rewrite.steering import MAX_NOTE_CHARS  # noqa: E402
@@ -45,7 +46,7 @@ from studio.tokens import LIMIT as TOKEN_LIMIT, chunks as token_chunks, count as
 
 __all__ = [
     "Studio", "Progress", "Filters", "Hit", "SearchResult", "MINE", "settings_of", "GenerationRequest", "Lineage",
-    "ImageDetails", "IngestReport", "StoreStats", "RewriteRequest", "RewriteResult", "RewriteEvent", "ImageSource", "open_image", "IMAGE_SUFFIXES", "VARIANTS", "MAX_CFG",
+    "ImageDetails", "ImageInfo", "IngestReport", "StoreStats", "RewriteRequest", "RewriteResult", "RewriteEvent", "ImageSource", "open_image", "IMAGE_SUFFIXES", "VARIANTS", "MAX_CFG",
     "MAX_IMAGES", "MAX_PROMPT_CHARS", "MAX_SIDE", "MAX_STEPS", "MIN_SIDE", "PROFILES", "SCHEDULERS", "SDXL_SIZES",
     "SEED_RANGE", "scheduler_name", "MAX_CANDIDATES", "MAX_IDEA_CHARS", "MAX_NOTE_CHARS", "MAX_QUERY_CHARS",
     "TOKEN_LIMIT", "token_chunks", "count_tokens",
@@ -221,6 +222,13 @@ class Studio:
         """One stored image (a Hit) and the texts of the stored prompts its rewrite was shown; None: not stored."""
         return self.history_.details(image_id)
 
+    def image_info(self, image: ImageSource) -> ImageInfo | None:
+        """What an image file says about how it was made (PNG Info: ours, A1111, ComfyUI, Fooocus, InvokeAI,
+        NovelAI); None when it carries no prompt. Reads the file only: no model loads."""
+        from studio.library.imageinfo import read_info
+
+        return read_info(image)
+
     # -- ingest and status -------------------------------------------------------------------
     def ingest(self, source: str, limit: int | None = None, source_tag: str | None = None,
                progress: Progress | None = None) -> IngestReport:
@@ -375,6 +383,11 @@ class Studio:
     def delete_image(self, image_id: str) -> Any:
         """Remove one of your images from the library; its PNG moves to outputs/.deleted/ (returned)."""
         return self.history_.delete(image_id, self.settings.outputs_dir)
+
+    def restore_image(self, deleted: str, original: str) -> Any:
+        """Undo delete_image: its PNG back from outputs/.deleted/ to where it was, and stored again (lineage and
+        settings read from the PNG); returns the restored Hit."""
+        return self.history_.restore(deleted, original, self.settings.outputs_dir, self.embedder)
 
 
 def _rewrite_request(request: RewriteRequest | str, fields: dict[str, Any]) -> RewriteRequest:

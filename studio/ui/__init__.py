@@ -25,8 +25,7 @@ __all__ = ["build_ui", "page_options"]
 UPLOAD_CACHE = (3600, 24 * 3600)  # Gradio's delete_cache: (every N seconds, files older than M seconds)
 INTRO = ("# Prompt Studio\nSearch real Stable Diffusion prompts (DiffusionDB) by idea or by image, rewrite ideas "
          "with a local LLM, generate with SDXL and compare, all on this machine.")
-SPACE_UPLOAD_CACHE = (3600, 24 * 3600)  # Gradio's delete_cache: (every N seconds, files older than M seconds)
-INTRO = ("\n\n*This is the Hugging Face Space demo: smaller images and fewer steps. "
+SPACE_INTRO = ("\n\n*This is the Hugging Face Space demo: smaller images and fewer steps. "
                "Run it at home for the full studio (see the README).*")
 
 
@@ -41,14 +40,17 @@ class FirstRunView(Protocol):
     def status_markdown(self) -> str: ...
 
 
-def _to_create(c: CreateControls, source: str, exact: bool) -> Any:
+def _to_create(c: CreateControls, source: str, exact: bool, sizes: bool | None = None) -> Any:
     """A picked record -> Create's prompt and settings, and a line under the prompt saying what came and
-    what had to change for SDXL. exact (your own images): size, seed and negative prompt as they were."""
+    what had to change for SDXL. exact (your own images, a dropped image's own metadata): seed and negative
+    prompt as they were, and the size unless `sizes` is False (another tool's SD 1.x sizes suit SDXL badly)."""
     def fill(picked: dict) -> list[Any]:
         if not picked or not picked.get("prompt"):
             return [gr.skip()] * (3 + len(c.settings)) + [gr.skip(), gr.skip()]
-        values, changed = for_sdxl(picked, exact=exact)
-        kept = "prompt and every setting, seed included" if exact else "prompt and settings (not its seed)"
+        values, changed = for_sdxl(picked, exact=exact, sizes=sizes)
+        seed = f" {picked['seed']}" if picked.get("seed") not in (None, "") else ""  # as text: exact on the page
+        kept = ("prompt and every setting, seed included" if exact and sizes is None else
+                "prompt, negative prompt, seed and settings" if exact else f"prompt and settings (not its seed{seed})")
         said = f"From {source}: {kept}" + (f"; {'; '.join(changed)}" if changed else "") + "."
         negative = picked.get("negative_prompt") if exact else None
         return [picked["prompt"], negative if negative is not None else gr.skip(),
@@ -82,6 +84,8 @@ def build_ui(studio: Studio, first_run: FirstRunView | None = None, defaults: UI
         private = {"api_visibility": "private", "queue": False}
         for picked, name in ((explore, "Explore"), (reverse, "Reverse")):  # its settings for SDXL, not its seed
             picked.send.click(_to_create(create, name, exact=False), picked.settings, fill_out, **private)
+        reverse_info = _to_create(create, "the dropped image's own metadata", exact=True, sizes=False)
+        reverse.info_send.click(reverse_info, reverse.info, fill_out, **private)
         history.reuse.click(_to_create(create, "History (your image)", exact=True), history.picked, fill_out,
                             **private)
         compare.send.click(_to_create(create, "Compare (the ★ image)", exact=True), compare.winner, fill_out,

@@ -8,7 +8,7 @@ import re
 import time
 from typing import Any
 
-from studio.studio import TOKEN_LIMIT, Hit, Lineage, StoreStats, count_tokens, token_chunks
+from studio.studio import TOKEN_LIMIT, Hit, ImageInfo, Lineage, StoreStats, count_tokens, token_chunks
 
 MODEL_ROLES = {"clip": "CLIP (search)", "llm": "LLM (rewrite)", "sdxl": "SDXL (generate)",
                "multilingual": "Multilingual (ideas in other languages)"}
@@ -92,6 +92,21 @@ def ago(epoch: Any, now: float | None = None) -> str:
 def settings_line(settings: dict[str, Any]) -> str:
     keys = ("seed", "cfg", "steps", "sampler", "size")
     return " · ".join(f"{k} {settings[k]}" for k in keys if settings.get(k) not in (None, ""))
+
+
+def info_markdown(info: ImageInfo) -> str:
+    """A dropped image's own metadata (PNG Info) in words: the tool, prompt, negative prompt and settings (the
+    seed as text, exactly as the file wrote it)."""
+    s = info.settings
+    size = f"{s['width']}x{s['height']}" if s.get("width") and s.get("height") else None
+    model = f", model {inert(info.model)}" if info.model else ""
+    lines = [f"**This image says how it was made** ({inert(info.tool)}{model}):",
+             f"**Prompt:** {inert(info.prompt)}"]
+    if info.negative_prompt:
+        lines.append(f"**Negative:** {inert(info.negative_prompt)}")
+    if line := settings_line({**s, "size": size}):
+        lines.append(f"**Settings:** {inert(line)}")
+    return "\n\n".join(lines)
 
 
 LINK_KEYS = ("url", "image_url", "img_url", "link", "source_url")  # a prompt library's link to its image
