@@ -174,6 +174,7 @@ def test_history_favourite_toggle_delete_and_undo(page: Any) -> None:
     expect(page.locator("#history-action")).to_contain_text("Deleted from your library")
     expect(page.locator("#history-note")).to_contain_text(f"{before - 1} of your images")
     expect(page.locator("#history-details")).to_contain_text("Click an image")  # the selection cleared
+    expect(page.locator("#history-gallery .thumbnail-small")).to_have_count(0)  # the grid, not a full-size view
     for button in ("#history-reuse", "#history-add", "#history-favourite", "#history-delete"):
         expect(page.locator(button)).to_be_disabled()
     shots(page, "history-deleted")

@@ -182,7 +182,8 @@ def reverse_tab(studio: Studio, defaults: UIDefaults) -> Picked:
         with gr.Group(visible=False, elem_id="reverse-info-box") as info_box:
             with gr.Row():
                 info_md = gr.Markdown(elem_id="reverse-info", padding=True)
-                info_send = gr.Button("Use in Create →", scale=0, min_width=180, elem_id="reverse-info-send")
+                info_send = gr.Button("Use in Create →", variant="primary", size="sm", scale=0, min_width=180,
+                                      elem_id="reverse-info-send")
         table = gr.Dataframe(headers=COLUMNS, label="Prompts that likely made it", wrap=True, interactive=False,
                              column_widths=WIDTHS, buttons=["copy", "fullscreen"], elem_id="reverse-table")
         with gr.Row():

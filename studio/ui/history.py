@@ -93,7 +93,8 @@ def history_tab(studio: Studio, roots: tuple[str, ...] = ()) -> HistoryControls:
             msg = f"None of your images matches “{clipped(query, 80)}”: try other words, or **Newest first**."
         else:
             msg = "None of your images matches that."
-        return pics, msg, page_json(result.to_dict()), [_entry(h) for h in shown]
+        # selected_index=None: a new list opens unpicked (the full-size view of the last one would show a stranger)
+        return gr.Gallery(pics, selected_index=None), msg, page_json(result.to_dict()), [_entry(h) for h in shown]
 
     def mine_count() -> int:
         try:
