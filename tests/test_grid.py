@@ -91,3 +91,22 @@ def test_the_sheet_has_labels_and_the_prompts_and_seeds_in_its_metadata(gen_stud
     assert [r["prompt"] for r in meta["rows"]] == ["a green frog", "a green frog, macro photo"]
     assert meta["ranking"] == [s.row for s in ranked]
     assert sorted(c["seed"] for c in meta["cells"]) == [12, 12, 13, 13]
+
+
+def test_the_cli_grid_with_a_cfg_axis_and_reopen(tmp_path: Path, tiny_clip_dir: Path, tiny_sdxl_dir: Path) -> None:
+    from tests.test_cli import run
+
+    home = tmp_path / "home"
+    sdxl = ("--sdxl-model", str(tiny_sdxl_dir), "--device", "cpu")
+    out = run("grid", "a small boat", "--candidates", "0", "--axis", "cfg=4,8", "--seed", "3", "--steps", "2",
+              "--width", "64", "--height", "64", "--sampler", "Euler", "--json", *sdxl, home=home, clip=tiny_clip_dir)
+    assert out.returncode == 0, out.stderr
+    raw = json.loads(out.stdout)
+    assert [c["label"] for c in raw["columns"]] == ["cfg 4", "cfg 8"] and raw["made"] == 2
+    assert {c["request"]["scheduler"] for c in raw["cells"]} == {"Euler"} and Path(raw["sheet"]).is_file()
+    assert "cell" in out.stderr  # the tqdm bar counts cells on stderr
+    again = run("grid", "--reopen", raw["grid_id"], "--json", *sdxl, home=home, clip=tiny_clip_dir)
+    assert again.returncode == 0, again.stderr
+    assert (json.loads(again.stdout)["made"], json.loads(again.stdout)["reused"]) == (0, 2)
+    listed = run("grid", "--list", *sdxl, home=home, clip=tiny_clip_dir)
+    assert raw["grid_id"] in listed.stdout

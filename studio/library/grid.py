@@ -174,6 +174,7 @@ class GridResult:
     cells: list[GridCell]
     cancelled: bool = False
     notes: list[str] = field(default_factory=list)
+    sheet: str | None = None  # the PNG sheet, once written (studio.library.sheet)
 
     @property
     def made(self) -> int:
@@ -215,7 +216,7 @@ class GridResult:
                          for r, s in zip(self.plan.rows, self.row_scores())],
                 "ranking": [s.row for s in self.ranking()],
                 "best": None if best is None or best.mean is None else best.row,
-                "made": self.made, "reused": self.reused, "missing": self.missing, "cancelled": self.cancelled,
+                "sheet": self.sheet, "made": self.made, "reused": self.reused, "missing": self.missing, "cancelled": self.cancelled,
                 "notes": self.plan.notes + self.notes, "cells": [c.to_dict() for c in self.cells]}
 
     def describe(self) -> str:
@@ -228,6 +229,8 @@ class GridResult:
             score = "-" if s.mean is None else f"{s.mean:.3f} ± {s.spread:.3f}"
             lines.append(f"  {rank}. [{score}] {row.kind:9s} {row.prompt}")
         lines.append(f"columns: {', '.join(c.label for c in p.columns)}")
+        if self.sheet:
+            lines.append(f"sheet: {self.sheet}")
         return "\n".join(lines + [f"note: {n}" for n in p.notes + self.notes])
 
 
