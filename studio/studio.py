@@ -409,3 +409,34 @@ class Studio:
         except StudioError:
             return None
         return sorted({r.document for r in records if r.document}) or None
+
+    def styles(self, refresh: bool = False, limit: int = 24) -> Any:
+        """Styles mined from the stored prompts (studio.library.styles.Mined): modifier phrases counted in three
+        streaming passes and grouped by co-occurrence, each with its prompt count and a stored image; your ★
+        favourites make one of their own. Cached under STUDIO_HOME/cache until the prompt count changes."""
+        from studio.library.styles import favourites_style
+        from studio.library.stylecache import mined_styles
+
+        store = self.store
+        mined = mined_styles(store, self.settings.home / "cache" / "styles.json", refresh=refresh, limit=limit)
+        from studio.library.history import FAVOURITES
+
+        favs = [(r.document or "", r.id, r.metadata.get("file") or "") for r in store.get("images", where=FAVOURITES)]
+        own = favourites_style(favs)
+        if own is not None:
+            mined.styles.insert(0, own)
+        return mined
+
+    def apply_style(self, idea: str, phrases: Sequence[str]) -> dict[str, Any]:
+        """The idea with a style's phrases appended (those it holds left out) and its CLIP token count."""
+        from studio.library.styles import apply_style
+
+        return apply_style(idea, phrases)
+
+    def negatives(self, idea: str, k: int = 40, top: int = 12) -> Any:
+        """The negative terms the idea's nearest stored images carry (A1111, ComfyUI, Civitai images), each
+        with how many of those neighbours used it (studio.library.negatives.Negatives)."""
+        from studio.library.negatives import common_negatives
+
+        hits = self.search(idea, "images", k, Filters(nsfw=True)).results
+        return common_negatives(hits, top=top)
