@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", parents=[common], help="an idea: as typed vs best retrieved vs rewritten, one seed")
     p.add_argument("idea")
     _generation(p, batch=False)
+    from studio import cli_grid
+
+    cli_grid.add_parsers(sub, common, _generation)  # grid, expand
     p = sub.add_parser("rewrite", parents=[common], help="an idea -> a better prompt, written by the local LLM in "
                        "the style of the closest stored prompts")
     p.add_argument("idea")
@@ -191,6 +194,20 @@ def _generate(studio: Studio, a: argparse.Namespace) -> Any:
 def _compare(studio: Studio, a: argparse.Namespace) -> Any:
     fields = _request_fields(a)
     return studio.compare(a.idea, fields.pop("seed"), **fields)
+
+
+@command("grid")
+def _grid(studio: Studio, a: argparse.Namespace) -> Any:
+    from studio.cli_grid import run_grid
+
+    return run_grid(studio, a, _request_fields(a))
+
+
+@command("expand")
+def _expand(studio: Studio, a: argparse.Namespace) -> Any:
+    from studio.cli_grid import run_expand
+
+    return run_expand(studio, a)
 
 
 @command("rewrite")

@@ -67,6 +67,8 @@ def show(name: str, out: Any, as_json: bool) -> None:
     if as_json:
         data = out.to_dict() if hasattr(out, "to_dict") else out
         print(json.dumps(data, ensure_ascii=False, default=str))
+    elif name in ("grid", "expand") and _show_grid(name, out):
+        pass
     elif isinstance(out, SearchResult):
         print_results(out)
     elif hasattr(out, "describe"):  # GenerationResult, CompareResult
@@ -104,3 +106,9 @@ def show(name: str, out: Any, as_json: bool) -> None:
         print(f"{len(out['loras'])} LoRA(s) in {out['folder']}; use one in a prompt as <lora:NAME:0.8>")
         for lo in out["loras"]:
             print(f"  {lo['name']}")
+
+
+def _show_grid(name: str, out: Any) -> bool:
+    from studio.cli_grid import show as show_grid  # the grid's own printing, imported only when a grid is shown
+
+    return show_grid(name, out)
