@@ -476,6 +476,13 @@ class Studio:
 
         return apply_style(idea, phrases)
 
+    @staticmethod
+    def add_negatives(negative: str, terms: Sequence[str]) -> str:
+        """The negative prompt with these terms appended, those it already has left out."""
+        from studio.library.negatives import add_negatives
+
+        return add_negatives(negative or "", list(terms))
+
     def negatives(self, idea: str, k: int = 40, top: int = 12) -> Any:
         """The negative terms the idea's nearest stored images carry (A1111, ComfyUI, Civitai images), each
         with how many of those neighbours used it (studio.library.negatives.Negatives)."""

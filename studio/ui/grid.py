@@ -8,8 +8,7 @@ from typing import Any
 import gradio as gr
 
 from studio.errors import InputError
-from studio.rewrite.prompting import MAX_IDEA_CHARS
-from studio.studio import Studio
+from studio.studio import MAX_IDEA_CHARS, Studio
 from studio.ui.common import GPU, Cancels, as_int, handler, plain_json, said_in, sdxl_missing, seed_or_none, session_of, streamed
 from studio.ui.defaults import UIDefaults
 from studio.ui.settings_panel import settings_panel
@@ -137,9 +136,7 @@ def grid_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> GridCont
         return gr.update(choices=choices, value=[]), f"{found.with_negative} of {found.neighbours} neighbours had a negative prompt."
 
     def add(negative: str, picked: list[str]) -> str:
-        from studio.library.negatives import add_negatives
-
-        return add_negatives(negative or "", picked or [])
+        return studio.add_negatives(negative or "", picked or [])
 
     with gr.Tab("Grid", id="grid") as tab:
         gr.Markdown("Judge prompts across seeds, not on one: rows are prompts (your idea, the best retrieved, rewrite "
