@@ -25,7 +25,7 @@ from studio.library.pngmeta import (
 )
 from studio.studio import Studio
 from studio.ingest.outputs import read_outputs
-from studio.ingest.sources import read_source
+from studio.ingest.readers import read_source
 from studio.library.writeback import Lineage, save_outputs
 from tests.conftest import SAMPLE_IMAGES, SMALL
 

@@ -15,7 +15,7 @@ from studio.search.results import SETTING_KEYS
 from studio.ingest import feed
 from studio.ingest.cells import exact_seed
 from studio.ingest.dedupe import PromptCounts
-from studio.ingest.sources import Row
+from studio.ingest.row import Row
 from studio.search.store import PromptStore, normalise, prompt_id
 
 T = TypeVar("T")

@@ -15,7 +15,6 @@ from studio.images import ImageSource, open_image
 from studio.ingest.outputs import OUTPUTS_PART
 from studio.ingest.sources import IMAGE_SUFFIXES
 from studio.library.lineage import Lineage
-from studio.search import counts, newest
 from studio.search.results import Hit, SearchResult, label_of
 from studio.search.searcher import query_text, to_hit
 from studio.search.store import PromptStore
@@ -143,18 +142,10 @@ class History:
         get by ids. The index is rebuilt by one scan when missing (a store from before it) or behind (a
         process killed between its write and the index's)."""
         store = self.store()
-        name = store.names["images"]
         span = limit + BATCH_MARGIN  # one generation's images share a time and sort by their seed within it
+        records: list[Any] = []
         for attempt in range(2):
-            with counts.LOCK:
-                kept = newest.read(store.client, name)
-            _, by_source, exact = counts.read(store.client, name)
-            behind = kept is None or not exact or (kept[0] and len(kept[1]) != by_source.get(GENERATED["source"], 0))
-            if behind or attempt:
-                with counts.LOCK:
-                    ids = newest.rebuild(store.client.get_collection(name, embedding_function=None))
-            else:
-                ids = kept[1]
+            ids = store.newest_generated(rebuild=attempt > 0)  # a second try reads the index afresh
             records = store.get("images", ids[:span]) if ids else []
             if len(records) == min(span, len(ids)):
                 return records

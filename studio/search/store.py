@@ -335,6 +335,20 @@ class PromptStore:
             for i, rid in enumerate(res["ids"][0])
         ]
 
+    def newest_generated(self, rebuild: bool = False) -> list[str]:
+        """Ids of our generations, newest first by when each was made (at most newest.KEEP), from the writers'
+        index: one metadata read. Rebuilt by one scan when missing (a store from before it), behind the counts (a
+        process killed between its write and the index's), or when asked (rebuild: the ids read went stale)."""
+        name = self.names["images"]
+        with counts.LOCK:
+            kept = newest.read(self.client, name)
+        _, by_source, exact = counts.read(self.client, name)
+        behind = kept is None or not exact or (kept[0] and len(kept[1]) != by_source.get(newest.SOURCE, 0))
+        if behind or rebuild or kept is None:
+            with counts.LOCK:
+                return newest.rebuild(self.client.get_collection(name, embedding_function=None))
+        return kept[1]
+
     def count(self, kind: str, where: dict | None = None) -> int:
         col = self.collections[kind]
         if where is None:
