@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", parents=[common], help="an idea: as typed vs best retrieved vs rewritten, one seed")
     p.add_argument("idea")
     _generation(p, batch=False)
+    from studio import cli_grid
+
+    cli_grid.add_parsers(sub, common, _generation)  # grid, expand
     p = sub.add_parser("rewrite", parents=[common], help="an idea -> a better prompt, written by the local LLM in "
                        "the style of the closest stored prompts")
     p.add_argument("idea")
@@ -207,6 +210,20 @@ def _generate(studio: Studio, a: argparse.Namespace) -> Any:
 def _compare(studio: Studio, a: argparse.Namespace) -> Any:
     fields = _request_fields(a)
     return studio.compare(a.idea, fields.pop("seed"), **fields)
+
+
+@command("grid")
+def _grid(studio: Studio, a: argparse.Namespace) -> Any:
+    from studio.cli_grid import run_grid
+
+    return run_grid(studio, a, _request_fields(a))
+
+
+@command("expand")
+def _expand(studio: Studio, a: argparse.Namespace) -> Any:
+    from studio.cli_grid import run_expand
+
+    return run_expand(studio, a)
 
 
 @command("rewrite")
@@ -320,6 +337,8 @@ def _show(name: str, out: Any, as_json: bool) -> None:
     if as_json:
         data = out.to_dict() if hasattr(out, "to_dict") else out
         print(json.dumps(data, ensure_ascii=False, default=str))
+    elif name in ("grid", "expand") and _show_grid(name, out):
+        pass
     elif isinstance(out, SearchResult):
         _print_results(out)
     elif hasattr(out, "describe"):  # GenerationResult, CompareResult
@@ -357,6 +376,12 @@ def _show(name: str, out: Any, as_json: bool) -> None:
         print(f"{len(out['loras'])} LoRA(s) in {out['folder']}; use one in a prompt as <lora:NAME:0.8>")
         for lo in out["loras"]:
             print(f"  {lo['name']}")
+
+
+def _show_grid(name: str, out: Any) -> bool:
+    from studio.cli_grid import show
+
+    return show(name, out)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -419,6 +419,120 @@ class Studio:
         """Remove one of your images from the library; its PNG moves to outputs/.deleted/ (returned)."""
         return self.history_.delete(image_id, self.settings.outputs_dir)
 
+    # -- grid, wildcards, styles, negatives (issue 24) ----------------------------------------
+    @property
+    def grids(self) -> Any:
+        """The X/Y grid service (studio.library.gridservice.GridService), made on first use."""
+        if getattr(self, "_grids", None) is None:
+            from studio.library.grid import GridRunner
+            from studio.library.gridservice import GridService
+
+            def find(keys: list[str]) -> list[Any]:
+                return self.store_for(create=True).get("images", where={"cell_key": {"$in": keys}}, embeddings=True)
+
+            runner = GridRunner(self._generate_once, self.clip.get, self._write_back, find,
+                                lambda: self.settings.sdxl_model, self.settings.home / "grids")
+            self._grids = GridService(lambda text, n: self.rewrite(text, n=n),
+                                      lambda text, k: self.search(text, "prompts", k), runner,
+                                      lambda: self.settings.models_dir / "wildcards", self.library_prompts)
+        return self._grids
+
+    def grid(self, idea: str, *, seeds: int = 4, candidates: int = 3, retrieved: int | None = None,
+             axis: str | None = None, variants: Sequence[str] = (), wildcards: bool = False,
+             wildcard_mode: str = "random", expansions: int = 4, locked: Sequence[str] = (),
+             on_cell: Callable[[int, int, Any], None] | None = None, on_plan: Callable[[Any], None] | None = None,
+             on_preview: Callable[[Any, Any], None] | None = None, cancel: Any = None, **fields: Any) -> Any:
+        """Rows of prompts (the idea, the best retrieved, rewrite candidates, typed variants, wildcard
+        expansions) by columns of seeds (from `seed`) or one axis ("cfg=4,6,8"), each cell made once (a stored
+        image with the same cell key is reused), CLIP-scored against the idea, stored with the grid's id and
+        ranked by mean score. `fields`: the settings of GenerationRequest. Returns a GridResult."""
+        from studio.generate.loras import loras_of
+        from studio.generate.request import GenerationRequest
+
+        idea = query_text(idea)
+        base = replace(GenerationRequest(prompt=idea, **fields), n=1).validated()  # the first seed is fixed here
+        loras_of(idea, self.settings.loras_dir)  # a missing LoRA is refused before the LLM or SDXL loads
+        self.need_sdxl("A grid")
+        plan = self.grids.plan(idea, base, seeds=seeds, candidates=candidates, retrieved=retrieved, axis=axis,
+                               typed=variants, wildcards=wildcards, mode=wildcard_mode, expansions=expansions,
+                               locked=locked)
+        if on_plan:
+            on_plan(plan)
+        return self.grids.run(plan, on_cell=on_cell, on_preview=on_preview, cancel=cancel)
+
+    def reopen_grid(self, grid_id: str, *, fill: bool = True, on_cell: Callable[[int, int, Any], None] | None = None,
+                    on_preview: Callable[[Any, Any], None] | None = None, cancel: Any = None) -> Any:
+        """An earlier grid: the cells in the store reused, only the missing ones generated (fill=False: none)."""
+        if fill:
+            self.need_sdxl("Filling a grid")
+        return self.grids.reopen(grid_id, fill=fill, on_cell=on_cell, on_preview=on_preview, cancel=cancel)
+
+    def grid_list(self) -> list[Any]:
+        """The grids made here, newest first (GridPlans)."""
+        return self.grids.listing()
+
+    def grid_sheet(self, result: Any, path: Any = None) -> Any:
+        """One labelled PNG of the grid (A1111's grid), its prompts and seeds in the metadata; returns the path."""
+        from pathlib import Path
+
+        from studio.library.sheet import save_sheet
+
+        return save_sheet(result, Path(path) if path else self.settings.home / "grids" / f"{result.plan.grid_id}.png")
+
+    def expand(self, template: str, *, mode: str = "random", n: int = 4, seed: int | None = 0,
+               locked: Sequence[str] = ()) -> Any:
+        """A template's prompts through dynamicprompts ({a|b}, __name__ from models/wildcards and the library)."""
+        return self.grids.expand(template, mode=mode, n=n, seed=seed, locked=locked)
+
+    def library_prompts(self, name: str, limit: int = 1000) -> list[str] | None:
+        """__library/NAME__'s values: the prompts of your ★ favourites ("favourites"), or of a source."""
+        from studio.library.history import FAVOURITES
+
+        try:
+            where = FAVOURITES if name in ("favourites", "favorites") else {"source": name}
+            kind = "images" if name in ("favourites", "favorites") else "prompts"
+            records = self.store.get(kind, where=where, limit=limit)
+        except StudioError:
+            return None
+        return sorted({r.document for r in records if r.document}) or None
+
+    def styles(self, refresh: bool = False, limit: int = 24) -> Any:
+        """Styles mined from the stored prompts (studio.library.styles.Mined): modifier phrases counted in three
+        streaming passes and grouped by co-occurrence, each with its prompt count and a stored image; your ★
+        favourites make one of their own. Cached under STUDIO_HOME/cache until the prompt count changes."""
+        from studio.library.styles import favourites_style
+        from studio.library.stylecache import mined_styles
+
+        store = self.store
+        mined = mined_styles(store, self.settings.home / "cache" / "styles.json", refresh=refresh, limit=limit)
+        from studio.library.history import FAVOURITES
+
+        favs = [(r.document or "", r.id, r.metadata.get("file") or "") for r in store.get("images", where=FAVOURITES)]
+        own = favourites_style(favs)
+        if own is not None:
+            mined.styles.insert(0, own)
+        return mined
+
+    def apply_style(self, idea: str, phrases: Sequence[str]) -> dict[str, Any]:
+        """The idea with a style's phrases appended (those it holds left out) and its CLIP token count."""
+        from studio.library.styles import apply_style
+
+        return apply_style(idea, phrases)
+
+    @staticmethod
+    def add_negatives(negative: str, terms: Sequence[str]) -> str:
+        """The negative prompt with these terms appended, those it already has left out."""
+        from studio.library.negatives import add_negatives
+
+        return add_negatives(negative or "", list(terms))
+
+    def negatives(self, idea: str, k: int = 40, top: int = 12) -> Any:
+        """The negative terms the idea's nearest stored images carry (A1111, ComfyUI, Civitai images), each
+        with how many of those neighbours used it (studio.library.negatives.Negatives)."""
+        from studio.library.negatives import common_negatives
+
+        hits = self.search(idea, "images", k, Filters(nsfw=True)).results
+        return common_negatives(hits, top=top)
 
 def _rewrite_request(request: RewriteRequest | str, fields: dict[str, Any]) -> RewriteRequest:
     """The request as given, with `fields` replacing its own; an idea alone becomes one (validated later)."""

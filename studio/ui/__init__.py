@@ -13,6 +13,7 @@ from studio.ui.compare import compare_tab
 from studio.ui.create import CreateControls, create_tab
 from studio.ui.defaults import UIDefaults, ui_defaults
 from studio.ui.explore import explore_tab, reverse_tab
+from studio.ui.grid import grid_tab
 from studio.ui.history import history_tab
 from studio.ui.library import library_tab
 from studio.ui.steering import add_example
@@ -77,6 +78,7 @@ def build_ui(studio: Studio, first_run: FirstRunView | None = None, defaults: UI
             reverse = reverse_tab(studio, defaults)
             create = create_tab(studio, defaults, cancels)
             compare = compare_tab(studio, defaults, cancels)
+            grid = grid_tab(studio, defaults, cancels)
             history = history_tab(studio, defaults.ingest_roots)
             library = library_tab(studio, defaults)
 
@@ -88,6 +90,7 @@ def build_ui(studio: Studio, first_run: FirstRunView | None = None, defaults: UI
                             **private)
         compare.send.click(_to_create(create, "Compare (the ★ image)", exact=True), compare.winner, fill_out,
                            **private)
+        grid.send.click(_to_create(create, "Grid (its best row)", exact=True), grid.winner, fill_out, **private)
         steer = create.steer
         for source in (explore, reverse, history):  # a pick or one of your images as an example for the LLM
             source.add.click(add_example, [source.settings, steer.choices, steer.examples],
