@@ -118,8 +118,7 @@ def build_ui(studio: Studio, first_run: FirstRunView | None = None, defaults: UI
             outs = [status_md, timer, said_ready, library.stats, library.raw, hub_box, hub_note, hub_go]
             timer.tick(status, said_ready, outs, show_progress="hidden", **private)
             demo.load(status, said_ready, outs, **private)
-        said_in(hub_go.click(handler(library.add_pictures), None, [hub_note, library.stats, library.raw,
-                                                                   library.sources],
+        said_in(hub_go.click(handler(library.add_pictures), None, [hub_note, library.stats, library.raw],
                              api_visibility="private", show_progress_on=[hub_note], concurrency_limit=1,
                              concurrency_id="ingest"), hub_note)
         demo.load(lambda: missing_banner(studio.models()), None, banner, **private)

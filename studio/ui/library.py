@@ -75,7 +75,7 @@ def library_tab(studio: Studio, defaults: UIDefaults) -> LibraryControls:
         return models_markdown(studio.models())
 
     def ingest(path: str, upload: Any, limit: float | None,
-               progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[str, str, dict, Any]:
+               progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[str, str, dict]:
         uploads = _paths(upload)
         source = (path or "").strip()
         if not uploads and not source:
@@ -98,9 +98,9 @@ def library_tab(studio: Studio, defaults: UIDefaults) -> LibraryControls:
             confined(source, defaults.ingest_roots)
             said = studio.ingest(source, limit=limit_n, progress=tick).summary()
         text, raw = stats()
-        return f"✅ {inert(said)}", text, raw, gr.update(choices=source_names(studio))
+        return f"✅ {inert(said)}", text, raw
 
-    def add_pictures(progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[str, str, dict, Any]:
+    def add_pictures(progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[str, str, dict]:
         """One click: DiffusionDB's first part zips (downloaded once, resumed when stopped), then ingested."""
         offer = studio.hub_offer()
         if offer.offline:
@@ -112,8 +112,7 @@ def library_tab(studio: Studio, defaults: UIDefaults) -> LibraryControls:
 
         report = studio.ingest(offer.spec, progress=tick)
         text, raw = stats()
-        return (f"✅ {inert(report.summary())} Explore's *Images of this style* now has real pictures.", text, raw,
-                gr.update(choices=source_names(studio)))
+        return f"✅ {inert(report.summary())} Explore's *Images of this style* now has real pictures.", text, raw
 
     def offer_view() -> tuple[str, Any]:
         offer = studio.hub_offer()
@@ -170,17 +169,20 @@ def library_tab(studio: Studio, defaults: UIDefaults) -> LibraryControls:
             gr.Markdown(HOW_TO)
         with gr.Accordion("Raw statistics (JSON)", open=False, elem_classes="dev-only"):
             raw = gr.JSON()
-        outputs = [ingest_msg, stats_md, raw, gone]
+        outputs = [ingest_msg, stats_md, raw]  # /ingest's three outputs, as scripts read them
         refresh.click(handler(stats), None, [stats_md, raw], api_name="stats")
         tab.select(handler(stats), None, [stats_md, raw], api_visibility="private")
         tab.select(handler(models), None, models_md, api_name="models")
         tab.select(lambda: gr.update(choices=source_names(studio)), None, gone, api_visibility="private", queue=False)
         tab.select(handler(offer_view), None, [hub_md, hub_btn], api_visibility="private", queue=False)
         busy = {"show_progress_on": [ingest_msg], "concurrency_limit": 1, "concurrency_id": "ingest"}
-        said_in(go.click(handler(ingest), [path, upload, limit], outputs, api_name="ingest", **busy), ingest_msg)
-        said_in(path.submit(handler(ingest), [path, upload, limit], outputs, api_visibility="private", **busy),
-                ingest_msg)
-        said_in(hub_btn.click(handler(add_pictures), None, outputs, api_name="add_pictures", **busy), ingest_msg)
-        said_in(drop.click(handler(remove), [gone, sure], [*outputs, sure], api_name="remove_source", **busy),
+        choices = {"fn": lambda: gr.update(choices=source_names(studio)), "inputs": None, "outputs": gone,
+                   "api_visibility": "private", "queue": False}
+        for event in (go.click(handler(ingest), [path, upload, limit], outputs, api_name="ingest", **busy),
+                      path.submit(handler(ingest), [path, upload, limit], outputs, api_visibility="private", **busy),
+                      hub_btn.click(handler(add_pictures), None, outputs, api_name="add_pictures", **busy)):
+            said_in(event, ingest_msg)
+            event.success(**choices)  # a new source can be removed at once
+        said_in(drop.click(handler(remove), [gone, sure], [*outputs, gone, sure], api_name="remove_source", **busy),
                 ingest_msg)
     return LibraryControls(tab, stats_md, raw, ingest_msg, gone, add_pictures)
