@@ -45,6 +45,7 @@ class Progress:
     damage: list[str] = field(default_factory=list)  # what the launch check found wrong with the store
     offer: str | None = None  # your PNGs in outputs/ that the store lacks
     finished_write_backs: str | None = None  # what finishing interrupted write-backs stored
+    pictures: bool = False  # the library has no more DiffusionDB images than the sample's few: offer real ones
 
     @property
     def busy(self) -> bool:
@@ -98,6 +99,10 @@ class FirstRun:
             p.offer = next((f.text for f in report.of("outputs")), None)
             if not p.damage:
                 self.studio.warm()  # Chroma loads an HNSW index on its first query: seconds at a million records
+            try:  # Explore's "Images of this style" shows the sample's 3 for every idea: the page offers more
+                p.pictures = self.ingest_sample and self.studio.wants_pictures()
+            except StudioError:
+                p.pictures = False
             p.phase, p.finished = "ready", time.monotonic()
         except ModelMissingError as exc:  # the page's banner says which model and how to get it: not said twice
             p.phase, p.error = "failed", self._clip_error(exc)

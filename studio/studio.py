@@ -34,6 +34,7 @@ from studio.generate.request import (  # noqa: E402
 )
 from studio.images import open_image  # noqa: E402
 from studio.ingest.sources import IMAGE_SUFFIXES  # noqa: E402
+from studio.ingest.uploads import UPLOAD_TYPES  # noqa: E402
 from studio.library.compare import VARIANTS  # noqa: E402
 from studio.library.history import ImageDetails  # noqa: E402
 from studio.library.imageinfo import ImageInfo  # noqa: E402
@@ -46,7 +47,7 @@ from studio.tokens import LIMIT as TOKEN_LIMIT, chunks as token_chunks, count as
 
 __all__ = [
     "Studio", "Progress", "Filters", "Hit", "SearchResult", "MINE", "settings_of", "GenerationRequest", "Lineage",
-    "ImageDetails", "ImageInfo", "IngestReport", "StoreStats", "RewriteRequest", "RewriteResult", "RewriteEvent", "ImageSource", "open_image", "IMAGE_SUFFIXES", "VARIANTS", "MAX_CFG",
+    "ImageDetails", "ImageInfo", "IngestReport", "StoreStats", "RewriteRequest", "RewriteResult", "RewriteEvent", "ImageSource", "open_image", "IMAGE_SUFFIXES", "UPLOAD_TYPES", "VARIANTS", "MAX_CFG",
     "MAX_IMAGES", "MAX_PROMPT_CHARS", "MAX_SIDE", "MAX_STEPS", "MIN_SIDE", "PROFILES", "SCHEDULERS", "SDXL_SIZES",
     "SEED_RANGE", "scheduler_name", "MAX_CANDIDATES", "MAX_IDEA_CHARS", "MAX_NOTE_CHARS", "MAX_QUERY_CHARS",
     "TOKEN_LIMIT", "token_chunks", "count_tokens",
@@ -236,6 +237,47 @@ class Studio:
 
     def ingest_sample(self, progress: Progress | None = None) -> list[IngestReport]:
         return self.ingester.ingest_sample(progress)
+
+    def ingest_uploads(self, files: Sequence[tuple[str, str]], limit: int | None = None,
+                       progress: Progress | None = None) -> list[IngestReport]:
+        """Files uploaded from the browser ((temporary path, the user's file name) each): images (kept under
+        STUDIO_HOME/uploads, as the user's), a .zip of a folder (unpacked there), tables and DiffusionDB parts;
+        each report and message names the user's file. What went in before a failing file stays in."""
+        from studio.ingest.uploads import stage
+
+        reports: list[IngestReport] = []
+        for up in stage(files, self.settings.home / "uploads"):
+            try:
+                report = self.ingest(up.path, limit=limit, progress=progress)
+            except StudioError as exc:
+                done = " ".join(r.summary() for r in reports)
+                said = str(exc).replace(up.path, up.name)
+                raise type(exc)(f"{done} Then {said}" if done else said) from exc
+            report.source = up.name
+            reports.append(report)
+        return reports
+
+    def hub_offer(self, ask_hub: bool = False) -> Any:
+        """The offer of real DiffusionDB pictures (studio.ingest.hub_offer.HubOffer): its size before it starts,
+        what is already downloaded; ask_hub: the hub's own sizes (one request; never when offline)."""
+        from studio.ingest.hub_offer import hub_sizes, offer
+
+        return offer(self.settings, hub_sizes if ask_hub else None)
+
+    def wants_pictures(self) -> bool:
+        """The library holds no more DiffusionDB images than the shipped sample's few: Explore's "Images of this
+        style" would show the same ones for every idea, so the real ones are offered."""
+        from studio.ingest.hub_offer import SAMPLE_IMAGES
+
+        return self.stats().by_source("images").get("diffusiondb", 0) <= SAMPLE_IMAGES
+
+    def remove_source(self, source: str, progress: Progress | None = None) -> Any:
+        """Take a source out of the library (one ingested by mistake): its images and the prompts only it holds
+        go; prompts other sources also hold stay, with their counts; the counters stay exact. Returns a
+        studio.library.removal.RemovalReport. Pages through the store by source, never all of it."""
+        from studio.library.removal import remove_source
+
+        return remove_source(self.store, source, progress)
 
     def warm(self) -> float:
         """One search of each kind, so the first real search finds CLIP and both indexes in memory;

@@ -288,11 +288,21 @@ class PromptStore:
                 if kind == "images":
                     newest.forget(self.client, self.names[kind], [r.id for r in gone])
 
-    def update_metadata(self, kind: str, ids: Sequence[str], metadatas: Sequence[dict[str, Any]]) -> None:
+    def update_metadata(self, kind: str, ids: Sequence[str], metadatas: Sequence[dict[str, Any]],
+                        drop: Sequence[str] = (), was: Sequence[Any] | None = None) -> None:
+        """Chroma merges metadata: keys not given stay; `drop` names keys to remove. `was`: the records'
+        sources before, when this update changes them (the counters move from the old source to the new)."""
         col = self.collections[kind]
-        for start in range(0, len(ids), self.max_batch):
-            end = start + self.max_batch
-            col.update(ids=list(ids[start:end]), metadatas=[_clean(m) for m in metadatas[start:end]])
+        gone = dict.fromkeys(drop)
+        with counts.LOCK:
+            for start in range(0, len(ids), self.max_batch):
+                end = start + self.max_batch
+                col.update(ids=list(ids[start:end]),
+                           metadatas=[{**gone, **_clean(m)} for m in metadatas[start:end]])
+            if was is not None:
+                counts.remove(self.client, self.names[kind], was)
+                counts.add(self.client, self.names[kind], (m.get("source") for m in metadatas))
+                counts.flush(self.client, self.names[kind])
 
     # -- reading -------------------------------------------------------------------------
     def get(self, kind: str, ids: Iterable[str] | None = None, where: dict | None = None,

@@ -8,7 +8,7 @@ from typing import Any, Protocol
 import gradio as gr
 
 from studio.studio import Studio
-from studio.ui.common import Cancels
+from studio.ui.common import Cancels, handler, said_in
 from studio.ui.compare import compare_tab
 from studio.ui.create import CreateControls, create_tab
 from studio.ui.defaults import UIDefaults, ui_defaults
@@ -73,6 +73,9 @@ def build_ui(studio: Studio, first_run: FirstRunView | None = None, defaults: UI
                               elem_id="dev-view")
         status_md = gr.Markdown(first_run.status_markdown() if first_run else "", elem_id="status")
         banner = gr.Markdown(missing_banner(studio.models()), elem_id="models-banner")
+        with gr.Group(visible=False, elem_id="status-hub-box") as hub_box:  # first run: real pictures, one click
+            hub_note = gr.Markdown(elem_id="status-hub-note")
+            hub_go = gr.Button("Add real DiffusionDB images", size="sm", elem_id="status-hub")
         with gr.Tabs() as tabs:
             explore = explore_tab(studio, defaults, loading)
             reverse = reverse_tab(studio, defaults)
@@ -109,12 +112,19 @@ def build_ui(studio: Studio, first_run: FirstRunView | None = None, defaults: UI
                 ready = p.phase == "ready"
                 refresh = ready and not ready_before  # the sample just went in: the Library's counts too
                 stats = studio.stats() if refresh else None
+                offer = studio.hub_offer() if refresh and getattr(p, "pictures", False) else None
+                shown = ((gr.update(visible=True), offer.markdown(), gr.update(value=offer.button(),
+                                                                             interactive=not offer.offline))
+                         if offer else (gr.skip(),) * 3)
                 return (text, gr.Timer(active=p.busy or bool(text)), ready,
-                        stats_markdown(stats) if stats else gr.skip(), stats.to_dict() if stats else gr.skip())
+                        stats_markdown(stats) if stats else gr.skip(), stats.to_dict() if stats else gr.skip(), *shown)
 
             timer = gr.Timer(1.0)
-            outs = [status_md, timer, said_ready, library.stats, library.raw]
+            outs = [status_md, timer, said_ready, library.stats, library.raw, hub_box, hub_note, hub_go]
             timer.tick(status, said_ready, outs, show_progress="hidden", **private)
             demo.load(status, said_ready, outs, **private)
+        said_in(hub_go.click(handler(library.add_pictures), None, [hub_note, library.stats, library.raw],
+                             api_visibility="private", show_progress_on=[hub_note], concurrency_limit=1,
+                             concurrency_id="ingest"), hub_note)
         demo.load(lambda: missing_banner(studio.models()), None, banner, **private)
     return demo

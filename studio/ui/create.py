@@ -157,14 +157,14 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
     def cancel(request: gr.Request = None) -> str:
         return "⏹️ Cancelling at the next step…" if cancels.cancel(session_of(request)) else "Nothing is running."
 
-    def suggested_settings(s: dict) -> list[Any]:
+    def suggested_settings(s: dict, width: Any = None, height: Any = None) -> list[Any]:
         from studio.ui.views import for_sdxl
 
         if not s:
             return [*[gr.skip()] * len(controls.settings),
                     "The retrieved neighbours carry no settings (a table without seeds or cfg): nothing to copy. "
                     "Rewrite an idea first, or set them by hand."]
-        values, changed = for_sdxl(s)
+        values, changed = for_sdxl(s, current=(width, height))  # never more pixels than the size set now
         said = "Copied the neighbours' usual settings" + (f"; {'; '.join(changed)}" if changed else "") + "."
         return [*controls.panel.fill_values(values, with_seed=False), said]
 
@@ -239,7 +239,8 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
                    panel.sampler, panel.profile]
         said_in(steer.generate_all.click(handler(generate_all, gpu=True), look_in, [steer.looks, info],
                                          api_visibility="private", show_progress_on=[info], **GPU), info)
-        suggest.click(suggested_settings, suggested, [*controls.settings, rewrite_note], **private)
+        suggest.click(suggested_settings, [suggested, panel.width, panel.height], [*controls.settings, rewrite_note],
+                      **private)
         gen_in = [prompt, negative, panel.seed, panel.steps, panel.cfg, panel.width, panel.height, panel.sampler,
                   panel.profile, n, lineage]
         said_in(go.click(handler(generate, gpu=True), gen_in, [preview, images, info, raw], api_name="generate",

@@ -62,8 +62,12 @@ def match(hit: Hit, cross_modal: bool) -> str:
     image-to-image; CLIPScore for text-to-image and image-to-text, whose raw cosines are small and can be
     negative (a 0.3 cosine there is a good match)."""
     sim = 1.0 - float(hit.distance)
-    score = min(1.0, CLIPSCORE_W * max(sim, 0.0)) if cross_modal else max(sim, 0.0)
-    return f"{round(100 * score)}%"
+    return clip_percent(sim) if cross_modal else f"{round(100 * max(sim, 0.0))}%"
+
+
+def clip_percent(cosine: float) -> str:
+    """A text-image CLIP cosine (an image against an idea) as the percentage every tab shows: CLIPScore."""
+    return f"{round(100 * min(1.0, CLIPSCORE_W * max(float(cosine), 0.0)))}%"
 
 
 def ago(epoch: Any, now: float | None = None) -> str:

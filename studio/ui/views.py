@@ -149,10 +149,25 @@ def diff_spans(idea: str, prompt: str) -> list[tuple[str, str | None]]:
     return spans
 
 
-def for_sdxl(settings: dict[str, Any], exact: bool = False, sizes: bool | None = None) -> tuple[dict[str, Any], list[str]]:
+def fitted(shape: tuple[int, int], current: tuple[int, int]) -> tuple[int, int]:
+    """`shape`'s aspect ratio at no more pixels than `current` (a size this machine was set to serve), sides in
+    multiples of 8 within SDXL's range."""
+    (w, h), area = shape, current[0] * current[1]
+    if w * h <= area:
+        return w, h
+    scale = (area / (w * h)) ** 0.5
+    side = lambda v: int(min(MAX_SIDE, max(MIN_SIDE, v * scale // 8 * 8)))  # noqa: E731 - rounded down: never more
+    out = side(w), side(h)
+    return out if out[0] * out[1] <= area else current  # SDXL's smallest side forced it up: the size set stays
+
+
+def for_sdxl(settings: dict[str, Any], exact: bool = False, sizes: bool | None = None,
+             current: tuple[Any, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
     """A stored record's settings as Create can use them with SDXL, and what had to change, in words.
     exact (History's own generations, a dropped image's own settings): the seed is used (a seed past SDXL's range
-    is said); sizes (default: exact) are kept as they are, to make the same picture again."""
+    is said); sizes (default: exact) are kept as they are, to make the same picture again.
+    current: the size the panel is set to; a suggested size never has more pixels than it (a CPU set to 64×64
+    keeps small pictures: the neighbours' shape is taken, not their 1024×1024)."""
     sizes = exact if sizes is None else sizes
     s, out, changed = dict(settings or {}), {}, []
     if s.get("size") and not s.get("width"):
@@ -178,9 +193,14 @@ def for_sdxl(settings: dict[str, Any], exact: bool = False, sizes: bool | None =
             # DiffusionDB's images are SD 1.x sizes (512 px): SDXL draws badly far from its ~1 MP buckets,
             # so the SDXL size of the nearest aspect ratio is used instead.
             bw, bh = min(SDXL_SIZES, key=lambda wh: abs(wh[0] / wh[1] - w / h))
+            why = "SDXL's size for that shape"
+            now = _size(current)
+            if now is not None and (fw := fitted((bw, bh), now)) != (bw, bh):
+                bw, bh = fw
+                why = f"that shape within your {now[0]}×{now[1]}'s pixels"
             out["width"], out["height"] = bw, bh
             if (bw, bh) != (w, h):
-                changed.append(f"{w}×{h} → {bw}×{bh} (SDXL's size for that shape)")
+                changed.append(f"{w}×{h} → {bw}×{bh} ({why})")
     if s.get("sampler"):
         try:
             name = scheduler_name(s["sampler"])
@@ -193,6 +213,14 @@ def for_sdxl(settings: dict[str, Any], exact: bool = False, sizes: bool | None =
         if s.get(key) is not None:
             out[key] = s[key]
     return out, changed
+
+
+def _size(current: tuple[Any, Any] | None) -> tuple[int, int] | None:
+    try:
+        w, h = int(current[0]), int(current[1])  # type: ignore[index]
+    except (TypeError, ValueError, IndexError):
+        return None
+    return (w, h) if w > 0 and h > 0 else None
 
 
 def comparison_choices(hits: list[Hit]) -> list[tuple[str, str]]:
