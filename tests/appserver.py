@@ -109,3 +109,20 @@ def small_settings(page: Any, accordion: str) -> None:
 
 needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                     reason="Debian's chromium is not installed (.ci/run installs it)")
+
+
+def newest_history(page: Any) -> None:
+    """History's newest-first list, whatever an earlier test left in its boxes (tests run in any order)."""
+    page.get_by_role("tab", name="History").click()
+    page.locator("#history-text textarea").fill("")
+    box = page.locator("#history-favourites input")
+    if box.is_checked():
+        box.uncheck()
+    page.locator("#history-go").click()
+    page.locator("#history-note").get_by_text("newest first").wait_for()
+
+
+def make_images(url: str, prompt: str = "a lighthouse in a storm", n: int = 2) -> None:
+    """Generations of our own in the served app, so a test about History has some whatever ran before it."""
+    ready_client(url).predict(prompt, "", 11, SMALL["steps"], SMALL["cfg"], SMALL["width"], SMALL["height"], "Euler",
+                              "standard", n, api_name="/generate")

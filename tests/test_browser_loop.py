@@ -11,7 +11,7 @@ from typing import Any, Iterator
 import pytest
 from playwright.sync_api import expect
 
-from tests.appserver import ARTIFACTS, SMALL, browser, needs_chromium, ready_client, serve, stop
+from tests.appserver import ARTIFACTS, SMALL, browser, needs_chromium, newest_history, ready_client, serve, stop
 from tests.toolimages import FOOOCUS_SEED, make_tool_folder
 
 pytestmark = needs_chromium
@@ -157,9 +157,7 @@ def _shown(page: Any) -> int:
 
 
 def test_history_favourite_toggle_delete_and_undo(page: Any) -> None:
-    page.get_by_role("tab", name="History").click()
-    page.locator("#history-go").click()
-    page.locator("#history-note").get_by_text("newest first").wait_for()
+    newest_history(page)
     before = _shown(page)
     fav, remove = page.locator("#history-favourite"), page.locator("#history-delete")
     expect(fav).to_be_disabled()  # nothing picked: nothing to act on
