@@ -154,6 +154,8 @@ def test_suggested_settings_keep_a_small_size(page: Any, tmp_path: Path) -> None
     cats.write_text("prompt,width,height,steps,cfg\n" + "".join(
         f'"a cat sleeping on a sofa, {style}",512,768,30,7\n' for style in
         ("oil painting", "watercolor", "photo", "pencil sketch", "digital art", "pastel")))
+    page.reload()  # an earlier test's uploads would still be in the upload box (tests run in any order)
+    page.locator("#explore-idea textarea").wait_for()
     page.get_by_role("tab", name="Library").click()
     page.locator("#library-path textarea, #library-path input").first.fill(str(cats))
     page.locator("#library-ingest").click()
