@@ -164,3 +164,24 @@ def test_store_stats_name_their_sources_without_the_unknown_marker():
     assert stats.sources() == {"diffusiondb", "user", "generated"} and stats.sources("images") == {"generated"}
     assert stats.by_source("prompts") == {"diffusiondb": 3, "user": 1}
     assert StoreStats.from_dict(stats.to_dict()) == stats and stats.to_dict()["indexes"][0]["by_source"][UNKNOWN_SOURCE] == 2
+
+
+def test_two_stores_in_one_process_keep_their_counts_apart(tmp_path: Path, tiny_clip_dir: Path, embedder):
+    """Counts added but not yet written belong to their own store: a second store with the same CLIP (so the
+    same collection names) never shows them (CI's random order 2026-12-07: a test's unwritten 'diffusiondb'
+    image appeared in the next test's store)."""
+    from studio.config import Settings
+
+    def open_studio(name: str) -> Studio:
+        home = tmp_path / name
+        return Studio(Settings(home=home, models_dir=home / "models", clip_model=str(tiny_clip_dir), offline=True,
+                               device="cpu", sample_dir=SAMPLE), embedder=embedder)
+
+    first, second = open_studio("first"), open_studio("second")
+    assert first.store.names == second.store.names  # the case: the same names in two stores
+    second.stats()
+    first.ingest(str(SAMPLE / "metadata-fullparams-promptsdvis-first99.csv"), limit=5)
+    with counts.LOCK:  # counted, and not written yet (as in the FLUSH_S window of a running ingest)
+        counts.add(first.client, first.store.collections["images"], ["diffusiondb"])
+    assert second.stats().by_source("prompts") == {} and second.stats().by_source("images") == {}
+    assert first.stats(wait=True).by_source("prompts") == scanned(first)[first.store.names["prompts"]]

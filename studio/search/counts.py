@@ -23,10 +23,12 @@ PAGE = 20_000
 UNKNOWN_SOURCE = "?"  # records stored without a source are counted under this
 FLUSH_S = 2.0  # counters are written at most this often while an ingest adds (and when it ends)
 LOCK = threading.RLock()  # held across "upsert + add", and across "count() + read" in stats
-_recounting: dict[str, threading.Thread] = {}  # collection name -> its background recount
+# Process state is keyed by collection id, never by name: two stores opened with the same CLIP (a test run, the
+# CLI beside a server) have collections of the same names, and one store's unwritten counts are not the other's.
+_recounting: dict[str, threading.Thread] = {}  # collection id -> its background recount
 _stopping = threading.Event()  # set at exit: a background recount stops at its next page, unwritten
-_pending: dict[str, Counter] = {}  # added in this process, not yet written (read() includes them)
-_flushed: dict[str, float] = {}
+_pending: dict[str, Counter] = {}  # collection id -> added in this process, not yet written (read() includes them)
+_flushed: dict[str, float] = {}  # collection id -> when its counts were last written
 VERIFY_S = 30.0  # counters that matched count() this recently are trusted without asking again
 _verified: dict[str, float] = {}  # collection id -> when its counters last matched count()
 
@@ -45,28 +47,32 @@ def _write(col: Any, counts: dict[str, int]) -> None:
     col.modify(metadata=meta)
 
 
-def add(client: Any, name: str, sources: Iterable[str]) -> None:
+def add(client: Any, col: Any, sources: Iterable[str]) -> None:
     """Count newly stored records (call under LOCK, right after their upsert). They are written with the
     collection's metadata every FLUSH_S (a metadata write per batch costs a bulk load ~10%)."""
-    _pending.setdefault(name, Counter()).update(str(s or UNKNOWN_SOURCE) for s in sources)
-    if time.monotonic() - _flushed.get(name, 0.0) >= FLUSH_S:
-        flush(client, name)
+    key = str(col.id)
+    _pending.setdefault(key, Counter()).update(str(s or UNKNOWN_SOURCE) for s in sources)
+    if time.monotonic() - _flushed.get(key, 0.0) >= FLUSH_S:
+        flush(client, col)
 
 
-def remove(client: Any, name: str, sources: Iterable[str]) -> None:
+def remove(client: Any, col: Any, sources: Iterable[str]) -> None:
     """Count records just deleted (call under LOCK, right after the delete); written at once (deletes are few)."""
-    _pending.setdefault(name, Counter()).subtract(str(s or UNKNOWN_SOURCE) for s in sources)
-    flush(client, name)
+    _pending.setdefault(str(col.id), Counter()).subtract(str(s or UNKNOWN_SOURCE) for s in sources)
+    flush(client, col)
 
 
-def flush(client: Any, name: str) -> None:
-    """Write this process's pending counts (the metadata read fresh: a recount or another process may have
-    set it since). Call under LOCK; ingest calls it when it ends."""
-    new = _pending.pop(name, None)
-    _flushed[name] = time.monotonic()
+def flush(client: Any, col: Any) -> None:
+    """Write this process's pending counts for `col` (its metadata read fresh: a recount or another process may
+    have set it since). Call under LOCK; ingest calls it when it ends."""
+    key = str(col.id)
+    new = _pending.pop(key, None)
+    _flushed[key] = time.monotonic()
     if not new:
         return
-    col = client.get_collection(name, embedding_function=None)
+    col = client.get_collection(col.name, embedding_function=None)
+    if str(col.id) != key:
+        return  # the collection was replaced since (a rebuild): its records were counted when they went in
     counts = _stored(col.metadata)
     if counts is None:
         return  # never counted (a store from before counters): the first stats() recounts it
@@ -86,7 +92,7 @@ def recount(col: Any, stop: threading.Event | None = None) -> dict[str, int] | N
     written) when `stop` was set before the last page."""
     counts: Counter = Counter()
     with LOCK:
-        _pending.pop(col.name, None)  # the scan sees those records
+        _pending.pop(str(col.id), None)  # the scan sees those records
         offset = 0
         while True:
             if stop is not None and stop.is_set():
@@ -122,11 +128,11 @@ def read(client: Any, name: str, background: bool = True) -> tuple[int, dict[str
     background is False) and the counters as they stand come back with exact=False."""
     with LOCK:
         col = client.get_collection(name, embedding_function=None)  # fresh metadata: other processes write too
+        key = str(col.id)
         counts = _stored(col.metadata)
         if counts is not None:
-            for source, n in _pending.get(name, {}).items():
+            for source, n in _pending.get(key, {}).items():
                 counts[source] = counts.get(source, 0) + n
-        key = str(col.id)
         trusted = background and counts is not None and time.monotonic() - _verified.get(key, -VERIFY_S) < VERIFY_S
         total = sum(counts.values()) if trusted and counts is not None else int(col.count())
     if counts is not None and sum(counts.values()) == total:
@@ -137,16 +143,16 @@ def read(client: Any, name: str, background: bool = True) -> tuple[int, dict[str
     if not background:
         return total, recount(col), True
     with LOCK:
-        if name not in _recounting and not _stopping.is_set():
+        if key not in _recounting and not _stopping.is_set():
 
             def run() -> None:
                 try:
                     recount(col, _stopping)
                 finally:
-                    _recounting.pop(name, None)
+                    _recounting.pop(key, None)
 
             # A daemon, so a server's exit never waits for a whole scan; _stop_recounts joins it at exit.
             thread = threading.Thread(target=run, daemon=True, name=f"recount-{name}")
-            _recounting[name] = thread
+            _recounting[key] = thread
             thread.start()
     return total, counts or {}, False

@@ -268,15 +268,15 @@ class PromptStore:
                 col.add(ids=list(ids[start:end]), embeddings=np.asarray(embeddings[start:end], dtype=np.float32),
                         metadatas=[_clean(m) for m in metadatas[start:end]],
                         documents=list(documents[start:end]) if documents is not None else None)
-            counts.add(self.client, self.names[kind], (m.get("source") for m in metadatas))
+            counts.add(self.client, col, (m.get("source") for m in metadatas))
             if kind == "images":  # History's newest first, by when each was made
                 newest.note(self.client, self.names[kind], ids, metadatas)
 
     def flush_counts(self) -> None:
         """Write the counts added since the last write (an ingest calls this when it ends)."""
         with counts.LOCK:
-            for name in self.names.values():
-                counts.flush(self.client, name)
+            for col in self.collections.values():
+                counts.flush(self.client, col)
 
     def delete(self, kind: str, ids: Sequence[str]) -> None:
         """Records removed, and uncounted from their sources."""
@@ -284,7 +284,7 @@ class PromptStore:
             gone = self.get(kind, ids)
             if gone:
                 self.collections[kind].delete(ids=[r.id for r in gone])
-                counts.remove(self.client, self.names[kind], (r.metadata.get("source") for r in gone))
+                counts.remove(self.client, self.collections[kind], (r.metadata.get("source") for r in gone))
                 if kind == "images":
                     newest.forget(self.client, self.names[kind], [r.id for r in gone])
 
@@ -300,9 +300,9 @@ class PromptStore:
                 col.update(ids=list(ids[start:end]),
                            metadatas=[{**gone, **_clean(m)} for m in metadatas[start:end]])
             if was is not None:
-                counts.remove(self.client, self.names[kind], was)
-                counts.add(self.client, self.names[kind], (m.get("source") for m in metadatas))
-                counts.flush(self.client, self.names[kind])
+                counts.remove(self.client, col, was)
+                counts.add(self.client, col, (m.get("source") for m in metadatas))
+                counts.flush(self.client, col)
 
     # -- reading -------------------------------------------------------------------------
     def get(self, kind: str, ids: Iterable[str] | None = None, where: dict | None = None,
