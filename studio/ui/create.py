@@ -50,44 +50,50 @@ def suggested_settings(panel: SettingsPanel, s: dict) -> list[Any]:
 
 def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> CreateControls:
     h = CreateHandlers(studio, cancels)
-    with gr.Tab("Create", id="create"):
-        with gr.Row():
-            idea = gr.Textbox(label="Idea", placeholder="a cat sleeping on a sofa", scale=4, elem_id="create-idea",
-                              max_length=MAX_IDEA_CHARS, min_width=320)
-            k = gr.Slider(0, 20, value=5, step=1, label="Examples to retrieve", scale=1, min_width=200)
-            nsfw = gr.Checkbox(label="NSFW examples", value=False, scale=0, min_width=160)
-            rewrite_btn = gr.Button("Rewrite", variant="primary", scale=1, elem_id="create-rewrite", min_width=140)
-        steer = steering_panel()
-        retrieved = gr.Dataframe(headers=RETRIEVED, label="Retrieved prompts (the LLM's examples)", wrap=True,
-                                 interactive=False, column_widths=["90px", "480px", "70px", "220px"], max_height=260)
-        prompt = gr.Textbox(label="Prompt", lines=3, buttons=["copy"], elem_id="create-prompt", max_length=MAX_PROMPT_CHARS,
-                            placeholder="The rewrite streams in here; or type or paste a prompt (Ctrl+Enter generates)")
-        with gr.Row():
-            rewrite_note = gr.Markdown(elem_id="create-rewrite-note")
-            tokens = gr.Markdown(token_line(""), elem_id="create-tokens")
-            undo = gr.Button("↶ Undo rewrite", size="sm", scale=0, min_width=140, elem_id="create-undo")
-        lora_picker(lambda: [lo["name"] for lo in studio.loras()], prompt)
-        negative = gr.Textbox(label="Negative prompt", placeholder="blurry, low quality", elem_id="create-negative",
-                              max_length=MAX_PROMPT_CHARS)
-        last_seed_btn: list[gr.Button] = []
-        with gr.Accordion("Settings", open=False, elem_id="create-settings"):
-            panel = settings_panel(defaults, seed_extra=lambda: last_seed_btn.append(
-                gr.Button("♻ Last seed", size="sm", scale=0, min_width=110, elem_id="create-last-seed")))
+    with gr.Tab("Create", id="create"), gr.Row(elem_id="create-columns"):
+        # Two columns, as AUTOMATIC1111 and Fooocus: what goes in on the left, what comes out on the right,
+        # both in the first screen at 1366 px; under 800 px the right column wraps under the left one.
+        with gr.Column(scale=5, min_width=460, elem_id="create-left"):
+            idea = gr.Textbox(label="Idea", placeholder="a cat sleeping on a sofa", elem_id="create-idea",
+                              max_length=MAX_IDEA_CHARS)
+            with gr.Row(equal_height=True):
+                k = gr.Slider(0, 20, value=5, step=1, label="Examples to retrieve", scale=2, min_width=180)
+                nsfw = gr.Checkbox(label="NSFW examples", value=False, scale=1, min_width=130)
+                rewrite_btn = gr.Button("Rewrite", variant="primary", scale=1, elem_id="create-rewrite",
+                                        min_width=110)
+            steer = steering_panel()
+            prompt = gr.Textbox(label="Prompt", lines=3, buttons=["copy"], elem_id="create-prompt",
+                                max_length=MAX_PROMPT_CHARS,
+                                placeholder="The rewrite streams in here; or type or paste a prompt (Ctrl+Enter generates)")
             with gr.Row():
-                n = gr.Slider(1, MAX_IMAGES, value=1, step=1, label="Images")
-                suggest = gr.Button("Use suggested settings (from the retrieved neighbours)", size="sm")
-        with gr.Row():
-            blocked = sdxl_missing(studio)
-            go = gr.Button("Generate (needs SDXL: see the note at the top)" if blocked else "Generate",
-                           variant="primary", interactive=not blocked, elem_id="create-generate")
-            stop = gr.Button("Cancel", variant="stop", elem_id="create-cancel")
-        info = gr.Markdown(elem_id="create-info")
-        with gr.Row():
-            preview = gr.Image(label="Live preview", interactive=False, height=384, elem_id="create-preview")
+                rewrite_note = gr.Markdown(elem_id="create-rewrite-note")
+                tokens = gr.Markdown(token_line(""), elem_id="create-tokens")
+                undo = gr.Button("↶ Undo rewrite", size="sm", scale=0, min_width=140, elem_id="create-undo")
+            lora_picker(lambda: [lo["name"] for lo in studio.loras()], prompt)
+            negative = gr.Textbox(label="Negative prompt", placeholder="blurry, low quality", elem_id="create-negative",
+                                  max_length=MAX_PROMPT_CHARS)
+            last_seed_btn: list[gr.Button] = []
+            with gr.Accordion("Settings", open=True, elem_id="create-settings"):
+                panel = settings_panel(defaults, seed_extra=lambda: last_seed_btn.append(
+                    gr.Button("♻ Last seed", size="sm", scale=0, min_width=110, elem_id="create-last-seed")))
+                with gr.Row():
+                    n = gr.Slider(1, MAX_IMAGES, value=1, step=1, label="Images")
+                    suggest = gr.Button("Use suggested settings (from the retrieved neighbours)", size="sm")
+            retrieved = gr.Dataframe(headers=RETRIEVED, label="Retrieved prompts (the LLM's examples)", wrap=True,
+                                     interactive=False, column_widths=["80px", "300px", "60px", "160px"],
+                                     max_height=260, elem_id="create-retrieved")
+        with gr.Column(scale=4, min_width=360, elem_id="create-right"):
+            with gr.Row():
+                blocked = sdxl_missing(studio)
+                go = gr.Button("Generate (needs SDXL: see the note at the top)" if blocked else "Generate",
+                               variant="primary", interactive=not blocked, elem_id="create-generate", scale=3)
+                stop = gr.Button("Cancel", variant="secondary", elem_id="create-cancel", scale=1, min_width=100)
+            info = gr.Markdown(elem_id="create-info")
+            preview = gr.Image(label="Live preview", interactive=False, height=256, elem_id="create-preview")
             images = gr.Gallery(label="Results (saved to outputs/ and your library)", columns=2, height=384,
                                 object_fit="contain", elem_id="create-gallery")
-        with gr.Accordion("Raw result (JSON)", open=False, elem_classes="dev-only"):
-            raw = gr.JSON()
+            with gr.Accordion("Raw result (JSON)", open=False, elem_classes="dev-only"):
+                raw = gr.JSON()
         suggested, lineage = gr.State({}), gr.State({})
         last_seed = gr.State(None)  # the seed of the last generation (♻ Last seed), not read out of the raw JSON
         rewritten = gr.State({})  # the last rewrite's lineage, for its candidates (the Prompt box may hold another's)
@@ -120,12 +126,18 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
             use.click(lambda t: t or gr.skip(), text, prompt, **private)
         look_in = [steer.result, rewritten, negative, panel.seed, panel.steps, panel.cfg, panel.width, panel.height,
                    panel.sampler, panel.profile]
-        said_in(steer.generate_all.click(handler(h.generate_all, gpu=True), look_in, [steer.looks, info],
-                                         api_visibility="private", show_progress_on=[info], **GPU), info)
+        looking = steer.generate_all.click(handler(h.generate_all, gpu=True), look_in, [steer.looks, info],
+                                           api_visibility="private", show_progress_on=[info], **GPU)
+        said_in(looking, info)
         suggest.click(lambda s: suggested_settings(panel, s), suggested, [*controls.settings, rewrite_note], **private)
         gen_in = [prompt, negative, panel.seed, panel.steps, panel.cfg, panel.width, panel.height, panel.sampler,
                   panel.profile, n, lineage]
-        said_in(go.click(handler(h.generate, gpu=True), gen_in, [preview, images, info, raw, last_seed], api_name="generate",
-                         show_progress_on=[info], **GPU), info)
+        generating = go.click(handler(h.generate, gpu=True), gen_in, [preview, images, info, raw, last_seed],
+                              api_name="generate", show_progress_on=[info], **GPU)
+        said_in(generating, info)
+        for trigger, event in ((go.click, generating), (steer.generate_all.click, looking)):
+            # Cancel is red only while something runs (set as the click is sent; back once the job ends).
+            trigger(lambda: gr.update(variant="stop"), None, stop, show_progress="hidden", **private)
+            event.then(lambda: gr.update(variant="secondary"), None, stop, show_progress="hidden", **private)
         stop.click(handler(h.cancel), None, info, api_name="cancel", queue=False)
     return controls

@@ -33,9 +33,17 @@ def rewrite_notes(r: Any) -> str:
     notes += [f"⚠️ {cand.warning}"] if cand and cand.warning else []
     notes += [f"🔒 Put back what the LLM dropped: {inert(', '.join(cand.restored))}"] if cand and cand.restored else []
     notes += [f"{len(r.candidates)} candidates below: **Use this ↑** puts one here."] if len(r.candidates) > 1 else []
-    notes += [f"ℹ️ {r.notice}"] if r.notice else []
+    notes += [one_line(r.notice)] if r.notice else []
     notes += [f"Neighbours suggest: {settings_line(r.suggested)}"] if r.suggested else []
     return "\n\n".join(notes)
+
+
+def one_line(notice: str) -> str:
+    """A notice (the starter model's, the LLM on the CPU) as one line, its details behind a click."""
+    head, _, rest = notice.partition(". ")
+    if not rest:
+        return f"ℹ️ {notice}"
+    return f"<details class='studio-notice'><summary>ℹ️ {head}.</summary>\n\n{rest}\n\n</details>"
 
 
 def generation_fields(negative: str, seed: Any, steps: float, cfg: float, width: float, height: float,
