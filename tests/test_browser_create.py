@@ -68,6 +68,16 @@ def shots(page: Any, name: str) -> None:
     shot(page, f"create-{name}-full")
 
 
+def slow(page: Any) -> None:
+    """Settings for a generation of some seconds with the tiny SDXL (time to see it run, cancel or reload)."""
+    small_settings(page, "create-settings")
+    for label, value in (("Steps", 150), ("Width", 128), ("Height", 128)):
+        box = page.locator(f"#create-settings input[aria-label='number input for {label}']")
+        box.fill(str(value))
+        box.press("Enter")
+        expect(box).to_have_value(str(value))
+
+
 def test_results_sit_beside_the_settings_in_the_first_screen(page: Any) -> None:
     settings, gallery = box(page, "#create-settings"), box(page, "#create-gallery")
     go, preview = box(page, "#create-generate"), box(page, "#create-preview")
@@ -84,14 +94,11 @@ def test_results_sit_beside_the_settings_in_the_first_screen(page: Any) -> None:
 
 
 def test_cancel_turns_red_while_a_generation_runs(page: Any) -> None:
-    small_settings(page, "create-settings")
-    steps = page.locator("#create-settings input[aria-label='number input for Steps']")
-    steps.fill("150")
-    steps.press("Enter")
+    slow(page)
     page.locator("#create-prompt textarea").fill("a red fox in the snow")
     page.locator("#create-generate").click()
     expect(page.locator("#create-cancel")).to_have_class(STOP)
-    page.locator("#create-info").get_by_text("Denoising").wait_for()
+    page.locator("#create-info").get_by_text("of 150").wait_for()
     shots(page, "running")
     page.locator("#create-cancel").click()
     page.locator("#create-info").get_by_text("Cancelled").wait_for()
@@ -118,13 +125,10 @@ def test_typed_prompt_and_settings_survive_a_reload(page: Any) -> None:
 
 
 def test_a_generation_running_at_a_reload_is_shown_when_the_page_comes_back(page: Any) -> None:
-    small_settings(page, "create-settings")
-    steps = page.locator("#create-settings input[aria-label='number input for Steps']")
-    steps.fill("150")
-    steps.press("Enter")
+    slow(page)
     page.locator("#create-prompt textarea").fill("a lantern on a jetty")
     page.locator("#create-generate").click()
-    page.locator("#create-info").get_by_text("Denoising").wait_for()
+    page.locator("#create-info").get_by_text("of 150").wait_for()
     page.reload()
     page.get_by_role("tab", name="Create").click()
     info = page.locator("#create-info")

@@ -17,6 +17,7 @@ from studio.ui.history import history_tab
 from studio.ui.library import library_tab
 from studio.ui.steering import add_example
 from studio.ui.page import page_options
+from studio.ui.remember import remember, restore, secret_for, visitor_id
 from studio.ui.text import missing_banner, stats_markdown
 from studio.ui.views import for_sdxl
 
@@ -70,10 +71,12 @@ def build_ui(studio: Studio, first_run: FirstRunView | None = None, defaults: UI
                               elem_id="dev-view")
         status_md = gr.Markdown(first_run.status_markdown() if first_run else "", elem_id="status")
         banner = gr.Markdown(missing_banner(studio.models()), elem_id="models-banner")
+        secret = secret_for(studio.settings.home)
+        visitor, loaded = visitor_id(demo, secret)
         with gr.Tabs() as tabs:
             explore = explore_tab(studio, defaults, loading)
             reverse = reverse_tab(studio, defaults)
-            create = create_tab(studio, defaults, cancels)
+            create = create_tab(studio, defaults, cancels, visitor, loaded)
             compare = compare_tab(studio, defaults, cancels)
             history = history_tab(studio, defaults.ingest_roots)
             library = library_tab(studio, defaults)
@@ -110,4 +113,8 @@ def build_ui(studio: Studio, first_run: FirstRunView | None = None, defaults: UI
             timer.tick(status, said_ready, outs, show_progress="hidden", **private)
             demo.load(status, said_ready, outs, **private)
         demo.load(lambda: missing_banner(studio.models()), None, banner, **private)
+        # A reload loses nothing typed. The stores sit at the page's root: a BrowserState inside a tab that is
+        # not shown at load reads nothing from the browser (seen here), so restore would find it empty.
+        for key, boxes in (("create", create.remembered), ("compare", compare.remembered)):
+            restore(demo, remember(key, boxes, secret), boxes)
     return demo

@@ -8,14 +8,19 @@ from typing import Any
 
 import gradio as gr
 
-from studio.studio import MAX_IDEA_CHARS, MAX_IMAGES, MAX_PROMPT_CHARS, Studio
+from studio.studio import MAX_IDEA_CHARS, MAX_IMAGES, MAX_NOTE_CHARS, MAX_PROMPT_CHARS, Studio
 from studio.ui.common import GPU, Cancels, handler, said_in, sdxl_missing
 from studio.ui.create_handlers import RETRIEVED, CreateHandlers
 from studio.ui.defaults import UIDefaults
+from studio.ui.jobs import Jobs, after_reload
+from studio.ui.limits import limited
 from studio.ui.loras import lora_picker
 from studio.ui.settings_panel import SettingsPanel, settings_panel
 from studio.ui.steering import Steering, card_updates, examples_update, steering_panel
 from studio.ui.text import token_line
+
+
+PANEL_KEYS = ("profile", "sampler", "seed", "preset", "width", "height", "steps", "cfg")
 
 
 @dataclass
@@ -29,6 +34,7 @@ class CreateControls:
     lineage: gr.State
     note: gr.Markdown
     steer: Steering
+    remembered: dict[str, Any]  # what a reload keeps (remember.remember / restore, wired in build_ui)
 
     @property
     def settings(self) -> list[Any]:
@@ -48,14 +54,16 @@ def suggested_settings(panel: SettingsPanel, s: dict) -> list[Any]:
     return [*panel.fill_values(values, with_seed=False), said]
 
 
-def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> CreateControls:
-    h = CreateHandlers(studio, cancels)
+def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels, visitor: gr.State | None = None,
+               loaded: Any = None) -> CreateControls:
+    """visitor, loaded: this browser's id and the page-load event that sets it (remember.visitor_id): a
+    generation running at a reload is shown again when the page is back."""
+    h = CreateHandlers(studio, cancels, Jobs())
     with gr.Tab("Create", id="create"), gr.Row(elem_id="create-columns"):
         # Two columns, as AUTOMATIC1111 and Fooocus: what goes in on the left, what comes out on the right,
         # both in the first screen at 1366 px; under 800 px the right column wraps under the left one.
         with gr.Column(scale=5, min_width=460, elem_id="create-left"):
-            idea = gr.Textbox(label="Idea", placeholder="a cat sleeping on a sofa", elem_id="create-idea",
-                              max_length=MAX_IDEA_CHARS)
+            idea = gr.Textbox(label="Idea", placeholder="a cat sleeping on a sofa", elem_id="create-idea")
             with gr.Row(equal_height=True):
                 k = gr.Slider(0, 20, value=5, step=1, label="Examples to retrieve", scale=2, min_width=180)
                 nsfw = gr.Checkbox(label="NSFW examples", value=False, scale=1, min_width=130)
@@ -63,15 +71,13 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
                                         min_width=110)
             steer = steering_panel()
             prompt = gr.Textbox(label="Prompt", lines=3, buttons=["copy"], elem_id="create-prompt",
-                                max_length=MAX_PROMPT_CHARS,
                                 placeholder="The rewrite streams in here; or type or paste a prompt (Ctrl+Enter generates)")
             with gr.Row():
                 rewrite_note = gr.Markdown(elem_id="create-rewrite-note")
                 tokens = gr.Markdown(token_line(""), elem_id="create-tokens")
                 undo = gr.Button("↶ Undo rewrite", size="sm", scale=0, min_width=140, elem_id="create-undo")
             lora_picker(lambda: [lo["name"] for lo in studio.loras()], prompt)
-            negative = gr.Textbox(label="Negative prompt", placeholder="blurry, low quality", elem_id="create-negative",
-                                  max_length=MAX_PROMPT_CHARS)
+            negative = gr.Textbox(label="Negative prompt", placeholder="blurry, low quality", elem_id="create-negative")
             last_seed_btn: list[gr.Button] = []
             with gr.Accordion("Settings", open=True, elem_id="create-settings"):
                 panel = settings_panel(defaults, seed_extra=lambda: last_seed_btn.append(
@@ -97,7 +103,14 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
         suggested, lineage = gr.State({}), gr.State({})
         last_seed = gr.State(None)  # the seed of the last generation (♻ Last seed), not read out of the raw JSON
         rewritten = gr.State({})  # the last rewrite's lineage, for its candidates (the Prompt box may hold another's)
-        controls = CreateControls(prompt, negative, panel, lineage, rewrite_note, steer)
+        for box, limit, name in ((idea, MAX_IDEA_CHARS, "Idea"), (prompt, MAX_PROMPT_CHARS, "Prompt"),
+                                 (negative, MAX_PROMPT_CHARS, "Negative prompt"),
+                                 (steer.note, MAX_NOTE_CHARS, "The note to the LLM")):
+            limited(box, limit, name, rewrite_note)
+        remembered = {"idea": idea, "prompt": prompt, "negative": negative, "k": k, "nsfw": nsfw, "n": n,
+                      "note": steer.note, "locked": steer.locked, "candidates": steer.n,
+                      **{name: getattr(panel, name) for name in PANEL_KEYS}}
+        controls = CreateControls(prompt, negative, panel, lineage, rewrite_note, steer, remembered)
 
         private = {"api_visibility": "private", "queue": False}
         rw_in = [idea, k, nsfw, steer.note, steer.n, steer.examples, steer.locked, steer.examples_for]
@@ -131,7 +144,7 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
         said_in(looking, info)
         suggest.click(lambda s: suggested_settings(panel, s), suggested, [*controls.settings, rewrite_note], **private)
         gen_in = [prompt, negative, panel.seed, panel.steps, panel.cfg, panel.width, panel.height, panel.sampler,
-                  panel.profile, n, lineage]
+                  panel.profile, n, lineage, visitor or gr.State("")]
         generating = go.click(handler(h.generate, gpu=True), gen_in, [preview, images, info, raw, last_seed],
                               api_name="generate", show_progress_on=[info], **GPU)
         said_in(generating, info)
@@ -140,4 +153,18 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Create
             trigger(lambda: gr.update(variant="stop"), None, stop, show_progress="hidden", **private)
             event.then(lambda: gr.update(variant="secondary"), None, stop, show_progress="hidden", **private)
         stop.click(handler(h.cancel), None, info, api_name="cancel", queue=False)
+        if visitor is not None and loaded is not None:
+            watch = gr.Timer(1.0, active=False)
+
+            def resume(vid: str) -> list[Any]:
+                """After a reload: the generation this browser had running, its progress, then its end."""
+                job = h.jobs.get(vid)
+                said, more = after_reload(job)
+                if said is None or job is None:
+                    return [gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.Timer(active=False)]
+                running = gr.update(variant="stop" if more else "secondary")
+                return [said, job.preview if job.preview is not None else gr.skip(), job.pictures or gr.skip(),
+                        running, gr.Timer(active=more)]
+            loaded.then(resume, visitor, [info, preview, images, stop, watch], show_progress="hidden", **private)
+            watch.tick(resume, visitor, [info, preview, images, stop, watch], show_progress="hidden", **private)
     return controls

@@ -9,7 +9,10 @@ import gradio as gr
 
 from studio.errors import InputError, StudioError
 from studio.studio import SEED_RANGE, Filters, Hit, Lineage, RewriteRequest, Studio
-from studio.ui.common import Cancels, as_int, no_room_to_show, plain_json, seed_or_none, session_of, streamed
+from studio.ui.common import (
+    Cancels, as_int, message_for, no_room_to_show, plain_json, seed_or_none, session_of, streamed,
+)
+from studio.ui.jobs import Job, Jobs
 from studio.ui.steering import chosen, locked_terms
 from studio.ui.text import clipped, inert, match, settings_line
 from studio.ui.views import MISSING
@@ -57,9 +60,10 @@ def generation_fields(negative: str, seed: Any, steps: float, cfg: float, width:
 class CreateHandlers:
     """The Create tab's event handlers, over one Studio and the page's cancel flags."""
 
-    def __init__(self, studio: Studio, cancels: Cancels) -> None:
+    def __init__(self, studio: Studio, cancels: Cancels, jobs: Jobs | None = None) -> None:
         self.studio = studio
         self.cancels = cancels
+        self.jobs = jobs or Jobs()
 
     def neighbours(self, idea: str, k: int, nsfw: bool) -> list[str]:
         """Studio.search: the idea's own stored neighbours (none without CLIP or with another CLIP's store)."""
@@ -103,9 +107,11 @@ class CreateHandlers:
                        r.suggested or suggested, lineage, r.to_dict(), r.idea, lineage)
 
     def generate(self, prompt: str, negative: str, seed: Any, steps: float, cfg: float, width: float, height: float,
-                 sampler: str, profile: str, n: float, lineage: dict | None = None, request: gr.Request = None,
+                 sampler: str, profile: str, n: float, lineage: dict | None = None, visitor: str = "",
+                 request: gr.Request = None,
                  progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Iterator[Any]:
-        """Studio.generate with live previews -> [preview, images, info, raw, last seed]."""
+        """Studio.generate with live previews -> [preview, images, info, raw, last seed]. The job is recorded
+        under `visitor` (this browser) as it goes, so a reloaded page finds it (jobs.after_reload)."""
         fields = generation_fields(negative, seed, steps, cfg, width, height, sampler, profile) | {"n": as_int(n, "n")}
         lin = Lineage.from_dict(lineage)
         with self.cancels.job(session_of(request)) as flag:
@@ -114,16 +120,24 @@ class CreateHandlers:
             said = "⏳ Loading SDXL (the first run after a launch)…" if first else "⏳ Starting…"
             yield gr.skip(), gr.skip(), said, gr.skip(), gr.skip()
             result = None
-            for kind, item in streamed(lambda emit: self.studio.generate(prompt, on_preview=emit, cancel=flag,
-                                                                         lineage=lin, **fields)):
-                if kind == "event":
-                    (p,) = item
-                    progress((p.step, p.total), desc="Denoising", unit="steps")
-                    picture = p.images[0] if p.images else gr.skip()  # a picture about twice a second
-                    yield picture, gr.skip(), f"⏳ {p.describe()}…", gr.skip(), gr.skip()
-                else:
-                    result = item
+            job = self.jobs.start(visitor)
+            work = lambda emit: self._recorded(job, emit, prompt, flag, lin, fields)  # noqa: E731
+            try:
+                for kind, item in streamed(work):
+                    if kind == "event":
+                        (p,) = item
+                        progress((p.step, p.total), desc="Denoising", unit="steps")
+                        picture = p.images[0] if p.images else gr.skip()  # a picture about twice a second
+                        yield picture, gr.skip(), f"⏳ {p.describe()}…", gr.skip(), gr.skip()
+                    else:
+                        result = item
+            except Exception:
+                if job is not None:  # this page says why (said_in): nothing to say after a reload
+                    job.shown = True
+                raise
             last = result.seeds[0] if result.seeds else gr.skip()
+            if job is not None:  # the page that started it sees its end (after a reload, this is never reached)
+                job.shown = True
             if result.cancelled:  # the last preview stays: it shows where the run was
                 said = f"⏹️ Cancelled after {result.steps_done} of {result.request.steps} steps; nothing saved."
                 yield gr.skip(), [], said, plain_json(result.to_dict()), last
@@ -133,6 +147,28 @@ class CreateHandlers:
                 return
             pics = [(img, f"seed {s}") for img, s in zip(result.images, result.seeds)]
             yield result.images[0], pics, result.describe().replace("\n", "  \n"), plain_json(result.to_dict()), last
+
+    def _recorded(self, job: Job | None, emit: Any, prompt: str, flag: Any, lineage: Lineage,
+                  fields: dict[str, Any]) -> Any:
+        """Studio.generate in the worker thread, its progress and end written to `job` as they happen."""
+        def seen(p: Any) -> None:
+            if job is not None:
+                job.line, job.preview = f"⏳ {p.describe()}…", (p.images[0] if p.images else job.preview)
+            emit(p)
+
+        try:
+            result = self.studio.generate(prompt, on_preview=seen, cancel=flag, lineage=lineage, **fields)
+        except Exception as exc:
+            if job is not None:
+                job.state, job.line = "failed", message_for(exc)
+            raise
+        if job is not None:
+            job.pictures = [(img, f"seed {s}") for img, s in zip(result.images, result.seeds)]
+            job.preview = result.images[0] if result.images else job.preview
+            job.line = (f"after {result.steps_done} of {result.request.steps} steps; nothing saved."
+                        if result.cancelled else result.describe().replace("\n", "  \n"))
+            job.state = "cancelled" if result.cancelled else "done"
+        return result
 
     def generate_all(self, result: dict, rewritten: dict, negative: str, seed: Any, steps: float, cfg: float,
                      width: float, height: float, sampler: str, profile: str,
