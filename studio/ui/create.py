@@ -139,6 +139,11 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels, visitor: 
             use.click(lambda t: t or gr.skip(), text, prompt, **private)
         look_in = [steer.result, rewritten, negative, panel.seed, panel.steps, panel.cfg, panel.width, panel.height,
                    panel.sampler, panel.profile]
+        for trigger in (go.click, steer.generate_all.click):
+            # Cancel is red only while something runs: red as the click is sent, back once the job ends (.then
+            # below). Registered before the job's own listener: the page runs a click's listeners in order and
+            # waits for a queued one to end before the next.
+            trigger(lambda: gr.update(variant="stop"), None, stop, show_progress="hidden", **private)
         looking = steer.generate_all.click(handler(h.generate_all, gpu=True), look_in, [steer.looks, info],
                                            api_visibility="private", show_progress_on=[info], **GPU)
         said_in(looking, info)
@@ -148,9 +153,7 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels, visitor: 
         generating = go.click(handler(h.generate, gpu=True), gen_in, [preview, images, info, raw, last_seed],
                               api_name="generate", show_progress_on=[info], **GPU)
         said_in(generating, info)
-        for trigger, event in ((go.click, generating), (steer.generate_all.click, looking)):
-            # Cancel is red only while something runs (set as the click is sent; back once the job ends).
-            trigger(lambda: gr.update(variant="stop"), None, stop, show_progress="hidden", **private)
+        for event in (generating, looking):
             event.then(lambda: gr.update(variant="secondary"), None, stop, show_progress="hidden", **private)
         stop.click(handler(h.cancel), None, info, api_name="cancel", queue=False)
         if visitor is not None and loaded is not None:
