@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from studio.cli_show import print_examples, show
 from studio.config import Settings
 from studio.errors import InputError, StudioError
-from studio.search.results import Filters, SearchResult
+from studio.search.results import Filters
 from studio.studio import Studio
 from studio.weights import EXTRAS
 
@@ -124,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("compare", parents=[common], help="an idea: as typed vs best retrieved vs rewritten, one seed")
     p.add_argument("idea")
     _generation(p, batch=False)
+    from studio import cli_grid
+
+    cli_grid.add_parsers(sub, common, _generation)  # grid, expand
     p = sub.add_parser("rewrite", parents=[common], help="an idea -> a better prompt, written by the local LLM in "
                        "the style of the closest stored prompts")
     p.add_argument("idea")
@@ -148,23 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--forwarded-allow-ips", default=None, metavar="IPS",
                    help="reverse proxies whose X-Forwarded-For names the client (default: none)")
     return parser
-
-
-def _print_results(result: SearchResult) -> None:
-    if result.encoder == "multilingual":
-        print("(query read by the multilingual encoder, STUDIO_MULTILINGUAL_MODEL)", file=sys.stderr)
-    if not result.results:
-        print("No results." + (f" ({result.hidden} hidden by filters; try --nsfw)" if result.hidden else ""))
-    for i, hit in enumerate(result.results, 1):
-        print(f"{i:2d}. [{1 - hit.distance:.3f}] {hit.prompt}")
-        for s in hit.settings[:3]:
-            shown = ", ".join(f"{k} {v}" for k, v in s.items() if k not in ("width", "height"))
-            if shown:
-                print(f"      {shown}")
-        if hit.kind == "image" and hit.file:
-            print(f"      image: {hit.id}")
-    if result.hidden:
-        print(f"({result.hidden} results hidden by the NSFW/source filters)")
 
 
 def _filters_of(studio: Studio, a: argparse.Namespace) -> Filters:
@@ -209,6 +196,20 @@ def _compare(studio: Studio, a: argparse.Namespace) -> Any:
     return studio.compare(a.idea, fields.pop("seed"), **fields)
 
 
+@command("grid")
+def _grid(studio: Studio, a: argparse.Namespace) -> Any:
+    from studio.cli_grid import run_grid
+
+    return run_grid(studio, a, _request_fields(a))
+
+
+@command("expand")
+def _expand(studio: Studio, a: argparse.Namespace) -> Any:
+    from studio.cli_grid import run_expand
+
+    return run_expand(studio, a)
+
+
 @command("rewrite")
 def _rewrite(studio: Studio, a: argparse.Namespace) -> Any:
     ids = [e for e in a.example if PROMPT_ID.fullmatch(e.strip())]
@@ -220,7 +221,7 @@ def _rewrite(studio: Studio, a: argparse.Namespace) -> Any:
     result, line_start = None, False
     for event in studio.rewrite_stream(a.idea, **fields):  # tokens to stdout as the model writes them
         if event.kind == "retrieved":
-            _print_examples(event.hits or [], event.chosen)
+            print_examples(event.hits or [], event.chosen)
         elif event.kind == "start":
             retry = f" (retry: {event.reason})" if event.reason else ""
             print(f"\n{event.index + 1}:{retry} ", end="", flush=True)
@@ -232,42 +233,6 @@ def _rewrite(studio: Studio, a: argparse.Namespace) -> Any:
             result = event.result
     print()
     return result
-
-
-def _print_examples(hits: Sequence[Any], chosen: bool = False) -> None:
-    if not hits:
-        return
-    print(f"Style examples (the {len(hits)} you chose):" if chosen else
-          f"Style examples ({len(hits)} of the stored prompts closest to the idea, those with style words first):")
-    for i, hit in enumerate(hits, 1):
-        print(f"{i:2d}. [{1 - hit.distance:.3f}] {hit.prompt}")
-    print("Rewriting...", end="", flush=True)
-
-
-def _print_rewrite(out: Any) -> None:
-    """After the streamed text: the cleaned candidates, their CLIP tokens, settings, timings; notices on stderr."""
-    print("\nRewritten:")
-    for i, cand in enumerate(out.candidates, 1):
-        tokens = f"{cand.tokens} CLIP tokens"  # always counted: the service counts with the shipped tokenizer
-        print(f"{i:2d}. {cand.text or '(nothing usable)'}\n      {tokens}, seed {cand.seed}")
-        if cand.added:
-            print(f"      adds: {'; '.join(cand.added)}")
-        if cand.restored:
-            print(f"      put back (the model dropped or changed them): {'  '.join(cand.restored)}")
-        if cand.warning:
-            print(f"      warning: {cand.warning}")
-    if out.dropped:
-        print(f"Left out {len(out.dropped)} retrieved prompts: " +
-              "; ".join(f"{d['id'][:10]} ({d['reason']})" for d in out.dropped[:5]))
-    shown = ", ".join(f"{k} {v}" for k, v in out.suggested.items() if k != "from")
-    if shown:
-        print(f"Suggested settings (median of {out.suggested.get('from', 0)} neighbours' images): {shown}")
-    t = out.timings
-    print(f"{out.model} ({out.layout} layout): first token {t.first_token_s:.2f} s, {t.tokens_per_s:.1f} tokens/s, "
-          f"{t.prompt_tokens} prompt tokens ({t.cached_tokens} cached), retrieval {t.retrieval_s:.2f} s, "
-          f"load {t.load_s:.2f} s, total {t.total_s:.2f} s")
-    if out.notice:
-        print(f"note: {out.notice}", file=sys.stderr)
 
 
 @command("stats")
@@ -316,49 +281,6 @@ def _loras(studio: Studio, a: argparse.Namespace) -> Any:
     return {"folder": str(studio.settings.loras_dir), "loras": studio.loras()}
 
 
-def _show(name: str, out: Any, as_json: bool) -> None:
-    if as_json:
-        data = out.to_dict() if hasattr(out, "to_dict") else out
-        print(json.dumps(data, ensure_ascii=False, default=str))
-    elif isinstance(out, SearchResult):
-        _print_results(out)
-    elif hasattr(out, "describe"):  # GenerationResult, CompareResult
-        print(out.describe())
-    elif name == "rewrite":
-        _print_rewrite(out)
-    elif name == "ingest":
-        print(out["summary"])
-    elif name == "check":
-        print(out.summary())
-    elif name == "stats":
-        print(f"store: {out.store}")
-        if not out.indexes:
-            print("  (empty): 0 records ")
-        for ix in out.indexes:
-            unsure = "" if ix.exact else " (by source not exact: counters lag, a recount is due)"
-            print(f"  {ix.collection}: {ix.count} records {ix.by_source or ''}{unsure}")
-    elif name == "tokens":
-        print(f"{out['count']} CLIP tokens (start and end included): SDXL reads them in {out['chunks']} "
-              f"chunk{'s' if out['chunks'] > 1 else ''} of 75")
-        if out["over"]:
-            print(f"past the first chunk (read too, but not in the pooled embedding): {out['cut']}")
-    elif name == "models":
-        for m in out["models"]:
-            print(f"{m['role']:5s} {m['ref'] or '(not set)'}\n      {m['status']}")
-        print(f"loras {len(out['loras'])} in models/loras (python -m studio loras)")
-        machine = out["machine"]
-        card = f"{machine['card']}, {machine['total_gb']} GB ({machine['free_gb']} GB free)" if machine["card"] else "no CUDA GPU"
-        print(f"gpu   {card}; precision {machine['precision']}, offload {machine['offload']}"
-              f"{', compiled' if machine['compile'] else ''}\n      {machine['plan']}\n"
-              f"      llama-cpp GPU offload: {'yes' if machine['llm_gpu_offload'] else 'no'}")
-        if machine.get("fix"):
-            print(f"      {machine['fix']}")
-    elif name == "loras":
-        print(f"{len(out['loras'])} LoRA(s) in {out['folder']}; use one in a prompt as <lora:NAME:0.8>")
-        for lo in out["loras"]:
-            print(f"  {lo['name']}")
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -377,7 +299,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve(["--host", args.host, "--port", str(args.port), *flags], settings=settings)
         studio = Studio.from_settings(settings)
         out = COMMANDS[args.command](studio, args)
-        _show(args.command, out, args.json)
+        show(args.command, out, args.json)
         return 1 if args.command == "check" and not out.ok else 0  # a damaged store fails scripts that ask
     except StudioError as exc:
         if args.json:

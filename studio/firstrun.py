@@ -45,6 +45,7 @@ class Progress:
     damage: list[str] = field(default_factory=list)  # what the launch check found wrong with the store
     offer: str | None = None  # your PNGs in outputs/ that the store lacks
     finished_write_backs: str | None = None  # what finishing interrupted write-backs stored
+    pictures: bool = False  # the library has no more DiffusionDB images than the sample's few: offer real ones
 
     @property
     def busy(self) -> bool:
@@ -98,13 +99,30 @@ class FirstRun:
             p.offer = next((f.text for f in report.of("outputs")), None)
             if not p.damage:
                 self.studio.warm()  # Chroma loads an HNSW index on its first query: seconds at a million records
+            try:  # Explore's "Images of this style" shows the sample's 3 for every idea: the page offers more
+                p.pictures = self.ingest_sample and self.studio.wants_pictures()
+            except StudioError:
+                p.pictures = False
             p.phase, p.finished = "ready", time.monotonic()
-        except ModelMissingError:  # the page's banner says which model and how to get it: not said twice
-            p.phase, p.error = "failed", "the CLIP model is missing; the note below says how to get it."
+        except ModelMissingError as exc:  # the page's banner says which model and how to get it: not said twice
+            p.phase, p.error = "failed", self._clip_error(exc)
         except StudioError as exc:
             p.phase, p.error = "failed", str(exc)
         except Exception as exc:  # shown on the page instead of dying silently in a thread
             p.phase, p.error = "failed", f"{type(exc).__name__}: {exc}"
+
+    def _clip_error(self, exc: ModelMissingError) -> str:
+        """In the banner's words (studio.ui.text.missing_banner): "missing" when there is no CLIP, "unreadable"
+        when one is there and cannot be loaded; the reason said here when the banner cannot know it (every file
+        there, its weights broken)."""
+        from studio.weights import locate
+
+        loc = locate("clip", self.studio.settings)
+        if not loc.found:
+            return "the CLIP model is missing; the note below says how to get it."
+        if loc.problem:
+            return "the CLIP model is unreadable; the note below says what it lacks and how to get it."
+        return f"the CLIP model is unreadable: {exc}"
 
     def loading(self) -> str | None:
         """What a search should say while the sample is still going in ("the sample is still loading

@@ -34,8 +34,10 @@ from studio.generate.request import (  # noqa: E402
 )
 from studio.images import open_image  # noqa: E402
 from studio.ingest.sources import IMAGE_SUFFIXES  # noqa: E402
+from studio.ingest.uploads import UPLOAD_TYPES  # noqa: E402
 from studio.library.compare import VARIANTS  # noqa: E402
 from studio.library.history import ImageDetails  # noqa: E402
+from studio.library.imageinfo import ImageInfo  # noqa: E402
 from studio.library.lineage import Lineage  # noqa: E402
 from studio.rewrite.prompting import MAX_CANDIDATES, MAX_IDEA_CHARS  # noqa: E402
 from studio.rewrite.steering import MAX_NOTE_CHARS  # noqa: E402
@@ -45,7 +47,7 @@ from studio.tokens import LIMIT as TOKEN_LIMIT, chunks as token_chunks, count as
 
 __all__ = [
     "Studio", "Progress", "Filters", "Hit", "SearchResult", "MINE", "settings_of", "GenerationRequest", "Lineage",
-    "ImageDetails", "IngestReport", "StoreStats", "RewriteRequest", "RewriteResult", "RewriteEvent", "ImageSource", "open_image", "IMAGE_SUFFIXES", "VARIANTS", "MAX_CFG",
+    "ImageDetails", "ImageInfo", "IngestReport", "StoreStats", "RewriteRequest", "RewriteResult", "RewriteEvent", "ImageSource", "open_image", "IMAGE_SUFFIXES", "UPLOAD_TYPES", "VARIANTS", "MAX_CFG",
     "MAX_IMAGES", "MAX_PROMPT_CHARS", "MAX_SIDE", "MAX_STEPS", "MIN_SIDE", "PROFILES", "SCHEDULERS", "SDXL_SIZES",
     "SEED_RANGE", "scheduler_name", "MAX_CANDIDATES", "MAX_IDEA_CHARS", "MAX_NOTE_CHARS", "MAX_QUERY_CHARS",
     "TOKEN_LIMIT", "token_chunks", "count_tokens",
@@ -221,6 +223,13 @@ class Studio:
         """One stored image (a Hit) and the texts of the stored prompts its rewrite was shown; None: not stored."""
         return self.history_.details(image_id)
 
+    def image_info(self, image: ImageSource) -> ImageInfo | None:
+        """What an image file says about how it was made (PNG Info: ours, A1111, ComfyUI, Fooocus, InvokeAI,
+        NovelAI); None when it carries no prompt. Reads the file only: no model loads."""
+        from studio.library.imageinfo import read_info
+
+        return read_info(image)
+
     # -- ingest and status -------------------------------------------------------------------
     def ingest(self, source: str, limit: int | None = None, source_tag: str | None = None,
                progress: Progress | None = None) -> IngestReport:
@@ -228,6 +237,47 @@ class Studio:
 
     def ingest_sample(self, progress: Progress | None = None) -> list[IngestReport]:
         return self.ingester.ingest_sample(progress)
+
+    def ingest_uploads(self, files: Sequence[tuple[str, str]], limit: int | None = None,
+                       progress: Progress | None = None) -> list[IngestReport]:
+        """Files uploaded from the browser ((temporary path, the user's file name) each): images (kept under
+        STUDIO_HOME/uploads, as the user's), a .zip of a folder (unpacked there), tables and DiffusionDB parts;
+        each report and message names the user's file. What went in before a failing file stays in."""
+        from studio.ingest.uploads import stage
+
+        reports: list[IngestReport] = []
+        for up in stage(files, self.settings.home / "uploads"):
+            try:
+                report = self.ingest(up.path, limit=limit, progress=progress)
+            except StudioError as exc:
+                done = " ".join(r.summary() for r in reports)
+                said = str(exc).replace(up.path, up.name)
+                raise type(exc)(f"{done} Then {said}" if done else said) from exc
+            report.source = up.name
+            reports.append(report)
+        return reports
+
+    def hub_offer(self, ask_hub: bool = False) -> Any:
+        """The offer of real DiffusionDB pictures (studio.ingest.hub_offer.HubOffer): its size before it starts,
+        what is already downloaded; ask_hub: the hub's own sizes (one request; never when offline)."""
+        from studio.ingest.hub_offer import hub_sizes, offer
+
+        return offer(self.settings, hub_sizes if ask_hub else None)
+
+    def wants_pictures(self) -> bool:
+        """The library holds no more DiffusionDB images than the shipped sample's few: Explore's "Images of this
+        style" would show the same ones for every idea, so the real ones are offered."""
+        from studio.ingest.hub_offer import SAMPLE_IMAGES
+
+        return self.stats().by_source("images").get("diffusiondb", 0) <= SAMPLE_IMAGES
+
+    def remove_source(self, source: str, progress: Progress | None = None) -> Any:
+        """Take a source out of the library (one ingested by mistake): its images and the prompts only it holds
+        go; prompts other sources also hold stay, with their counts; the counters stay exact. Returns a
+        studio.library.removal.RemovalReport. Pages through the store by source, never all of it."""
+        from studio.library.removal import remove_source
+
+        return remove_source(self.store, source, progress)
 
     def warm(self) -> float:
         """One search of each kind, so the first real search finds CLIP and both indexes in memory;
@@ -376,6 +426,125 @@ class Studio:
         """Remove one of your images from the library; its PNG moves to outputs/.deleted/ (returned)."""
         return self.history_.delete(image_id, self.settings.outputs_dir)
 
+    def restore_image(self, deleted: str, original: str) -> Any:
+        """Undo delete_image: its PNG back from outputs/.deleted/ to where it was, and stored again (lineage and
+        settings read from the PNG); returns the restored Hit."""
+        return self.history_.restore(deleted, original, self.settings.outputs_dir, self.embedder)
+
+    # -- grid, wildcards, styles, negatives (issue 24) ----------------------------------------
+    @property
+    def grids(self) -> Any:
+        """The X/Y grid service (studio.library.gridservice.GridService), made on first use."""
+        if getattr(self, "_grids", None) is None:
+            from studio.library.grid import GridRunner
+            from studio.library.gridservice import GridService
+
+            def find(keys: list[str]) -> list[Any]:
+                return self.store_for(create=True).get("images", where={"cell_key": {"$in": keys}}, embeddings=True)
+
+            runner = GridRunner(self._generate_once, self.clip.get, self._write_back, find,
+                                lambda: self.settings.sdxl_model, self.settings.home / "grids")
+            self._grids = GridService(lambda text, n: self.rewrite(text, n=n),
+                                      lambda text, k: self.search(text, "prompts", k), runner,
+                                      lambda: self.settings.models_dir / "wildcards", self.library_prompts)
+        return self._grids
+
+    def grid(self, idea: str, *, seeds: int = 4, candidates: int = 3, retrieved: int | None = None,
+             axis: str | None = None, variants: Sequence[str] = (), wildcards: bool = False,
+             wildcard_mode: str = "random", expansions: int = 4, locked: Sequence[str] = (),
+             on_cell: Callable[[int, int, Any], None] | None = None, on_plan: Callable[[Any], None] | None = None,
+             on_preview: Callable[[Any, Any], None] | None = None, cancel: Any = None, **fields: Any) -> Any:
+        """Rows of prompts (the idea, the best retrieved, rewrite candidates, typed variants, wildcard
+        expansions) by columns of seeds (from `seed`) or one axis ("cfg=4,6,8"), each cell made once (a stored
+        image with the same cell key is reused), CLIP-scored against the idea, stored with the grid's id and
+        ranked by mean score. `fields`: the settings of GenerationRequest. Returns a GridResult."""
+        from studio.generate.loras import loras_of
+        from studio.generate.request import GenerationRequest
+
+        idea = query_text(idea)
+        base = replace(GenerationRequest(prompt=idea, **fields), n=1).validated()  # the first seed is fixed here
+        loras_of(idea, self.settings.loras_dir)  # a missing LoRA is refused before the LLM or SDXL loads
+        self.need_sdxl("A grid")
+        plan = self.grids.plan(idea, base, seeds=seeds, candidates=candidates, retrieved=retrieved, axis=axis,
+                               typed=variants, wildcards=wildcards, mode=wildcard_mode, expansions=expansions,
+                               locked=locked)
+        if on_plan:
+            on_plan(plan)
+        return self.grids.run(plan, on_cell=on_cell, on_preview=on_preview, cancel=cancel)
+
+    def reopen_grid(self, grid_id: str, *, fill: bool = True, on_cell: Callable[[int, int, Any], None] | None = None,
+                    on_preview: Callable[[Any, Any], None] | None = None, cancel: Any = None) -> Any:
+        """An earlier grid: the cells in the store reused, only the missing ones generated (fill=False: none)."""
+        if fill:
+            self.need_sdxl("Filling a grid")
+        return self.grids.reopen(grid_id, fill=fill, on_cell=on_cell, on_preview=on_preview, cancel=cancel)
+
+    def grid_list(self) -> list[Any]:
+        """The grids made here, newest first (GridPlans)."""
+        return self.grids.listing()
+
+    def grid_sheet(self, result: Any, path: Any = None) -> Any:
+        """One labelled PNG of the grid (A1111's grid), its prompts and seeds in the metadata; returns the path."""
+        from pathlib import Path
+
+        from studio.library.sheet import save_sheet
+
+        return save_sheet(result, Path(path) if path else self.settings.home / "grids" / f"{result.plan.grid_id}.png")
+
+    def expand(self, template: str, *, mode: str = "random", n: int = 4, seed: int | None = 0,
+               locked: Sequence[str] = ()) -> Any:
+        """A template's prompts through dynamicprompts ({a|b}, __name__ from models/wildcards and the library)."""
+        return self.grids.expand(template, mode=mode, n=n, seed=seed, locked=locked)
+
+    def library_prompts(self, name: str, limit: int = 1000) -> list[str] | None:
+        """__library/NAME__'s values: the prompts of your ★ favourites ("favourites"), or of a source."""
+        from studio.library.history import FAVOURITES
+
+        try:
+            where = FAVOURITES if name in ("favourites", "favorites") else {"source": name}
+            kind = "images" if name in ("favourites", "favorites") else "prompts"
+            records = self.store.get(kind, where=where, limit=limit)
+        except StudioError:
+            return None
+        return sorted({r.document for r in records if r.document}) or None
+
+    def styles(self, refresh: bool = False, limit: int = 24) -> Any:
+        """Styles mined from the stored prompts (studio.library.styles.Mined): modifier phrases counted in three
+        streaming passes and grouped by co-occurrence, each with its prompt count and a stored image; your ★
+        favourites make one of their own. Cached under STUDIO_HOME/cache until the prompt count changes."""
+        from studio.library.styles import favourites_style
+        from studio.library.stylecache import mined_styles
+
+        store = self.store
+        mined = mined_styles(store, self.settings.home / "cache" / "styles.json", refresh=refresh, limit=limit)
+        from studio.library.history import FAVOURITES
+
+        favs = [(r.document or "", r.id, r.metadata.get("file") or "") for r in store.get("images", where=FAVOURITES)]
+        own = favourites_style(favs)
+        if own is not None:
+            mined.styles.insert(0, own)
+        return mined
+
+    def apply_style(self, idea: str, phrases: Sequence[str]) -> dict[str, Any]:
+        """The idea with a style's phrases appended (those it holds left out) and its CLIP token count."""
+        from studio.library.styles import apply_style
+
+        return apply_style(idea, phrases)
+
+    @staticmethod
+    def add_negatives(negative: str, terms: Sequence[str]) -> str:
+        """The negative prompt with these terms appended, those it already has left out."""
+        from studio.library.negatives import add_negatives
+
+        return add_negatives(negative or "", list(terms))
+
+    def negatives(self, idea: str, k: int = 40, top: int = 12) -> Any:
+        """The negative terms the idea's nearest stored images carry (A1111, ComfyUI, Civitai images), each
+        with how many of those neighbours used it (studio.library.negatives.Negatives)."""
+        from studio.library.negatives import common_negatives
+
+        hits = self.search(idea, "images", k, Filters(nsfw=True)).results
+        return common_negatives(hits, top=top)
 
 def _rewrite_request(request: RewriteRequest | str, fields: dict[str, Any]) -> RewriteRequest:
     """The request as given, with `fields` replacing its own; an idea alone becomes one (validated later)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import os
 import subprocess
 import sys
@@ -44,11 +46,13 @@ def test_search_and_reverse_through_gradio_client(client) -> None:
     assert table["data"][0][1].startswith("cyberpunk coral emperor") and "5 results" in note
     assert {"id", "prompt", "distance", "metadata"} <= raw["results"][0].keys()
     assert len(gallery) == 3  # the gallery shows the idea's images whichever list the table shows
-    table, _, note, _ = client.predict(CORAL, "prompts", False, 5, "mine", api_name="/search")
-    assert [row for row in table["data"] if any(row)] == []  # nothing generated yet: none of DiffusionDB's shows
+    _, _, _, mine = client.predict(CORAL, "prompts", False, 5, "mine", api_name="/search")
+    # "mine" is the user's own (generated, or their images from other tools; other tests here may have made some,
+    # in any order): none of DiffusionDB's shows
+    assert all(h["metadata"]["source"] in ("generated", "user") for h in mine["results"])
     image = SAMPLE_IMAGES / "2m-part-000001_from-poloclub-example-loading.png"
     table, gallery, note, raw = client.predict(handle_file(str(image)), False, 3, api_name="/reverse")
-    assert table["data"][0][1].startswith("symmetry!! a tiny cute chinese") and table["data"][0][3] == 75054762
+    assert table["data"][0][1].startswith("symmetry!! a tiny cute chinese") and table["data"][0][3] == "75054762"  # seeds as text (exact past 2**53)
     assert len(gallery) == 3
 
 
@@ -92,7 +96,7 @@ def test_generate_saves_and_remembers(client) -> None:
     pics, note, hist = client.predict("red fox", None, 10, api_name="/history")
     assert "closest to the text" in note and len(pics) >= 2
     table, _, _, raw = client.predict("a red fox in the snow", "prompts", False, 5, "mine", api_name="/search")
-    assert raw["results"] and all(h["metadata"]["source"] == "generated" for h in raw["results"])
+    assert raw["results"] and all(h["metadata"]["source"] in ("generated", "user") for h in raw["results"])
     assert raw["results"][0]["prompt"] == "a red fox in the snow"
 
 
@@ -115,7 +119,7 @@ def test_compare_three_images_one_seed(client) -> None:
     images, diffs = columns[:3], columns[3:]
     assert [e["variant"] for e in raw["entries"]] == ["original", "retrieved", "rewritten"]
     assert all(e["request"]["seed"] == 11 and isinstance(e["score"], float) for e in raw["entries"])
-    assert all(img["value"] and "CLIP" in img["label"] for img in images)
+    assert all(img["value"] and re.search(r"match \d+%", img["label"]) for img in images)  # the % of every tab
     assert [d["token"] for d in diffs[0]] == ["a lighthouse in a storm "]  # the idea against itself: no change
     assert any(d["class_or_confidence"] == "added" for d in diffs[2])  # the rewrite adds words, shown as such
     assert raw["comparison_id"] in [c[1] for c in earlier["choices"]]
@@ -159,7 +163,7 @@ def test_an_uploaded_file_is_named_as_the_user_named_it(client, tmp_path: Path) 
     bad = tmp_path / "bad.csv"
     bad.write_text("title,notes\nno prompt column here,at all\n")
     with pytest.raises(Exception) as err:
-        client.predict("", handle_file(str(bad)), 0, api_name="/ingest")
+        client.predict("", [handle_file(str(bad))], 0, api_name="/ingest")  # uploads are a list (images come many)
     assert "bad.csv has no prompt column" in str(err.value) and "gradio" not in str(err.value)
 
 

@@ -61,6 +61,7 @@ def page(app: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 def test_explore_search_shows_prompts_and_images(page: Any) -> None:
+    page.get_by_role("tab", name="Explore").click()  # whichever tab the test before left open
     page.locator("#explore-idea textarea").fill("a lighthouse in a storm, oil painting")
     page.locator("#explore-search").click()
     page.locator("#explore-note").get_by_text("10 results").wait_for()

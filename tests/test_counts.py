@@ -146,7 +146,7 @@ def test_stats_on_counters_that_lag_exits_cleanly_exact_and_says_so(tmp_path: Pa
         assert out.returncode == 0, (out.returncode, out.stderr[-800:])
         prompts = next(ix for ix in json.loads(out.stdout) if ix["kind"] == "prompts")
         assert prompts["exact"] is False or prompts["by_source"] == truth  # never wrong and called exact
-    from studio.cli import _show
+    from studio.cli_show import show as _show
     from studio.search.stats import IndexStats, StoreStats
 
     _show("stats", StoreStats("s", (IndexStats("prompts__x", "prompts", None, None, 8026, {"diffusiondb": 7002},

@@ -17,7 +17,8 @@ import pytest
 from studio.errors import InputError
 from studio.search.store import normalise, prompt_id
 from studio.studio import Studio
-from studio.ingest.sources import parse_hub, read_source
+from studio.ingest.readers import read_source
+from studio.ingest.sources import parse_hub
 from tests.conftest import ROOT, SAMPLE, SAMPLE_IMAGES
 
 EVERY400 = SAMPLE / "metadata-2m-every400th-image_name-prompt.csv"

@@ -105,7 +105,7 @@ def test_a_store_from_before_fingerprints_is_checked_by_its_own_vectors(studio: 
 
     legacy = PromptStore(studio.client, studio.embedder.name, studio.embedder.dim)  # as stores were made before
     from studio.ingest.pipeline import ingest_rows
-    from studio.ingest.sources import read_source
+    from studio.ingest.readers import read_source
 
     ingest_rows(read_source(str(SAMPLE / "metadata-fullparams-promptsdvis-first99.csv"), studio.settings.home, True),
                 legacy, studio.embedder, bars=False)

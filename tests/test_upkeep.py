@@ -226,7 +226,7 @@ def test_write_backs_killed_at_random_points_are_completed_at_the_next_start(set
     for r in images:
         by_prompt[r.metadata["prompt_id"]] = by_prompt.get(r.metadata["prompt_id"], 0) + 1
     assert {r.id: r.metadata["image_count"] for r in studio.store.get("prompts")} == by_prompt
-    assert {ix["kind"]: ix["count"] for ix in studio.stats(wait=True)["indexes"]} == {
+    assert {ix["kind"]: ix["count"] for ix in studio.stats(wait=True).to_dict()["indexes"]} == {
         "prompts": len(by_prompt), "images": len(pngs)}
 
 
@@ -259,5 +259,5 @@ def test_a_first_run_stopped_while_the_sample_loads_resumes_at_the_next_launch(s
     first_run = FirstRun(studio).start()
     assert first_run.wait(300).phase == "ready", first_run.progress.error
     assert not journal.sample_unfinished(settings)
-    want = {ix["kind"]: ix["count"] for ix in sample_studio.stats(wait=True)["indexes"]}
-    assert {ix["kind"]: ix["count"] for ix in studio.stats(wait=True)["indexes"]} == want
+    want = {ix["kind"]: ix["count"] for ix in sample_studio.stats(wait=True).to_dict()["indexes"]}
+    assert {ix["kind"]: ix["count"] for ix in studio.stats(wait=True).to_dict()["indexes"]} == want

@@ -107,3 +107,19 @@ def test_a_library_url_is_a_link_never_an_image():
     html = _markdown_to_html(link_markdown("https://lexica.art/img/(1).png"))
     assert '<a href="https://lexica.art/img/(1).png">' in html and "<img" not in html
     assert link_markdown(None) == "" and link_markdown("javascript:alert(1)") == ""
+
+
+def test_suggested_sizes_never_have_more_pixels_than_the_size_set():
+    """A CPU user at 64×64 who takes the neighbours' settings keeps small pictures in their shape, never SDXL's
+    1024×1024 (issue 23 item 10); at SDXL's own size the neighbours' SDXL size is taken as before."""
+    values, changed = for_sdxl({"width": 512, "height": 512, "cfg": 7.0}, current=(64, 64))
+    assert (values["width"], values["height"]) == (64, 64) and changed == ["512×512 → 64×64 (that shape within your 64×64's pixels)"]
+    values, changed = for_sdxl({"width": 512, "height": 768}, current=(64, 64))  # SDXL's 64 px floor: 64×64 stays
+    assert (values["width"], values["height"]) == (64, 64) and "within your 64×64" in changed[0]
+    values, changed = for_sdxl({"width": 512, "height": 768}, current=(512, 512))
+    assert values["width"] * values["height"] <= 512 * 512 and values["width"] < values["height"]
+    assert values["width"] % 8 == 0 and values["height"] % 8 == 0
+    values, _ = for_sdxl({"width": 512, "height": 768}, current=(1024, 1024))
+    assert (values["width"], values["height"]) == (832, 1216)
+    values, _ = for_sdxl({"width": 512, "height": 768}, current=("", None))  # nothing set: SDXL's size
+    assert (values["width"], values["height"]) == (832, 1216)

@@ -10,7 +10,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 from studio.errors import InputError
 from studio.images import open_image, read_location
-from studio.ingest.sources import Row
+from studio.ingest.row import Row
 
 # PIL images -> one pixel tensor, first axis per image (ClipEmbedder.preprocess_images).
 Preprocess = Callable[[Sequence[Any]], Any]

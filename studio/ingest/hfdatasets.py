@@ -17,7 +17,8 @@ from typing import Any, Callable, Iterator
 
 from studio.errors import InputError
 from studio.ingest.cells import plain, typed_settings
-from studio.ingest.sources import _COLUMNS, RESERVED, Row, _extra_value, is_diffusiondb, prompt_column, source_name
+from studio.ingest.row import Row
+from studio.ingest.sources import _COLUMNS, RESERVED, _extra_value, is_diffusiondb, prompt_column, source_name
 
 # hf:ORG/NAME or hf:ORG/NAME:split; names as the hub spells them (never starting with '.' or '-': no `..`)
 HF_SPEC = re.compile(r"hf:([A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*)(?::([A-Za-z0-9][\w.-]*))?")

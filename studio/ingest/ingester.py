@@ -10,10 +10,10 @@ from typing import Any, Callable, Iterator
 from studio.config import Settings
 from studio.errors import DiskFullError, StudioError, disk_full, disk_full_message, free_bytes
 from studio.ingest.hfdatasets import is_dataset_folder
-from studio.ingest.outputs import is_image_folder, read_outputs
 from studio.ingest.pipeline import IngestReport, ingest_rows
 from studio.ingest.retry import RetryingStore
-from studio.ingest.sources import read_source, source_name, table_source
+from studio.ingest.readers import choose_reader
+from studio.ingest.sources import source_name, table_source
 from studio.search.store import PromptStore
 from studio.upkeep import journal
 
@@ -48,13 +48,13 @@ class Ingester:
             source_tag = table_source(path) or "diffusiondb"
         else:
             source_tag = source_name(source_tag)
-        if is_image_folder(path):
+        reader = choose_reader(source, self.settings.home / "cache" / "diffusiondb", self.settings.offline)
+        if reader.images:
             # Our own PNGs (STUDIO_HOME/outputs), the user's from any tool: source generated / user, lineage kept.
-            rows, keys, batch = (lambda: read_outputs(path)), None, max(1, self.settings.batch_size // 4)
+            rows, keys, batch = (lambda: reader.read(False)), None, max(1, self.settings.batch_size // 4)
         else:
-            cache, offline = self.settings.home / "cache" / "diffusiondb", self.settings.offline
-            rows, batch = (lambda: _tagged(read_source(source, cache, offline), explicit)), self.settings.batch_size
-            keys = lambda: _tagged(read_source(source, cache, offline, light=True), explicit)  # noqa: E731 - count pass
+            rows, batch = (lambda: _tagged(reader.read(False), explicit)), self.settings.batch_size
+            keys = lambda: _tagged(reader.read(True), explicit)  # noqa: E731 - count pass
         with self._disk_full_said(source):
             return ingest_rows(rows, self._store(), self.embedder(), source=source_tag, label=source,
                                batch_size=batch, limit=limit, progress=progress, keys=keys,

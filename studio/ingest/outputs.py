@@ -13,7 +13,7 @@ from typing import Any, Iterator
 from PIL import Image, UnidentifiedImageError
 
 from studio.ingest.cells import typed_settings
-from studio.ingest.sources import Row
+from studio.ingest.row import Row
 from studio.ingest.toolmeta import ToolMeta, ToolReader
 from studio.library.lineage import APP, chunk_metadata, is_ours
 from studio.search.results import SETTING_KEYS
@@ -21,7 +21,6 @@ from studio.search.results import SETTING_KEYS
 OUTPUTS_PART = "outputs"  # the `counts` key of generated (and the user's) images on a prompt record
 # What Pillow opens; anything else in the folder (the .txt A1111 can write beside an image, notes) is not an image.
 IMAGE_FILES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
-PART_MARKERS = {".zip", ".csv", ".parquet", ".jsonl", ".ndjson"}  # a DiffusionDB part or a table, not an image folder
 
 
 def row_of(chunk: dict[str, Any], location: str, pixels: Any = None, vector: Any = None) -> Row:
@@ -93,13 +92,3 @@ def read_outputs(folder: Path) -> Iterator[Row]:
     reader = ToolReader()
     for path in image_files(folder):
         yield read_image(path, reader)
-
-
-def is_image_folder(folder: Path) -> bool:
-    """A folder of images (ours, another tool's, any), not a DiffusionDB part: no part JSON, zip or table beside
-    them, and at least one image."""
-    from studio.ingest.sources import has_part_json
-
-    if not folder.is_dir() or any(p.suffix.lower() in PART_MARKERS for p in folder.iterdir()) or has_part_json(folder):
-        return False
-    return next(image_files(folder), None) is not None

@@ -15,7 +15,7 @@ from studio.search.results import SETTING_KEYS
 from studio.ingest import feed
 from studio.ingest.cells import exact_seed
 from studio.ingest.dedupe import PromptCounts
-from studio.ingest.sources import Row
+from studio.ingest.row import Row
 from studio.search.store import PromptStore, normalise, prompt_id
 
 T = TypeVar("T")
@@ -56,15 +56,15 @@ class IngestReport:
             kinds = [f"{self.images - self.unreadable - self.images_without_prompt} with a prompt"]
             kinds += [f"{self.images_without_prompt} without"] if self.images_without_prompt else []
             kinds += [f"{self.unreadable} unreadable"] if self.unreadable else []
-            text = f"{self.source}: {self.images} images: {', '.join(kinds)} ->"
+            text = f"{self.source}: {plural(self.images, 'image')}: {', '.join(kinds)} ->"
         else:
-            text = f"{self.source}: {self.rows} rows ->"
-        text += (f" {self.prompts_new} new prompts, {self.prompts_updated} updated, {self.prompts_unchanged} already "
-                 f"stored; {self.images_new} new images, {self.images_unchanged} already stored")
+            text = f"{self.source}: {plural(self.rows, 'row')} ->"
+        text += (f" {plural(self.prompts_new, 'new prompt')}, {self.prompts_updated} updated, {self.prompts_unchanged}"
+                 f" already stored; {plural(self.images_new, 'new image')}, {self.images_unchanged} already stored")
         if self.images_without_prompt and self.images != self.rows:
-            text += f"; {self.images_without_prompt} images without a prompt (embedded, findable by image)"
+            text += f"; {plural(self.images_without_prompt, 'image')} without a prompt (embedded, findable by image)"
         if self.skipped_rows:
-            text += f"; {self.skipped_rows} rows with an empty prompt skipped"
+            text += f"; {plural(self.skipped_rows, 'row')} with an empty prompt skipped"
         if self.cells_left_out:
             shown = "; ".join(self.cell_notes[:3])
             text += f"; {self.cells_left_out} cells of the wrong type left out ({shown}{' ...' if self.cells_left_out > 3 else ''})"
@@ -141,7 +141,10 @@ def prompt_metadata(group: PromptGroup, source: str, old: dict[str, Any] | None,
     for part, n in group.counts.items():
         counts[part] = counts.get(part, 0) + n if incremental else n
     if old:  # the representative image and its settings are set once
-        return {**old, "counts": json.dumps(counts, sort_keys=True), "image_count": sum(counts.values())}
+        before = json.loads(old.get("counts", "{}"))
+        brought = [part for part in group.counts if part not in before]  # a part read again keeps its owner
+        return {**old, **shared_parts(old, brought, group.first.source or source),
+                "counts": json.dumps(counts, sort_keys=True), "image_count": sum(counts.values())}
     s = group.first.settings
     meta: dict[str, Any] = {key: s.get(key) for key in SETTING_KEYS}
     meta.update(
@@ -154,6 +157,22 @@ def prompt_metadata(group: PromptGroup, source: str, old: dict[str, Any] | None,
     )
     meta.update({k: v for k, v in group.first.extra.items() if k not in ("profile", "timestamp")})
     return exact_seed(meta)
+
+
+def shared_parts(old: dict[str, Any], parts: Iterable[str], source: str) -> dict[str, Any]:
+    """A stored prompt that another source also holds: which of its parts that source brought (`part_sources`,
+    {part: source}) and the sources that share it (`shared`, a list a `where` can find), so removing a source
+    takes back exactly its parts (studio/library/removal.py). Nothing when the source is the record's own."""
+    if source == old.get("source") or not parts:
+        return {}
+    owners = json.loads(old.get("part_sources") or "{}")
+    owners.update({part: source for part in parts})
+    return {"part_sources": json.dumps(owners, sort_keys=True), "shared": sorted(set(owners.values()))}
+
+
+def plural(n: int, word: str) -> str:
+    """'1 row', '2 rows', '0 rows'."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
 
 
 def image_metadata(row: Row, source: str) -> dict[str, Any]:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 import re
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from studio.errors import InputError
 from studio.ingest.cells import plain, typed_column, typed_settings, whole_column
+from studio.ingest.row import Row  # noqa: F401 - where the readers' callers long imported it from
 
 IMAGE_SUFFIXES = {".png", ".webp", ".jpg", ".jpeg"}
 TABLE_BATCH = 65_536  # rows per record batch: a few MB of Python objects at a time, whatever the table's size
@@ -30,23 +31,6 @@ RESERVED = {"source", "counts", "image_count", "image_id", "prompt_id", "file", 
 MAX_EXTRA_CHARS = 1_000
 TABLE_SUFFIXES = {".csv", ".parquet", ".jsonl", ".ndjson"}
 HUB_REPO = "poloclub/diffusiondb"
-
-
-@dataclass(slots=True)
-class Row:
-    """One image (or metadata line) of a source: its prompt, settings and, maybe, its pixels."""
-
-    image_name: str
-    prompt: str
-    part: str  # the DiffusionDB part ("part-000001") or the file it came from
-    settings: dict[str, Any] = field(default_factory=dict)
-    location: str | None = None  # a file path, or "ZIP::MEMBER"; None for metadata-only rows
-    source: str | None = None  # this row's `source` tag when it differs from the ingest's (our PNGs: generated)
-    extra: dict[str, Any] = field(default_factory=dict)  # more record metadata (a generation's lineage)
-    pixels: Any = None  # the decoded image when the caller has it (write-back), else read from `location`
-    vector: Any = None  # its CLIP image vector when the caller has it (compare scores with it)
-    notes: list[str] | None = None  # cells left out because they were not of their type (the report lists them)
-    error: str | None = None  # why this file cannot be read as an image: counted and named in the report, not stored
 
 
 def _part_name(path: Path) -> str:
@@ -78,23 +62,18 @@ def has_part_json(folder: Path) -> bool:
     return any(_is_part_mapping(p) for p in folder.glob("*.json"))
 
 
-def read_folder(folder: Path) -> Iterator[Row]:
-    """A part folder: images plus a part JSON; zips in the folder are read as parts too. A folder with none of
-    those is a folder of images (ours, another tool's, any: studio/ingest/outputs.py)."""
+def part_files(folder: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """A folder's DiffusionDB part JSONs, part zips and tables: none of them means a folder of images."""
     jsons = sorted(p for p in folder.glob("*.json") if _is_part_mapping(p))
     zips = sorted(folder.glob("*.zip"))
     tables = sorted(p for p in folder.iterdir() if p.suffix in TABLE_SUFFIXES)
-    if not jsons and not zips and not tables:
-        from studio.ingest.outputs import read_outputs
+    return jsons, zips, tables
 
-        rows = read_outputs(folder)
-        first = next(rows, None)
-        if first is None:
-            raise InputError(f"{folder} has no images, part JSON, part zip or metadata table. Point at a folder of "
-                             "images (PNG, JPEG, WebP), a DiffusionDB part, or STUDIO_HOME/outputs.")
-        yield first
-        yield from rows
-        return
+
+def read_folder(folder: Path) -> Iterator[Row]:
+    """A part folder: images plus a part JSON; zips and tables in the folder are read too. A folder with none of
+    those is a folder of images, which studio/ingest/readers.py hands to studio/ingest/outputs.py instead."""
+    jsons, zips, tables = part_files(folder)
     for path in jsons:
         try:
             mapping = json.loads(path.read_text(encoding="utf-8"))
@@ -335,22 +314,7 @@ def read_hub(spec: HubSpec, cache: Path, offline: bool, light: bool = False) -> 
         yield from read_zip(fetch(spec.zip_path(part)), extra)
 
 
-def read_source(source: str, cache: Path, offline: bool, light: bool = False) -> Iterator[Row]:
-    """Any supported source, by its form: hub spec, folder, .zip, .parquet or .csv. light: the count pass's
-    rows (read_table's light; other forms are read whole)."""
-    if source.startswith("hub:"):
-        return read_hub(parse_hub(source), cache, offline, light)
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise InputError(f"{source}: no such file or folder.")
-    if path.is_dir():
-        return read_folder(path)
-    if path.suffix == ".zip":
-        return read_zip(path)
-    if path.suffix in TABLE_SUFFIXES:
-        return read_table(path, light)
-    if path.suffix == ".json":
-        mapping = json.loads(path.read_text(encoding="utf-8"))
-        return _part_json_rows(mapping, _part_name(path), str(path), lambda name: None)
-    raise InputError(f"{source}: use a part folder, a part .zip, a table (.parquet, .csv, .jsonl with a prompt "
-                     "column), or hub:2m:1-5.")
+def read_part_json(path: Path) -> Iterator[Row]:
+    """A part JSON on its own: prompts and settings, no images beside it."""
+    mapping = json.loads(path.read_text(encoding="utf-8"))
+    return _part_json_rows(mapping, _part_name(path), str(path), lambda name: None)

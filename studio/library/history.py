@@ -4,6 +4,7 @@ favourites and deleting."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,7 +15,6 @@ from studio.images import ImageSource, open_image
 from studio.ingest.outputs import OUTPUTS_PART
 from studio.ingest.sources import IMAGE_SUFFIXES
 from studio.library.lineage import Lineage
-from studio.search import counts, newest
 from studio.search.results import Hit, SearchResult, label_of
 from studio.search.searcher import query_text, to_hit
 from studio.search.store import PromptStore
@@ -23,6 +23,11 @@ GENERATED = {"source": "generated"}  # our own generations (not search.results.M
 FAVOURITES = {"$and": [GENERATED, {"favourite": True}]}
 BATCH_MARGIN = 16  # more than the images of one generation (n <= 8) or one compare
 DELETED = ".deleted"  # under outputs/: a deleted image's PNG is moved here (hidden: `ingest outputs` skips it)
+# A text search keeps an image whose prompt or idea holds a word of the query, or whose CLIP text-image cosine is at
+# least this: a clear match for OpenAI's CLIPs (unrelated pairs sit at about 0.1-0.25, CLIPScore's 2.5x scale).
+# Below both, the image is not "closest" to anything the user meant: nothing is listed instead of everything.
+CLEAR_MATCH = 0.32
+_WORD = re.compile(r"[^\W_]{3,}")
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,10 @@ class History:
             vector = self.embedder().embed_images([open_image(query)])[0]
         # Chroma's `where` here, not the over-fetch of Searcher.query: our images are few among millions.
         records = self.store().query("images", vector, limit, where=FAVOURITES if favourites else GENERATED)
+        if encoder is not None:  # a text: only what it matches (an image query ranks by looks, all of them)
+            kept = [r for r in records if matches(query, r.metadata, r.document, 1.0 - float(r.distance))]
+            return SearchResult(label_of(query), "history", [to_hit(r, "images") for r in kept],
+                                hidden=len(records) - len(kept), encoder=encoder)
         return SearchResult(label_of(query), "history", [to_hit(r, "images") for r in records], encoder=encoder)
 
     def favourite(self, image_id: str, on: bool = True) -> bool:
@@ -100,24 +109,43 @@ class History:
                                                           "image_count": sum(per_part.values())}])
         return moved
 
+    def restore(self, deleted: str, original: str, outputs: Path, embedder: Any) -> Hit:
+        """Undo delete(): the PNG moved back from outputs/.deleted/ to `original` and stored again from what it
+        carries (our chunk: prompt, settings, lineage), under its old id."""
+        from studio.ingest.outputs import read_image
+        from studio.ingest.pipeline import ingest_rows
+        from studio.ingest.toolmeta import ToolReader
+
+        outputs = Path(outputs).resolve()
+        src, dst = Path(deleted).resolve(), Path(original).resolve()
+        if not src.is_relative_to(outputs / DELETED) or not dst.is_relative_to(outputs) or \
+                dst.is_relative_to(outputs / DELETED):
+            raise InputError("Only an image deleted from your outputs folder can be restored.")
+        if not src.is_file():
+            raise InputError(f"{src.name} is no longer in {outputs / DELETED}: it cannot be restored from here.")
+        if dst.exists():
+            raise InputError(f"{dst} exists again: move {src} back by hand, then ingest your outputs folder.")
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(src), str(dst))
+        row = read_image(dst, ToolReader())
+        if row.error:
+            raise InputError(f"{dst.name} is back in your outputs but could not be read ({row.error}).")
+        ingest_rows([row], self.store(), embedder, source="generated", label="restore", incremental=True, bars=False)
+        found = self.store().get("images", [row.image_name])
+        if not found:
+            raise InputError(f"{dst.name} is back in your outputs but was not stored: ingest your outputs folder.")
+        return to_hit(found[0], "images")
+
     def _newest(self, limit: int) -> list[Any]:
         """Our `limit` newest generations by when they were made (not by when they were stored: a repair or an
         ingest of older PNGs adds them late), from the writers' newest-first index: one metadata read and a
         get by ids. The index is rebuilt by one scan when missing (a store from before it) or behind (a
         process killed between its write and the index's)."""
         store = self.store()
-        name = store.names["images"]
         span = limit + BATCH_MARGIN  # one generation's images share a time and sort by their seed within it
+        records: list[Any] = []
         for attempt in range(2):
-            with counts.LOCK:
-                kept = newest.read(store.client, name)
-            _, by_source, exact = counts.read(store.client, name)
-            behind = kept is None or not exact or (kept[0] and len(kept[1]) != by_source.get(GENERATED["source"], 0))
-            if behind or attempt:
-                with counts.LOCK:
-                    ids = newest.rebuild(store.client.get_collection(name, embedding_function=None))
-            else:
-                ids = kept[1]
+            ids = store.newest_generated(rebuild=attempt > 0)  # a second try reads the index afresh
             records = store.get("images", ids[:span]) if ids else []
             if len(records) == min(span, len(ids)):
                 return records
@@ -152,6 +180,16 @@ def _move_aside(file: str | None, outputs: Path) -> Path | None:
         return Path(shutil.move(str(path), str(target)))
     except OSError:
         return None
+
+
+def matches(query: str, meta: dict[str, Any], prompt: str | None, similarity: float) -> bool:
+    """Whether a text search found this image: a word of the query in its prompt or idea, or a clear CLIP match."""
+    if similarity >= CLEAR_MATCH:
+        return True
+    words = {w.lower().removesuffix("s") for w in _WORD.findall(query)}
+    said = " ".join(str(t) for t in (prompt, meta.get("idea")) if t).lower()
+    have = {w.removesuffix("s") for w in _WORD.findall(said)}
+    return bool(words & have)
 
 
 def _is_image_path(text: str) -> bool:

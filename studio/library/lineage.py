@@ -28,6 +28,8 @@ class Lineage:
     example_texts: list[str] = field(default_factory=list)  # picks brought as text, as the LLM saw them
     note: str | None = None  # the user's note to the LLM
     locked: list[str] = field(default_factory=list)  # terms kept verbatim through the rewrite
+    grid_id: str | None = None  # shared by the images of one grid (studio.library.grid)
+    cell_key: str | None = None  # prompt, negative, settings, seed and model hashed: a grid reuses the image
 
     @classmethod
     def of_rewrite(cls, result: Any, **extra: Any) -> "Lineage":

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from studio.errors import InputError, bounded_text
+from studio.rewrite.results import Finding, Problem
 from studio.rewrite.untrusted import SPECIAL, one_line, strip_markup, suspicion, vocabulary
 from studio.search.language import is_english
 
@@ -134,6 +135,12 @@ def sanitise_example(text: str) -> tuple[str | None, str | None]:
     return text, None
 
 
+def untrusted_prompts(dropped: Sequence[dict[str, str]]) -> list[str]:
+    """The dropped examples that read as a message to a model (sanitise_example's UNTRUSTED reasons): a candidate
+    carrying a word only they held was steered by them. The reason's text is written and read here only."""
+    return [d["prompt"] for d in dropped if d["reason"].startswith(UNTRUSTED)]
+
+
 def near_duplicate(a: str, b: str, threshold: float = 0.75) -> bool:
     """Word-set Jaccard: 'a cat, 4 k' and 'a cat, 4k, artstation' are one example, not two."""
     wa, wb = set(words(a)), set(words(b))
@@ -219,26 +226,31 @@ def clean_output(raw: str, cut_off: bool = False, banned: frozenset[str] = froze
     return " ".join(kept).strip(" ,;:-")
 
 
-def problems(text: str, idea: str, retrieved: Sequence[tuple[str, str]], subject: str | None = None) -> list[str]:
+def findings(text: str, idea: str, retrieved: Sequence[tuple[str, str]], subject: str | None = None) -> list[Finding]:
     """What is wrong with a cleaned candidate (empty list: nothing). retrieved: (id, text) pairs.
     subject: the idea without what a note added to it (default: the idea), for the subject check."""
     if not text:
-        return ["empty"]
+        return [Finding(Problem.EMPTY)]
     found = []
     if same_text(text, idea):
-        found.append("same as the idea")
+        found.append(Finding(Problem.SAME_AS_IDEA))
     copied = [pid for pid, prompt in retrieved if same_text(text, prompt)]
     if copied:
-        found.append(f"copies retrieved prompt {copied[0]}")
+        found.append(Finding(Problem.COPIES, copied[0]))
     if suspicion(text) or CHATTER.match(text):
-        found.append("not a prompt (instruction or chatter)")
+        found.append(Finding(Problem.NOT_A_PROMPT))
     elif len(set(subject_words(text)) - set(subject_words(idea))) < 2:
-        found.append("adds almost nothing to the idea")
+        found.append(Finding(Problem.ADDS_LITTLE))
     if mentions_subject(text, subject or idea) is False:
-        found.append("drops the idea's subject")
+        found.append(Finding(Problem.DROPS_SUBJECT))
     if not is_english(idea) and not is_english(text):  # the LLM was asked to translate it
-        found.append("not in English")
+        found.append(Finding(Problem.NOT_ENGLISH))
     return found
+
+
+def problems(text: str, idea: str, retrieved: Sequence[tuple[str, str]], subject: str | None = None) -> list[str]:
+    """findings() as the user reads them."""
+    return [f.text for f in findings(text, idea, retrieved, subject)]
 
 
 def has_style(text: str) -> bool:

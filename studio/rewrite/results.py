@@ -4,12 +4,41 @@ RewriteResult with what the model was shown, and the RewriteEvents a streamed re
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
     from studio.search.results import Hit
 
 TEXT_KIND = "text"  # Hit.kind of an example the user brought as text (not a stored record)
+# The steps of a streamed rewrite, in order (see RewriteEvent); the UI and the CLI branch on them.
+EventKind = Literal["retrieved", "start", "token", "candidate", "done"]
+
+
+class Problem(StrEnum):
+    """What can be wrong with a candidate. The member decides (retries, the warning); its value is the text the
+    user reads, unchanged from when these were plain strings."""
+
+    EMPTY = "empty"
+    SAME_AS_IDEA = "same as the idea"
+    COPIES = "copies retrieved prompt"  # shown with the copied prompt's id after it
+    NOT_A_PROMPT = "not a prompt (instruction or chatter)"
+    ADDS_LITTLE = "adds almost nothing to the idea"
+    DROPS_SUBJECT = "drops the idea's subject"
+    NOT_ENGLISH = "not in English"
+    NO_PROMPT = "the model gave no usable prompt, so the idea is kept as it is"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem of one candidate: its code, and what it names (the copied prompt's id)."""
+
+    code: Problem
+    detail: str = ""
+
+    @property
+    def text(self) -> str:
+        return f"{self.code.value} {self.detail}" if self.detail else self.code.value
 
 
 @dataclass
@@ -23,11 +52,21 @@ class Candidate:
     seed: int = 0
     temperature: float = 0.0
     attempts: int = 1
-    problems: list[str] = field(default_factory=list)  # left after the retries (shown in `warning`)
+    findings: list[Finding] = field(default_factory=list)  # left after the retries (shown in `warning`)
     llm_tokens: int = 0  # tokens the LLM generated for this attempt (a retry's prefill not counted)
     prefill: str = ""  # a retry's start, written by us: the previous attempt (or the idea) and a comma
     restored: list[str] = field(default_factory=list)  # locked terms the model dropped or changed, put back
     added: list[str] = field(default_factory=list)  # what the candidate adds to the idea (phrases, then words)
+
+    @property
+    def problems(self) -> list[str]:
+        """The findings as the user reads them."""
+        return [f.text for f in self.findings]
+
+    def to_dict(self) -> dict[str, Any]:
+        """As the API and `--json` show it: the findings as their texts, under `problems`, where they were."""
+        return {("problems" if k == "findings" else k): (self.problems if k == "findings" else v)
+                for k, v in asdict(self).items()}
 
 
 @dataclass
@@ -80,7 +119,7 @@ class RewriteResult:
         return [shown for h, shown in zip(self.retrieved, self.examples) if h.kind == TEXT_KIND]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"idea": self.idea, "candidates": [asdict(c) for c in self.candidates],
+        return {"idea": self.idea, "candidates": [c.to_dict() for c in self.candidates],
                 "retrieved": [h.to_dict() for h in self.retrieved], "retrieved_ids": self.retrieved_ids,
                 "examples": self.examples, "dropped": self.dropped, "suggested": self.suggested,
                 "model": self.model, "starter": self.starter, "layout": self.layout, "notice": self.notice,
@@ -95,7 +134,7 @@ class RewriteEvent:
     "start" (index, attempt, seed; a new attempt replaces the text so far) -> "token" (index, text,
     partial) ... -> "candidate" (index, candidate) -> finally "done" (result)."""
 
-    kind: str
+    kind: EventKind
     index: int = 0
     text: str = ""
     partial: str = ""

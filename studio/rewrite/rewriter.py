@@ -16,12 +16,12 @@ from studio.errors import InputError, StudioError
 from studio.rewrite.backend import LLMBackend
 from studio.rewrite.llamacpp import STARTER_NOTICE, LlamaCppBackend, cpu_notice, load_llama
 from studio.rewrite.prompting import (
-    FALLBACK_EXAMPLES, UNTRUSTED, BuiltPrompt, Example, chat_messages,
-    clean_output, fewshot_prompt, idea_note, llama2_chat, pick_examples, problems, suggest_settings,
+    FALLBACK_EXAMPLES, BuiltPrompt, Example, chat_messages, clean_output, fewshot_prompt, findings, idea_note,
+    llama2_chat, pick_examples, suggest_settings, untrusted_prompts,
 )
 from studio.rewrite.locked import restore
 from studio.rewrite.request import RewriteRequest
-from studio.rewrite.results import Candidate, RewriteEvent, RewriteResult, Timings
+from studio.rewrite.results import Candidate, Finding, Problem, RewriteEvent, RewriteResult, Timings
 from studio.rewrite.steering import Steering, additions, steer
 from studio.rewrite.untrusted import one_line, strip_markup, suspicion, tainted_words
 from studio.search.language import is_english
@@ -32,7 +32,8 @@ if TYPE_CHECKING:
     from studio.config import Settings
     from studio.search.results import Hit
 
-NO_PROMPT = "the model gave no usable prompt, so the idea is kept as it is"
+# A retry may go on from the best attempt so far only when that one kept the subject and was merely too short.
+ONLY_SHORT = frozenset({Problem.ADDS_LITTLE, Problem.SAME_AS_IDEA})
 CLIP_LIMIT = 77  # SDXL's two text encoders read 77 tokens (start and end included) and drop the rest
 LAYOUTS = ("auto", "chat", "fewshot")
 
@@ -187,7 +188,7 @@ class Rewriter:
         known = [(h.id, h.prompt) for h in used] + [(e.id, e.text) for e in shown]
         # Words only the dropped, suspicious examples held: a candidate carrying one was steered by them;
         # and the words the user's note excludes.
-        banned = tainted_words([d["prompt"] for d in dropped if d["reason"].startswith(UNTRUSTED)],
+        banned = tainted_words(untrusted_prompts(dropped),
                                [idea, asked, plan.note or "", *(e.text for e in shown)]) | plan.banned
         run = _Run(asked, built, known, random.randrange(2**31) if seed is None else int(seed),
                    max_tokens or self.max_tokens, Timings(retrieval_s=retrieval_s, load_s=load_s), banned,
@@ -263,15 +264,15 @@ class Rewriter:
                 run.decoded += cand.llm_tokens - 1
                 run.decode_s += last - first
             cand.text = clean_output(cand.raw, cut_off=finish == "length", banned=run.banned, allowed=run.allowed)
-            cand.problems = problems(cand.text, run.idea, run.known, run.plan.view if run.plan else None)
-            if best is None or (not cand.text, len(cand.problems)) < (not best.text, len(best.problems)):
+            cand.findings = findings(cand.text, run.idea, run.known, run.plan.view if run.plan else None)
+            if best is None or (not cand.text, len(cand.findings)) < (not best.text, len(best.findings)):
                 best = cand
-            if not cand.problems:
+            if not cand.findings:
                 break
         assert best is not None
         if not best.text:  # a candidate always comes back: the idea itself, said so
             best.text = one_line(strip_markup(run.idea))
-            best.problems = [NO_PROMPT]
+            best.findings = [Finding(Problem.NO_PROMPT)]
         return best
 
     def close(self, wait: float = 30.0) -> None:
@@ -324,7 +325,7 @@ def settle(cand: Candidate, plan: Steering) -> None:
 def retry_prefill(best: Candidate, idea: str) -> str:
     """Where a retry starts: the best attempt so far when it was only too short (it kept the subject and
     is not a copy), else the idea; then a comma, so that the model goes on with style words."""
-    only_short = all(p in ("adds almost nothing to the idea", "same as the idea") for p in best.problems)
+    only_short = all(f.code in ONLY_SHORT for f in best.findings)
     base = best.text if best.text and only_short else idea
     if not is_english(base):  # the model would go on in the idea's language: a plain retry instead
         return ""
@@ -335,10 +336,10 @@ def finish_candidate(cand: Candidate, count_tokens: Callable[[str], int] | None)
     """CLIP token count (None without a CLIP tokenizer) and the warning shown next to the candidate."""
     cand.tokens = (count_tokens(cand.text) if cand.text else 0) if count_tokens else None
     notes = []
-    if not cand.text or cand.problems == [NO_PROMPT]:
+    if not cand.text or [f.code for f in cand.findings] == [Problem.NO_PROMPT]:
         notes.append("The model gave no usable prompt, so your idea is kept as it is; try again, or a larger "
                      "model (see `python -m studio models`).")
-    elif cand.problems:
+    elif cand.findings:
         notes.append("Check this one: " + "; ".join(cand.problems) + f" (after {cand.attempts} attempt{'s' if cand.attempts != 1 else ''}).")
     if cand.tokens is not None and cand.tokens > CLIP_LIMIT:
         chunks = -(-(cand.tokens - 2) // (CLIP_LIMIT - 2))

@@ -126,7 +126,7 @@ class ClipEmbedder:
         for what, files, load in parts:
             try:
                 loaded.append(load(str(loc.path)))
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+            except Exception as exc:  # noqa: BLE001 - any reader's error (safetensors' own too): the file is unusable
                 raise ModelMissingError(
                     f"The CLIP folder {loc.path} has no usable {what} ({type(exc).__name__}: {str(exc)[:200]}). "
                     f"A CLIP folder needs {files}: copy what is missing from the same model, or fetch a complete one with "

@@ -288,11 +288,21 @@ class PromptStore:
                 if kind == "images":
                     newest.forget(self.client, self.names[kind], [r.id for r in gone])
 
-    def update_metadata(self, kind: str, ids: Sequence[str], metadatas: Sequence[dict[str, Any]]) -> None:
+    def update_metadata(self, kind: str, ids: Sequence[str], metadatas: Sequence[dict[str, Any]],
+                        drop: Sequence[str] = (), was: Sequence[Any] | None = None) -> None:
+        """Chroma merges metadata: keys not given stay; `drop` names keys to remove. `was`: the records'
+        sources before, when this update changes them (the counters move from the old source to the new)."""
         col = self.collections[kind]
-        for start in range(0, len(ids), self.max_batch):
-            end = start + self.max_batch
-            col.update(ids=list(ids[start:end]), metadatas=[_clean(m) for m in metadatas[start:end]])
+        gone = dict.fromkeys(drop)
+        with counts.LOCK:
+            for start in range(0, len(ids), self.max_batch):
+                end = start + self.max_batch
+                col.update(ids=list(ids[start:end]),
+                           metadatas=[{**gone, **_clean(m)} for m in metadatas[start:end]])
+            if was is not None:
+                counts.remove(self.client, self.names[kind], was)
+                counts.add(self.client, self.names[kind], (m.get("source") for m in metadatas))
+                counts.flush(self.client, self.names[kind])
 
     # -- reading -------------------------------------------------------------------------
     def get(self, kind: str, ids: Iterable[str] | None = None, where: dict | None = None,
@@ -334,6 +344,20 @@ class PromptStore:
             Record(rid, docs[i], res["metadatas"][0][i] or {}, float(res["distances"][0][i]))
             for i, rid in enumerate(res["ids"][0])
         ]
+
+    def newest_generated(self, rebuild: bool = False) -> list[str]:
+        """Ids of our generations, newest first by when each was made (at most newest.KEEP), from the writers'
+        index: one metadata read. Rebuilt by one scan when missing (a store from before it), behind the counts (a
+        process killed between its write and the index's), or when asked (rebuild: the ids read went stale)."""
+        name = self.names["images"]
+        with counts.LOCK:
+            kept = newest.read(self.client, name)
+        _, by_source, exact = counts.read(self.client, name)
+        behind = kept is None or not exact or (kept[0] and len(kept[1]) != by_source.get(newest.SOURCE, 0))
+        if behind or rebuild or kept is None:
+            with counts.LOCK:
+                return newest.rebuild(self.client.get_collection(name, embedding_function=None))
+        return kept[1]
 
     def count(self, kind: str, where: dict | None = None) -> int:
         col = self.collections[kind]

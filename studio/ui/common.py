@@ -67,11 +67,13 @@ class LastErrors:
 LAST_ERRORS = LastErrors()
 
 
-def _to_gr_error(exc: Exception) -> gr.Error:
+def _to_gr_error(exc: Exception, toast: bool = True) -> gr.Error:
+    """toast=False: the page shows no toast (the tab's status line, said_in, is the one place it is said); an
+    API client gets the error raised all the same."""
     if not isinstance(exc, StudioError):
         log.error("unexpected error in a handler", exc_info=exc)
     LAST_ERRORS.record(message_for(exc))
-    return gr.Error(message_for(exc), print_exception=False)
+    return gr.Error(message_for(exc), print_exception=False, visible=toast)
 
 
 def said_in(event: Any, status: Any) -> Any:
@@ -82,9 +84,10 @@ def said_in(event: Any, status: Any) -> Any:
     return event.failure(say, None, status, api_visibility="private", queue=False, show_progress="hidden")
 
 
-def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+def guarded(fn: Callable[..., Any], toast: bool = True) -> Callable[..., Any]:
     """A handler whose failures reach the page as a message, never a stack trace. Keeps the
-    signature (gr.Progress and gr.Request parameters are found through __wrapped__)."""
+    signature (gr.Progress and gr.Request parameters are found through __wrapped__). toast=False: for an event
+    whose status line says the error (said_in), so that it is said once."""
     if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
         def stream(*args: Any, **kwargs: Any) -> Iterator[Any]:
@@ -93,7 +96,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
             except gr.Error:
                 raise
             except Exception as exc:
-                raise _to_gr_error(exc) from None
+                raise _to_gr_error(exc, toast) from None
         return stream
 
     @functools.wraps(fn)
@@ -103,7 +106,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         except gr.Error:
             raise
         except Exception as exc:
-            raise _to_gr_error(exc) from None
+            raise _to_gr_error(exc, toast) from None
     return call
 
 
@@ -123,8 +126,13 @@ def sdxl_missing(studio: Any) -> bool:
     return studio.sdxl_missing()
 
 
-def handler(fn: Callable[..., Any], gpu: bool = False) -> Callable[..., Any]:
-    return on_gpu(guarded(fn)) if gpu else guarded(fn)
+def handler(fn: Callable[..., Any], gpu: bool = False, toast: bool = True) -> Callable[..., Any]:
+    return on_gpu(guarded(fn, toast)) if gpu else guarded(fn, toast)
+
+
+def quiet(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """A handler whose errors are said in its tab's status line only (said_in): no toast over it."""
+    return handler(fn, toast=False)
 
 
 def uploaded_image(payload: Any) -> Any:

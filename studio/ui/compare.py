@@ -15,7 +15,7 @@ from studio.ui.common import (
 from studio.ui.defaults import UIDefaults
 from studio.ui.limits import limited
 from studio.ui.settings_panel import settings_panel
-from studio.ui.text import inert
+from studio.ui.text import clip_percent, inert
 from studio.ui.views import comparison_choices, diff_spans, for_sdxl, picture
 
 TITLES = {"original": "Your idea, as typed", "retrieved": "Best retrieved prompt", "rewritten": "Rewritten prompt"}
@@ -23,7 +23,7 @@ COLORS = {"added": "#9be7a8", "dropped": "#f4a7a7"}
 
 
 def _label(variant: str, score: float | None, best: bool) -> str:
-    clip = "" if score is None else f" · CLIP {score:.3f}"
+    clip = "" if score is None else f" · match {clip_percent(score)}"  # the % Explore and Reverse show
     return f"{TITLES[variant]}{clip}{' ★' if best else ''}"
 
 
@@ -149,7 +149,8 @@ def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Compa
                     images.append(gr.Image(label=TITLES[v], interactive=False, height=320,
                                            elem_classes="compare-image"))
                     diffs.append(gr.HighlightedText(label="Prompt vs your idea", color_map=COLORS, show_legend=False,
-                                                    show_inline_category=False, combine_adjacent=True))
+                                                    show_inline_category=False, combine_adjacent=True,
+                                                    elem_classes="compare-diff"))
         send = gr.Button("Use the closest (★) in Create →", elem_id="compare-send", interactive=False)
         with gr.Row():
             history = gr.Dropdown(choices=[], label="Earlier comparisons", scale=4, elem_id="compare-earlier")

@@ -41,15 +41,16 @@ class CreateControls:
         return self.panel.fillable
 
 
-def suggested_settings(panel: SettingsPanel, s: dict) -> list[Any]:
-    """The retrieved neighbours' usual settings -> the panel (fillable) and the note under the prompt."""
+def suggested_settings(panel: SettingsPanel, s: dict, width: Any = None, height: Any = None) -> list[Any]:
+    """The retrieved neighbours' usual settings -> the panel (fillable) and the note under the prompt; never more
+    pixels than the size set now (width, height)."""
     from studio.ui.views import for_sdxl
 
     if not s:
         return [*[gr.skip()] * len(panel.fillable),
                 "The retrieved neighbours carry no settings (a table without seeds or cfg): nothing to copy. "
                 "Rewrite an idea first, or set them by hand."]
-    values, changed = for_sdxl(s)
+    values, changed = for_sdxl(s, current=(width, height))
     said = "Copied the neighbours' usual settings" + (f"; {'; '.join(changed)}" if changed else "") + "."
     return [*panel.fill_values(values, with_seed=False), said]
 
@@ -147,7 +148,8 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels, visitor: 
         looking = steer.generate_all.click(handler(h.generate_all, gpu=True), look_in, [steer.looks, info],
                                            api_visibility="private", show_progress_on=[info], **GPU)
         said_in(looking, info)
-        suggest.click(lambda s: suggested_settings(panel, s), suggested, [*controls.settings, rewrite_note], **private)
+        suggest.click(lambda s, w, ht: suggested_settings(panel, s, w, ht), [suggested, panel.width, panel.height],
+                      [*controls.settings, rewrite_note], **private)
         gen_in = [prompt, negative, panel.seed, panel.steps, panel.cfg, panel.width, panel.height, panel.sampler,
                   panel.profile, n, lineage, visitor or gr.State("")]
         generating = go.click(handler(h.generate, gpu=True), gen_in, [preview, images, info, raw, last_seed],

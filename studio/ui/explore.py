@@ -9,12 +9,12 @@ from typing import Any, Callable
 import gradio as gr
 
 from studio.studio import MAX_QUERY_CHARS, Filters, SearchResult, Studio
-from studio.ui.common import as_int, handler, said_in, uploaded_image
+from studio.ui.common import as_int, quiet, said_in, uploaded_image
 from studio.ui.defaults import UIDefaults
 from studio.ui.limits import limited
-from studio.ui.text import link_markdown
+from studio.ui.text import info_markdown, link_markdown
 from studio.ui.views import (
-    COLUMNS, DEFAULT_SOURCE, MISSING, SHOWN_SETTINGS, SOURCES, WIDTHS, gallery_picks, note, row_picks, rows,
+    COLUMNS, DEFAULT_SOURCE, SOURCES, WIDTHS, cell, gallery_picks, note, page_json, row_picks, rows,
 )
 
 PICK_HINT = "Click an image or a row to pick its prompt."
@@ -29,6 +29,8 @@ class Picked:
     settings: gr.State
     add: gr.Button  # + the picked prompt to the examples the LLM sees (Create)
     note: gr.Markdown  # the tab's own status line
+    info: gr.State | None = None  # Reverse: the dropped image's own prompt and settings (PNG Info)
+    info_send: gr.Button | None = None  # …and its Use in Create button
 
 
 def _filters(nsfw: bool, source: str | None) -> Filters:
@@ -63,15 +65,14 @@ def empty_note(studio: Studio, source: str, loading: Callable[[], str | None]) -
 
 
 def _select(table: Any, links: list, evt: gr.SelectData) -> tuple[Any, ...]:
-    """A clicked row -> its prompt (with a copy button), its settings ready for Create, and its link."""
-    row = evt.row_value or []
-    if len(row) < 8:
-        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    """A clicked row -> its prompt (with a copy button), its settings ready for Create, and its link. All of it
+    from what the server kept for that row: the page's cells are cut (prompts) and would be rounded (seeds)."""
     at = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
-    info = links[at] if links and isinstance(at, int) and at < len(links) else {}
-    prompt = info.get("prompt") or row[1]  # the whole prompt: the table's cell may be cut
-    picked = {"prompt": prompt, **{k: v for k, v in zip(SHOWN_SETTINGS, row[3:8]) if v not in ("", None, MISSING)}}
-    return prompt, picked, gr.update(interactive=True), gr.update(interactive=True), link_markdown(info.get("url"))
+    if not links or not isinstance(at, int) or not 0 <= at < len(links):
+        return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip()
+    picked = {k: v for k, v in links[at].items() if k != "url"}
+    return (picked["prompt"], picked, gr.update(interactive=True), gr.update(interactive=True),
+            link_markdown(links[at].get("url")))
 
 
 def _select_image(picks: list[dict], evt: gr.SelectData) -> tuple[Any, Any, Any]:
@@ -104,7 +105,7 @@ def explore_tab(studio: Studio, defaults: UIDefaults, loading: Callable[[], str 
         said = note(result, empty_note(studio, source, loading) if not result.results else None)
         if result.results and (still := loading()) is not None:
             said += f" so far: {still}"
-        return rows(result), pics, said, result.to_dict(), picks, row_picks(result)
+        return rows(result), pics, said, page_json(result.to_dict()), picks, row_picks(result)
 
     with gr.Tab("Explore", id="explore"):
         gr.Markdown("Type an idea: the closest **real** prompts from DiffusionDB (and your own work), images "
@@ -133,10 +134,11 @@ def explore_tab(studio: Studio, defaults: UIDefaults, loading: Callable[[], str 
         with gr.Accordion("Raw result (JSON)", open=False, elem_classes="dev-only"):
             raw = gr.JSON()
         outputs = [table, images, msg, raw, picks, links]
-        for event in (go.click(handler(search), [idea, target, nsfw, k, source], outputs, api_name="search",
-                               show_progress_on=[msg, table]),
-                      idea.submit(handler(search), [idea, target, nsfw, k, source], outputs,
-                                  api_visibility="private", show_progress_on=[msg, table])):
+        # Progress (and so any error pill) on the status line only: an error is said there once, the results stay.
+        for event in (go.click(quiet(search), [idea, target, nsfw, k, source], outputs, api_name="search",
+                               show_progress_on=[msg]),
+                      idea.submit(quiet(search), [idea, target, nsfw, k, source], outputs,
+                                  api_visibility="private", show_progress_on=[msg])):
             said_in(event, msg)
         table.select(_select, [table, links], [picked, picked_settings, send, add, link], api_visibility="private")
         images.select(_select_image, picks, [picked, picked_settings, send, add, link], api_visibility="private")
@@ -150,7 +152,24 @@ def reverse_tab(studio: Studio, defaults: UIDefaults) -> Picked:
         similar = studio.similar_images(image, k, filters)
         pics, picks = gallery_picks(studio, similar.results)
         said = note(result, empty_note(studio, source, lambda: None) if not result.results else None)
-        return rows(result), pics, said, result.to_dict(), picks, row_picks(result)
+        return rows(result), pics, said, page_json(result.to_dict()), picks, row_picks(result)
+
+    def own_info(payload: Any) -> tuple[Any, Any, Any]:
+        """The dropped file's own prompt and settings (PNG Info), shown before the neighbours; hidden for a file
+        that carries none."""
+        path = payload.get("path") if isinstance(payload, dict) else payload
+        info = studio.image_info(str(path)) if path else None
+        if info is None:
+            return gr.Group(visible=False), "", {}
+        s = info.settings
+        pick = {"prompt": info.prompt, "negative_prompt": info.negative_prompt or "",
+                **{k: cell(s[k], k) for k in ("seed", "steps", "cfg", "sampler", "width", "height") if k in s}}
+        return gr.Group(visible=True), info_markdown(info), pick
+
+    def cleared() -> tuple[Any, ...]:
+        """A new (or no) image: the results of the last one no longer match it, whatever comes of this one."""
+        return ([], [], "", None, [], [], "", {}, gr.update(interactive=False), gr.update(interactive=False), "",
+                gr.Group(visible=False), "", {})
 
     with gr.Tab("Reverse", id="reverse"):
         gr.Markdown("Drop in an image: the prompts that likely made it, with seed, cfg, steps and sampler, "
@@ -162,6 +181,11 @@ def reverse_tab(studio: Studio, defaults: UIDefaults) -> Picked:
                 nsfw, source, k = _filter_row(studio, defaults, "reverse")
                 go = gr.Button("Find the prompts", variant="primary", elem_id="reverse-go")
         msg = gr.Markdown(elem_id="reverse-note")
+        with gr.Group(visible=False, elem_id="reverse-info-box") as info_box:
+            with gr.Row():
+                info_md = gr.Markdown(elem_id="reverse-info", padding=True)
+                info_send = gr.Button("Use in Create →", variant="primary", size="sm", scale=0, min_width=180,
+                                      elem_id="reverse-info-send")
         table = gr.Dataframe(headers=COLUMNS, label="Prompts that likely made it", wrap=True, interactive=False,
                              column_widths=WIDTHS, buttons=["copy", "fullscreen"], elem_id="reverse-table")
         with gr.Row():
@@ -176,9 +200,17 @@ def reverse_tab(studio: Studio, defaults: UIDefaults) -> Picked:
         picked_settings, picks, links = gr.State({}), gr.State([]), gr.State([])
         with gr.Accordion("Raw result (JSON)", open=False, elem_classes="dev-only"):
             raw = gr.JSON()
+        info = gr.State({})
         # preprocess=False: the handler opens the upload itself, so a broken file gets our message.
-        said_in(go.click(handler(reverse), [image, nsfw, k, source], [table, images, msg, raw, picks, links],
-                         api_name="reverse", preprocess=False, show_progress_on=[msg, table]), msg)
-        table.select(_select, [table, links], [picked, picked_settings, send, add, link], api_visibility="private")
-        images.select(_select_image, picks, [picked, picked_settings, send, add, link], api_visibility="private")
-    return Picked(picked, send, picked_settings, add, msg)
+        ins, outs = [image, nsfw, k, source], [table, images, msg, raw, picks, links]
+        said_in(go.click(quiet(reverse), ins, outs, api_name="reverse", preprocess=False, show_progress_on=[msg]), msg)
+        clear_out = [*outs, picked, picked_settings, send, add, link, info_box, info_md, info]
+        private = {"api_visibility": "private"}
+        image.clear(cleared, None, clear_out, queue=False, **private)
+        # A drop: the old results go at once; the file's own metadata first, then its neighbours.
+        dropped = image.upload(cleared, None, clear_out, queue=False, **private).then(
+            quiet(own_info), image, [info_box, info_md, info], preprocess=False, **private)
+        said_in(dropped.then(quiet(reverse), ins, outs, preprocess=False, show_progress_on=[msg], **private), msg)
+        table.select(_select, [table, links], [picked, picked_settings, send, add, link], **private)
+        images.select(_select_image, picks, [picked, picked_settings, send, add, link], **private)
+    return Picked(picked, send, picked_settings, add, msg, info, info_send)

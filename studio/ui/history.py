@@ -11,12 +11,26 @@ import gradio as gr
 
 from studio.errors import InputError
 from studio.studio import IMAGE_SUFFIXES, Hit, Studio
-from studio.ui.common import as_int, handler, said_in, uploaded_image
+from studio.ui.common import as_int, quiet, said_in, uploaded_image
 from studio.ui.text import clipped, details_markdown
-from studio.ui.views import picture
+from studio.ui.views import page_json, picture
 
 NOTHING_YET = "Nothing generated yet: make something in **Create** or **Compare**, and it shows here."
 PICK_FIRST = "Click one of your images first."
+CLICK_ONE = "Click an image for its settings and where it came from."
+
+
+def fav_label(on: bool) -> str:
+    """The Favourite button says the picked image's state: ★ it is one, ☆ it is not."""
+    return "★ Favourite" if on else "☆ Favourite"
+
+
+def actions(entry: dict | None) -> list[Any]:
+    """Reuse, + examples, Favourite (its ★/☆ state) and Delete: usable only while an image is picked."""
+    on = bool(entry)
+    return [gr.update(interactive=on), gr.update(interactive=on),
+            gr.update(interactive=on, value=fav_label(bool(entry and entry.get("favourite")))),
+            gr.update(interactive=on)]
 
 
 @dataclass
@@ -75,9 +89,12 @@ def history_tab(studio: Studio, roots: tuple[str, ...] = ()) -> HistoryControls:
             msg = "No favourites yet: click an image, then ★ Favourite."
         elif not mine_count():
             msg = NOTHING_YET
+        elif isinstance(query, str):
+            msg = f"None of your images matches “{clipped(query, 80)}”: try other words, or **Newest first**."
         else:
             msg = "None of your images matches that."
-        return pics, msg, result.to_dict(), [_entry(h) for h in shown]
+        # selected_index=None: a new list opens unpicked (the full-size view of the last one would show a stranger)
+        return gr.Gallery(pics, selected_index=None), msg, page_json(result.to_dict()), [_entry(h) for h in shown]
 
     def mine_count() -> int:
         try:
@@ -85,30 +102,45 @@ def history_tab(studio: Studio, roots: tuple[str, ...] = ()) -> HistoryControls:
         except Exception:
             return 0
 
-    def pick(entries: list[dict], evt: gr.SelectData) -> tuple[str, dict, Any]:
+    def pick(entries: list[dict], evt: gr.SelectData) -> list[Any]:
         if not entries or evt.index is None or evt.index >= len(entries):
-            return gr.skip(), gr.skip(), gr.skip()
+            return [gr.skip()] * 6
         entry = entries[evt.index]
         details = studio.image_details(entry["id"])
         if details is None:
-            return "That image is no longer in the library.", {}, gr.update(interactive=False)
-        return details_markdown(details.hit, details.retrieved_texts), entry, gr.update(interactive=True)
+            return ["That image is no longer in the library.", {}, *actions(None)]
+        entry = {**entry, "favourite": bool(details.hit.metadata.get("favourite"))}  # as stored now
+        return [details_markdown(details.hit, details.retrieved_texts), entry, *actions(entry)]
 
-    def favourite(entry: dict) -> tuple[str, dict]:
+    def favourite(entry: dict) -> tuple[str, dict, Any]:
         if not entry:
             raise InputError(PICK_FIRST)
         on = not entry.get("favourite")
         if not studio.favourite(entry["id"], on):
             raise InputError("That image is no longer in the library.")
-        return ("★ Marked as a favourite." if on else "☆ No longer a favourite."), {**entry, "favourite": on}
+        said = "★ Marked as a favourite." if on else "☆ No longer a favourite."
+        return said, {**entry, "favourite": on}, gr.update(value=fav_label(on))
 
-    def delete(entry: dict) -> tuple[str, dict, Any]:
+    def delete(entry: dict) -> list[Any]:
         if not entry:
             raise InputError(PICK_FIRST)
+        details = studio.image_details(entry["id"])
+        original = (details.hit.file if details else None) or ""
         moved = studio.delete_image(entry["id"])
-        where = (f" Its PNG is in `{moved.parent.name}/` under your outputs: move it back and run "
-                 "`python -m studio ingest` on the outputs folder to restore it.") if moved else ""
-        return f"🗑️ Deleted from your library.{where}", {}, gr.update(interactive=False)
+        undo = {"deleted": str(moved), "original": original, "favourite": bool(entry.get("favourite"))} \
+            if moved and original else {}
+        where = (f" Its PNG is in `{moved.parent.name}/` under your outputs: **↩ Undo delete** puts it back.")\
+            if undo else ""
+        return [f"🗑️ Deleted from your library.{where}", {}, *actions(None), CLICK_ONE, undo,
+                gr.update(visible=bool(undo))]
+
+    def undelete(undo: dict) -> list[Any]:
+        if not undo:
+            raise InputError("Nothing to undo: delete an image first.")
+        hit = studio.restore_image(undo["deleted"], undo["original"])
+        if undo.get("favourite"):
+            studio.favourite(hit.id, True)
+        return [f"↩️ Restored: “{clipped(hit.prompt, 80)}” is back in your library.", {}, gr.update(visible=False)]
 
     with gr.Tab("History", id="history") as tab:
         gr.Markdown("Everything you generated, newest first. Search it by words or by an image; click a picture "
@@ -125,28 +157,41 @@ def history_tab(studio: Studio, roots: tuple[str, ...] = ()) -> HistoryControls:
         msg = gr.Markdown(elem_id="history-note")
         pics = gr.Gallery(label="Your images", columns=6, height="auto", object_fit="contain", allow_preview=True,
                           elem_id="history-gallery")
-        details = gr.Markdown("Click an image for its settings and where it came from.", elem_id="history-details")
+        details = gr.Markdown(CLICK_ONE, elem_id="history-details")
         with gr.Row():
             reuse = gr.Button("Reuse these settings in Create →", interactive=False, elem_id="history-reuse")
-            add = gr.Button("+ Add to the LLM's examples", elem_id="history-add", scale=0, min_width=200)
-            fav = gr.Button("★ Favourite", elem_id="history-favourite", scale=0, min_width=140)
-            remove = gr.Button("🗑️ Delete", variant="stop", elem_id="history-delete", scale=0, min_width=120)
-        action = gr.Markdown(elem_id="history-action")
+            add = gr.Button("+ Add to the LLM's examples", elem_id="history-add", scale=0, min_width=200,
+                            interactive=False)
+            fav = gr.Button(fav_label(False), elem_id="history-favourite", scale=0, min_width=140, interactive=False)
+            remove = gr.Button("🗑️ Delete", variant="stop", elem_id="history-delete", scale=0, min_width=120,
+                               interactive=False)
+        with gr.Row():
+            action = gr.Markdown(elem_id="history-action")
+            undo_btn = gr.Button("↩ Undo delete", visible=False, size="sm", scale=0, min_width=150,
+                                 elem_id="history-undo")
         with gr.Accordion("Raw result (JSON)", open=False, elem_classes="dev-only"):
             raw = gr.JSON()
-        entries, picked = gr.State([]), gr.State({})
+        entries, picked, undo = gr.State([]), gr.State({}), gr.State({})
         inputs, out = [text, image, limit, favourites], [pics, msg, raw, entries]
-        said_in(go.click(handler(history), inputs, out, api_name="history", preprocess=False,
-                         show_progress_on=[msg]), msg)
-        said_in(text.submit(handler(history), inputs, out, api_visibility="private", preprocess=False,
-                            show_progress_on=[msg]), msg)
-        for trigger in (newest.click, tab.select, favourites.input):
-            said_in(trigger(handler(lambda n, f: history("", None, n, f)), [limit, favourites], out,
-                            api_visibility="private", show_progress_on=[msg]), msg)
-        pics.select(handler(pick), entries, [details, picked, reuse], api_visibility="private")
-        said_in(fav.click(handler(favourite), picked, [action, picked], api_visibility="private"), action)
-        deleted = remove.click(handler(delete), picked, [action, picked, reuse], api_visibility="private")
+        private = {"api_visibility": "private"}
+        acts = [reuse, add, fav, remove]
+        # A new list: what was picked from the old one is no longer on the page (its actions wait for a click).
+        unpick = {"fn": lambda: [CLICK_ONE, {}, *actions(None)], "inputs": None,
+                  "outputs": [details, picked, *acts], "queue": False, **private}
+        newest_first = quiet(lambda n, f: history("", None, n, f))
+        lists = [go.click(quiet(history), inputs, out, api_name="history", preprocess=False, show_progress_on=[msg]),
+                 text.submit(quiet(history), inputs, out, preprocess=False, show_progress_on=[msg], **private)]
+        lists += [trigger(newest_first, [limit, favourites], out, show_progress_on=[msg], **private)
+                  for trigger in (newest.click, tab.select, favourites.input)]
+        for listed in lists:
+            said_in(listed, msg)
+            listed.success(**unpick)
+        said_in(pics.select(quiet(pick), entries, [details, picked, *acts], **private), action)
+        said_in(fav.click(quiet(favourite), picked, [action, picked, fav], **private), action)
+        deleted = remove.click(quiet(delete), picked, [action, picked, *acts, details, undo, undo_btn], **private)
         said_in(deleted, action)
-        deleted.success(handler(lambda n, f: history("", None, n, f)), [limit, favourites], out,
-                        api_visibility="private")
+        deleted.success(newest_first, [limit, favourites], out, **private)
+        restored = undo_btn.click(quiet(undelete), undo, [action, undo, undo_btn], **private)
+        said_in(restored, action)
+        restored.success(newest_first, [limit, favourites], out, **private)
     return HistoryControls(reuse, picked, add, action)

@@ -9,7 +9,7 @@ from typing import Any
 import gradio as gr
 
 from studio.errors import InputError, StudioError
-from studio.studio import Studio
+from studio.studio import UPLOAD_TYPES, Studio
 from studio.ui.common import handler, said_in
 from studio.ui.defaults import UIDefaults
 from studio.ui.text import inert, models_markdown, stats_markdown
@@ -46,6 +46,24 @@ class LibraryControls:
     tab: gr.Tab
     stats: gr.Markdown  # refreshed when the first run has added the sample
     raw: gr.JSON
+    note: gr.Markdown  # the Library's status line
+    sources: gr.Dropdown  # "Remove a source"'s choices, refreshed by whatever adds a source
+    add_pictures: Any  # the handler of "Add real DiffusionDB images" (the first run's banner offers it too)
+
+
+def _paths(upload: Any) -> list[str]:
+    """Gradio's upload value (one path, a list of them, or nothing) -> paths."""
+    if not upload:
+        return []
+    return [str(u) for u in (upload if isinstance(upload, (list, tuple)) else [upload])]
+
+
+def source_names(studio: Studio) -> list[str]:
+    """Every source the store holds records of, for "Remove a source"."""
+    try:
+        return sorted(studio.stats().sources())
+    except StudioError:
+        return []
 
 
 def library_tab(studio: Studio, defaults: UIDefaults) -> LibraryControls:
@@ -58,59 +76,113 @@ def library_tab(studio: Studio, defaults: UIDefaults) -> LibraryControls:
 
     def ingest(path: str, upload: Any, limit: float | None,
                progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[str, str, dict]:
-        source = upload if upload else (path or "").strip()
-        if not source:
+        uploads = _paths(upload)
+        source = (path or "").strip()
+        if not uploads and not source:
             raise InputError("Give a file or folder: a folder of images (A1111, ComfyUI, Fooocus, InvokeAI, NovelAI, "
                              "your outputs/), a prompt table (.csv/.parquet/.jsonl), a datasets save_to_disk folder, "
-                             "a DiffusionDB part folder or zip, or (online) hf:ORG/NAME or hub:2m:1-2.")
-        if defaults.space and not upload:
+                             "a DiffusionDB part folder or zip, or (online) hf:ORG/NAME or hub:2m:1-2; or upload "
+                             "images, a .zip of a folder or a table.")
+        if defaults.space and not uploads:
             raise InputError("In this demo Space, upload a file to ingest; reading the server's folders is off.")
-        if not upload:
-            confined(str(source), defaults.ingest_roots)
         progress(0, desc="Reading…")
 
         def tick(phase: str, done: int, total: int) -> None:
             progress((done, total) if total else None, desc=f"Ingesting {phase}", unit=phase)
 
         limit_n = int(limit) if limit and limit > 0 else None
-        shown = Path(str(upload)).name if upload else str(source)  # the user's file name, not Gradio's temp copy
-        try:
-            report = studio.ingest(str(source), limit=limit_n, progress=tick)
-        except StudioError as exc:
-            raise type(exc)(str(exc).replace(str(source), shown)) from exc
+        if uploads:  # the user's file names in every message, not Gradio's temporary copies
+            reports = studio.ingest_uploads([(u, Path(u).name) for u in uploads], limit=limit_n, progress=tick)
+            said = " ".join(r.summary() for r in reports)
+        else:
+            confined(source, defaults.ingest_roots)
+            said = studio.ingest(source, limit=limit_n, progress=tick).summary()
         text, raw = stats()
-        return f"✅ {inert(report.summary().replace(str(source), shown))}", text, raw
+        return f"✅ {inert(said)}", text, raw
+
+    def add_pictures(progress: gr.Progress = gr.Progress(track_tqdm=True)) -> tuple[str, str, dict]:
+        """One click: DiffusionDB's first part zips (downloaded once, resumed when stopped), then ingested."""
+        offer = studio.hub_offer()
+        if offer.offline:
+            raise InputError(offer.markdown().replace("**Real pictures for Explore**: ", ""))
+        progress(0, desc=f"Downloading {offer.spec}: {offer.left_text} to fetch…")
+
+        def tick(phase: str, done: int, total: int) -> None:
+            progress((done, total) if total else None, desc=f"Ingesting {phase}", unit=phase)
+
+        report = studio.ingest(offer.spec, progress=tick)
+        text, raw = stats()
+        return f"✅ {inert(report.summary())} Explore's *Images of this style* now has real pictures.", text, raw
+
+    def offer_view() -> tuple[str, Any]:
+        offer = studio.hub_offer()
+        return offer.markdown(), gr.update(value=offer.button(), interactive=not offer.offline)
+
+    def remove(source: str | None, sure: bool,
+               progress: gr.Progress = gr.Progress()) -> tuple[str, str, dict, Any, bool]:
+        if not source:
+            raise InputError("Pick the source to remove first.")
+        held = {k: studio.stats().by_source(k).get(source, 0) for k in ("prompts", "images")}
+        if not sure:
+            raise InputError(f"Nothing was removed. Tick *Yes, remove {source}* to take out its "
+                             f"{held['prompts']:,} prompts and {held['images']:,} images (prompts other sources "
+                             "also hold stay; files on disk are not touched).")
+
+        def tick(phase: str, done: int, total: int) -> None:
+            progress(None, desc=f"{done:,} {phase}")
+
+        report = studio.remove_source(source, progress=tick)
+        text, raw = stats()
+        return f"✅ {inert(report.summary())}", text, raw, gr.update(choices=source_names(studio), value=None), False
 
     with gr.Tab("Library", id="library") as tab:
         with gr.Row():
-            with gr.Column(scale=3):
+            with gr.Column(scale=3, min_width=420):  # at 800 px the two stack: each table has the whole width
                 gr.Markdown("### What the library holds")
-                stats_md = gr.Markdown()
+                stats_md = gr.Markdown(elem_id="library-stats")
                 refresh = gr.Button("Refresh", size="sm")
-            with gr.Column(scale=2):
+            with gr.Column(scale=2, min_width=420):
                 gr.Markdown("### Models")
-                models_md = gr.Markdown()
+                models_md = gr.Markdown(elem_id="library-models")
         gr.Markdown("### Add to the library")
         with gr.Row():
             path = gr.Textbox(label="A file or folder on this machine (images from any tool, a table, a datasets "
                               "folder), or hf:ORG/NAME; Enter ingests", scale=3, interactive=not defaults.space,
                               elem_id="library-path",
                               placeholder="data/diffusiondb-sample/metadata-2m-every400th-image_name-prompt.csv")
-            upload = gr.File(label="…or upload one (.csv, .parquet, .zip, .json)", type="filepath", scale=2,
-                             file_types=[".csv", ".parquet", ".zip", ".json"])
+            upload = gr.File(label="…or upload images, a .zip of a folder, or a table (.csv, .parquet, .jsonl)",
+                             type="filepath", file_count="multiple", scale=2, file_types=list(UPLOAD_TYPES),
+                             elem_id="library-upload")
             limit = gr.Number(value=0, precision=0, label="At most (0: all)", scale=1)
         go = gr.Button("Ingest", variant="primary", elem_id="library-ingest")
         ingest_msg = gr.Markdown(elem_id="library-note")
+        with gr.Group(elem_id="library-hub-box"):
+            hub_md = gr.Markdown(elem_id="library-hub-note")
+            hub_btn = gr.Button("Add real DiffusionDB images", elem_id="library-hub", size="sm")
+        with gr.Accordion("Remove a source (one ingested by mistake)", open=False, elem_id="library-remove-box"):
+            with gr.Row():
+                gone = gr.Dropdown(choices=[], label="Source", scale=2, elem_id="library-remove-source")
+                sure = gr.Checkbox(label="Yes, remove it: its prompts and images leave the library", value=False,
+                                   scale=2, elem_id="library-remove-confirm")
+                drop = gr.Button("Remove", variant="stop", scale=1, elem_id="library-remove")
         with gr.Accordion("When a model is missing", open=False):
             gr.Markdown(HOW_TO)
         with gr.Accordion("Raw statistics (JSON)", open=False, elem_classes="dev-only"):
             raw = gr.JSON()
+        outputs = [ingest_msg, stats_md, raw]  # /ingest's three outputs, as scripts read them
         refresh.click(handler(stats), None, [stats_md, raw], api_name="stats")
         tab.select(handler(stats), None, [stats_md, raw], api_visibility="private")
         tab.select(handler(models), None, models_md, api_name="models")
-        said_in(go.click(handler(ingest), [path, upload, limit], [ingest_msg, stats_md, raw], api_name="ingest",
-                         show_progress_on=[ingest_msg], concurrency_limit=1, concurrency_id="ingest"), ingest_msg)
-        said_in(path.submit(handler(ingest), [path, upload, limit], [ingest_msg, stats_md, raw],
-                            api_visibility="private", show_progress_on=[ingest_msg], concurrency_limit=1,
-                            concurrency_id="ingest"), ingest_msg)
-    return LibraryControls(tab, stats_md, raw)
+        tab.select(lambda: gr.update(choices=source_names(studio)), None, gone, api_visibility="private", queue=False)
+        tab.select(handler(offer_view), None, [hub_md, hub_btn], api_visibility="private", queue=False)
+        busy = {"show_progress_on": [ingest_msg], "concurrency_limit": 1, "concurrency_id": "ingest"}
+        choices = {"fn": lambda: gr.update(choices=source_names(studio)), "inputs": None, "outputs": gone,
+                   "api_visibility": "private", "queue": False}
+        for event in (go.click(handler(ingest), [path, upload, limit], outputs, api_name="ingest", **busy),
+                      path.submit(handler(ingest), [path, upload, limit], outputs, api_visibility="private", **busy),
+                      hub_btn.click(handler(add_pictures), None, outputs, api_name="add_pictures", **busy)):
+            said_in(event, ingest_msg)
+            event.success(**choices)  # a new source can be removed at once
+        said_in(drop.click(handler(remove), [gone, sure], [*outputs, gone, sure], api_name="remove_source", **busy),
+                ingest_msg)
+    return LibraryControls(tab, stats_md, raw, ingest_msg, gone, add_pictures)

@@ -21,6 +21,25 @@ body:not(.studio-dev) .dev-only { display: none !important; }
 .studio-notice summary { cursor: pointer; }
 /* Create's right column (Generate, progress, preview, results) stays in view while the left one scrolls. */
 @media (min-width: 1000px) { #create-right { position: sticky; top: 8px; align-self: flex-start; } }
+/* Markdown tables (the Library's counts, the models) and table cells break between words, never inside one
+   ('recor ds'); a word longer than its column (a model's path) still wraps rather than overflowing. */
+.prose table th, .prose table td { word-break: normal !important; overflow-wrap: break-word !important; hyphens: none; }
+.prose table th { white-space: nowrap; }
+#library-models td:last-child { overflow-wrap: anywhere !important; }  /* long paths, in the one wide column */
+/* Compare: the three pictures share one height (letterboxed, whatever their shape or label), and the word diff
+   wraps between words only. */
+.compare-image img { height: 300px !important; width: 100%; object-fit: contain; }
+.compare-diff, .compare-diff * { word-break: normal !important; overflow-wrap: break-word !important; }
+/* At 800 px Explore keeps match, prompt, seed and size in view: the other columns (images, cfg, steps, sampler,
+   source) step aside; a click on a row still picks every setting. */
+@media (max-width: 1000px) {
+  #explore-table th[data-heading="2"], #explore-table [role="gridcell"][data-col="2"],
+  #explore-table th[data-heading="4"], #explore-table [role="gridcell"][data-col="4"],
+  #explore-table th[data-heading="5"], #explore-table [role="gridcell"][data-col="5"],
+  #explore-table th[data-heading="6"], #explore-table [role="gridcell"][data-col="6"],
+  #explore-table th[data-heading="8"], #explore-table [role="gridcell"][data-col="8"] { display: none !important; }
+  #explore-table table.header-table { width: auto !important; }
+}
 """
 
 # Ctrl+Enter (Cmd+Enter) in the prompt or negative prompt generates, as in AUTOMATIC1111; Enter alone keeps

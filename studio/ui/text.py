@@ -8,7 +8,7 @@ import re
 import time
 from typing import Any
 
-from studio.studio import TOKEN_LIMIT, Hit, Lineage, StoreStats, count_tokens, token_chunks
+from studio.studio import TOKEN_LIMIT, Hit, ImageInfo, Lineage, StoreStats, count_tokens, token_chunks
 
 MODEL_ROLES = {"clip": "CLIP (search)", "llm": "LLM (rewrite)", "sdxl": "SDXL (generate)",
                "multilingual": "Multilingual (ideas in other languages)"}
@@ -62,8 +62,12 @@ def match(hit: Hit, cross_modal: bool) -> str:
     image-to-image; CLIPScore for text-to-image and image-to-text, whose raw cosines are small and can be
     negative (a 0.3 cosine there is a good match)."""
     sim = 1.0 - float(hit.distance)
-    score = min(1.0, CLIPSCORE_W * max(sim, 0.0)) if cross_modal else max(sim, 0.0)
-    return f"{round(100 * score)}%"
+    return clip_percent(sim) if cross_modal else f"{round(100 * max(sim, 0.0))}%"
+
+
+def clip_percent(cosine: float) -> str:
+    """A text-image CLIP cosine (an image against an idea) as the percentage every tab shows: CLIPScore."""
+    return f"{round(100 * min(1.0, CLIPSCORE_W * max(float(cosine), 0.0)))}%"
 
 
 def ago(epoch: Any, now: float | None = None) -> str:
@@ -92,6 +96,21 @@ def ago(epoch: Any, now: float | None = None) -> str:
 def settings_line(settings: dict[str, Any]) -> str:
     keys = ("seed", "cfg", "steps", "sampler", "size")
     return " · ".join(f"{k} {settings[k]}" for k in keys if settings.get(k) not in (None, ""))
+
+
+def info_markdown(info: ImageInfo) -> str:
+    """A dropped image's own metadata (PNG Info) in words: the tool, prompt, negative prompt and settings (the
+    seed as text, exactly as the file wrote it)."""
+    s = info.settings
+    size = f"{s['width']}x{s['height']}" if s.get("width") and s.get("height") else None
+    model = f", model {inert(info.model)}" if info.model else ""
+    lines = [f"**This image says how it was made** ({inert(info.tool)}{model}):",
+             f"**Prompt:** {inert(info.prompt)}"]
+    if info.negative_prompt:
+        lines.append(f"**Negative:** {inert(info.negative_prompt)}")
+    if line := settings_line({**s, "size": size}):
+        lines.append(f"**Settings:** {inert(line)}")
+    return "\n\n".join(lines)
 
 
 LINK_KEYS = ("url", "image_url", "img_url", "link", "source_url")  # a prompt library's link to its image

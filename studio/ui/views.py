@@ -13,7 +13,8 @@ from PIL import Image
 
 from studio.errors import InputError
 from studio.studio import (
-    MAX_CFG, MAX_SIDE, MAX_STEPS, MIN_SIDE, MINE, SDXL_SIZES, Hit, SearchResult, open_image, scheduler_name,
+    MAX_CFG, MAX_SIDE, MAX_STEPS, MIN_SIDE, MINE, SDXL_SIZES, SEED_RANGE, Hit, SearchResult, open_image,
+    scheduler_name,
 )
 from studio.ui.text import clipped, link_of, match, shown
 
@@ -39,12 +40,16 @@ def rows(result: SearchResult) -> list[list[Any]]:
         s = hit.settings[0] if hit.settings else {}
         across = cross_modal(result) or (result.target == "reverse" and not hit.metadata.get("from_images"))
         out.append([match(hit, across), clipped(hit.prompt), hit.metadata.get("image_count", MISSING),
-                    *(cell(s.get(k)) for k in SHOWN_SETTINGS), hit.metadata.get("source", MISSING)])
+                    *(cell(s.get(k), k) for k in SHOWN_SETTINGS), hit.metadata.get("source", MISSING)])
     return out
 
 
-def cell(value: Any) -> Any:
-    return MISSING if value in (None, "") else value
+def cell(value: Any, key: str = "") -> Any:
+    """A table cell; a seed as text, since the page's JavaScript rounds a number past 2**53
+    (6952411511246973023 would read 6952411511246973000)."""
+    if value in (None, ""):
+        return MISSING
+    return str(value) if key == "seed" else value
 
 
 def served_path(hit: Hit, served: tuple[Path, ...]) -> str | None:
@@ -92,14 +97,27 @@ def pick_of(hit: Hit) -> dict[str, Any]:
     """A search result as Create takes it: the prompt, and the settings of its image (never a missing one);
     and its web link when a prompt library gave one."""
     s = hit.settings[0] if hit.settings else {}
-    picked = {"prompt": shown(hit.prompt), **{k: s[k] for k in SHOWN_SETTINGS if s.get(k) not in (None, "", MISSING)}}
+    picked = {"prompt": shown(hit.prompt), **{k: cell(s[k], k) for k in SHOWN_SETTINGS
+                                              if s.get(k) not in (None, "", MISSING)}}
     return picked | ({"url": url} if (url := link_of(hit.metadata)) else {})
 
 
 def row_picks(result: SearchResult) -> list[dict[str, Any]]:
-    """What a click on each table row offers, in the rows' order: the whole prompt (the cell may be cut)
-    and its web link (or None)."""
-    return [{"prompt": shown(hit.prompt), "url": link_of(hit.metadata)} for hit in result.results]
+    """What a click on each table row offers, in the rows' order: the whole prompt (the cell may be cut), its
+    settings as stored (not as the page's cells read back) and its web link (or None)."""
+    return [{"url": None, **pick_of(hit)} for hit in result.results]
+
+
+def page_json(value: Any) -> Any:
+    """A result for gr.JSON on the page: every whole number past 2**53 as text (the page's JavaScript would round
+    it: a seed of 6952411511246973023 shown as 6952411511246973000)."""
+    if isinstance(value, dict):
+        return {k: page_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [page_json(v) for v in value]
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 2**53:
+        return str(value)
+    return value
 
 
 def note(result: SearchResult, empty: str | None = None) -> str:
@@ -131,15 +149,35 @@ def diff_spans(idea: str, prompt: str) -> list[tuple[str, str | None]]:
     return spans
 
 
-def for_sdxl(settings: dict[str, Any], exact: bool = False) -> tuple[dict[str, Any], list[str]]:
+def fitted(shape: tuple[int, int], current: tuple[int, int]) -> tuple[int, int]:
+    """`shape`'s aspect ratio at no more pixels than `current` (a size this machine was set to serve), sides in
+    multiples of 8 within SDXL's range."""
+    (w, h), area = shape, current[0] * current[1]
+    if w * h <= area:
+        return w, h
+    scale = (area / (w * h)) ** 0.5
+    side = lambda v: int(min(MAX_SIDE, max(MIN_SIDE, v * scale // 8 * 8)))  # noqa: E731 - rounded down: never more
+    out = side(w), side(h)
+    return out if out[0] * out[1] <= area else current  # SDXL's smallest side forced it up: the size set stays
+
+
+def for_sdxl(settings: dict[str, Any], exact: bool = False, sizes: bool | None = None,
+             current: tuple[Any, Any] | None = None) -> tuple[dict[str, Any], list[str]]:
     """A stored record's settings as Create can use them with SDXL, and what had to change, in words.
-    exact (History's own generations): sizes are kept as they are, to make the same picture again."""
+    exact (History's own generations, a dropped image's own settings): the seed is used (a seed past SDXL's range
+    is said); sizes (default: exact) are kept as they are, to make the same picture again.
+    current: the size the panel is set to; a suggested size never has more pixels than it (a CPU set to 64×64
+    keeps small pictures: the neighbours' shape is taken, not their 1024×1024)."""
+    sizes = exact if sizes is None else sizes
     s, out, changed = dict(settings or {}), {}, []
     if s.get("size") and not s.get("width"):
         w, _, h = str(s["size"]).partition("x")
         s["width"], s["height"] = w, h
-    if str(s.get("seed", "")).lstrip("-").isdigit():
-        out["seed"] = int(s["seed"])
+    if str(s.get("seed", "")).isdigit():
+        if int(s["seed"]) < SEED_RANGE:
+            out["seed"] = int(s["seed"])
+        elif exact:  # ComfyUI's and Fooocus' 64-bit seeds: SDXL here takes A1111's 32-bit ones
+            changed.append(f"seed {s['seed']} is past the {SEED_RANGE - 1} the studio's SDXL takes: not used")
     if isinstance(s.get("steps"), (int, float)) and 1 <= s["steps"] <= MAX_STEPS:
         out["steps"] = int(s["steps"])
     if isinstance(s.get("cfg"), (int, float)) and 0 <= s["cfg"] <= MAX_CFG:
@@ -149,15 +187,20 @@ def for_sdxl(settings: dict[str, Any], exact: bool = False) -> tuple[dict[str, A
     except (TypeError, ValueError):
         w = h = 0
     if w and h:
-        if exact and MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE:
+        if sizes and MIN_SIDE <= w <= MAX_SIDE and MIN_SIDE <= h <= MAX_SIDE:
             out["width"], out["height"] = w // 8 * 8, h // 8 * 8
         else:
             # DiffusionDB's images are SD 1.x sizes (512 px): SDXL draws badly far from its ~1 MP buckets,
             # so the SDXL size of the nearest aspect ratio is used instead.
             bw, bh = min(SDXL_SIZES, key=lambda wh: abs(wh[0] / wh[1] - w / h))
+            why = "SDXL's size for that shape"
+            now = _size(current)
+            if now is not None and (fw := fitted((bw, bh), now)) != (bw, bh):
+                bw, bh = fw
+                why = f"that shape within your {now[0]}×{now[1]}'s pixels"
             out["width"], out["height"] = bw, bh
             if (bw, bh) != (w, h):
-                changed.append(f"{w}×{h} → {bw}×{bh} (SDXL's size for that shape)")
+                changed.append(f"{w}×{h} → {bw}×{bh} ({why})")
     if s.get("sampler"):
         try:
             name = scheduler_name(s["sampler"])
@@ -170,6 +213,14 @@ def for_sdxl(settings: dict[str, Any], exact: bool = False) -> tuple[dict[str, A
         if s.get(key) is not None:
             out[key] = s[key]
     return out, changed
+
+
+def _size(current: tuple[Any, Any] | None) -> tuple[int, int] | None:
+    try:
+        w, h = int(current[0]), int(current[1])  # type: ignore[index]
+    except (TypeError, ValueError, IndexError):
+        return None
+    return (w, h) if w > 0 and h > 0 else None
 
 
 def comparison_choices(hits: list[Hit]) -> list[tuple[str, str]]:
