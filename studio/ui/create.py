@@ -157,7 +157,7 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels, visitor: 
         said_in(generating, info)
         for event in (generating, looking):
             event.then(lambda: gr.update(variant="secondary"), None, stop, show_progress="hidden", **private)
-        stop.click(handler(h.cancel), None, info, api_name="cancel", queue=False)
+        stop.click(handler(h.cancel), visitor or gr.State(""), info, api_name="cancel", queue=False)
         if visitor is not None and loaded is not None:
             watch = gr.Timer(1.0, active=False)
 

@@ -193,5 +193,13 @@ class CreateHandlers:
         yield gr.update(value=looks), (f"Seed **{fixed}**: the {len(looks)} candidates side by side, each saved to "
                                        "your library. **Use this ↑** above puts one in the Prompt box.")
 
-    def cancel(self, request: gr.Request = None) -> str:
-        return "⏹️ Cancelling at the next step…" if self.cancels.cancel(session_of(request)) else "Nothing is running."
+    def cancel(self, visitor: str = "", request: gr.Request = None) -> str:
+        """Stop this page's generation at its next step. A job that stops at once has already said "Cancelled
+        after …" by the time this answer lands (and this one would hide it): then this says the same."""
+        stopped = self.cancels.stopped_within(session_of(request), seconds=2.0)
+        if stopped is None:
+            return "Nothing is running."
+        job = self.jobs.get(visitor) if stopped else None
+        if job is not None and job.state == "cancelled":
+            return f"⏹️ Cancelled {job.line}"
+        return "⏹️ Cancelling at the next step…"
