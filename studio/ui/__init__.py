@@ -18,6 +18,7 @@ from studio.ui.history import history_tab
 from studio.ui.library import library_tab
 from studio.ui.steering import add_example
 from studio.ui.page import page_options
+from studio.ui.remember import remember, restore, secret_for, visitor_id
 from studio.ui.text import missing_banner, stats_markdown
 from studio.ui.views import for_sdxl
 
@@ -76,10 +77,12 @@ def build_ui(studio: Studio, first_run: FirstRunView | None = None, defaults: UI
         with gr.Group(visible=False, elem_id="status-hub-box") as hub_box:  # first run: real pictures, one click
             hub_note = gr.Markdown(elem_id="status-hub-note")
             hub_go = gr.Button("Add real DiffusionDB images", size="sm", elem_id="status-hub")
+        secret = secret_for(studio.settings.home)
+        visitor, loaded = visitor_id(demo, secret)
         with gr.Tabs() as tabs:
             explore = explore_tab(studio, defaults, loading)
             reverse = reverse_tab(studio, defaults)
-            create = create_tab(studio, defaults, cancels)
+            create = create_tab(studio, defaults, cancels, visitor, loaded)
             compare = compare_tab(studio, defaults, cancels)
             grid = grid_tab(studio, defaults, cancels)
             history = history_tab(studio, defaults.ingest_roots)
@@ -127,4 +130,8 @@ def build_ui(studio: Studio, first_run: FirstRunView | None = None, defaults: UI
                              api_visibility="private", show_progress_on=[hub_note], concurrency_limit=1,
                              concurrency_id="ingest"), hub_note)
         demo.load(lambda: missing_banner(studio.models()), None, banner, **private)
+        # A reload loses nothing typed. The stores sit at the page's root: a BrowserState inside a tab that is
+        # not shown at load reads nothing from the browser (seen here), so restore would find it empty.
+        for key, boxes in (("create", create.remembered), ("compare", compare.remembered)):
+            restore(demo, remember(key, boxes, secret), boxes)
     return demo

@@ -172,6 +172,22 @@ class Cancels:
         flag.set()
         return True
 
+    def stopped_within(self, session: str | None, seconds: float) -> bool | None:
+        """Cancel the session's job and wait up to `seconds` for it to end: None, nothing ran; True, it ended
+        (its own last message has gone to the page); False, it is still stopping."""
+        with self._lock:
+            flag = self._flags.get(session or "")
+        if flag is None:
+            return None
+        flag.set()
+        deadline = threading.Event()
+        for _ in range(int(seconds / 0.05)):
+            with self._lock:
+                if self._flags.get(session or "") is not flag:
+                    return True
+            deadline.wait(0.05)
+        return False
+
     @contextlib.contextmanager
     def job(self, session: str | None) -> Iterator[threading.Event]:
         """A new flag for the session's job, released when the job ends however it ends."""

@@ -13,6 +13,7 @@ from studio.ui.common import (
     GPU, Cancels, as_int, handler, plain_json, said_in, sdxl_missing, seed_or_none, session_of, streamed,
 )
 from studio.ui.defaults import UIDefaults
+from studio.ui.limits import limited
 from studio.ui.settings_panel import settings_panel
 from studio.ui.text import clip_percent, inert
 from studio.ui.views import comparison_choices, diff_spans, for_sdxl, picture
@@ -49,6 +50,7 @@ class CompareControls:
 
     send: gr.Button
     winner: gr.State  # {"prompt", "seed", "steps", "cfg", "width", "height", "sampler", "profile"}
+    remembered: dict[str, Any]  # the inputs a reload keeps (remember.remember / restore, wired in build_ui)
 
 
 def _winner(raw: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +74,7 @@ def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Compa
         with cancels.job(session_of(request)) as flag:
             progress(0, desc="Rewriting the idea…")
             skip6 = [gr.skip()] * 6
-            yield *skip6, "⏳ Rewriting the idea, then three images with one seed…", gr.skip(), gr.skip()
+            yield *skip6, "⏳ Rewriting the idea, then three images with one seed…", *[gr.skip()] * 3
             done: list[str] = []
             result = None
             work = streamed(lambda emit: studio.compare(idea, seed_or_none(seed), on_preview=emit, cancel=flag, **fields))
@@ -85,7 +87,7 @@ def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Compa
                     if p.images:
                         out[VARIANTS.index(variant)] = gr.update(value=p.images[0],
                                                                  label=f"{TITLES[variant]} · step {p.step}/{p.total}")
-                    yield *out, f"⏳ {TITLES[variant]}: {p.describe()}…", gr.skip(), gr.skip()
+                    yield *out, f"⏳ {TITLES[variant]}: {p.describe()}…", *[gr.skip()] * 3
                 else:
                     result = item
             entries = [(e.variant, e.prompt, e.result.images[0] if e.result.images else None, e.score)
@@ -96,8 +98,9 @@ def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Compa
             if result.best:
                 lines.append(f"Closest to the idea by CLIP: **{TITLES[result.best.variant]}** "
                              "(CLIP scores compare images with the idea's words; your eye decides).")
+            found = _winner(result.to_dict())
             yield (*_columns(result.idea, entries), "  \n".join(lines), plain_json(result.to_dict()),
-                   gr.update(choices=earlier(), value=result.comparison_id))
+                   gr.update(choices=earlier(), value=result.comparison_id), found)
 
     def earlier() -> list[tuple[str, str]]:
         try:
@@ -120,7 +123,8 @@ def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Compa
                "entries": [h.to_dict() | {"variant": h.metadata.get("variant"), "score": h.metadata.get("score"),
                                           "request": _request_of(h)} for h in hits]}
         values, _ = for_sdxl(settings_of(m) | {"profile": m.get("profile")}, exact=True)
-        return (*_columns(idea, entries), msg, raw, idea, *panel.fill_values(values))
+        found = _winner(raw)
+        return (*_columns(idea, entries), msg, raw, idea, *panel.fill_values(values), found)
 
     def cancel(request: gr.Request = None) -> str:
         return "⏹️ Cancelling at the next step…" if cancels.cancel(session_of(request)) else "Nothing is running."
@@ -130,7 +134,7 @@ def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Compa
                     "adds to your idea are green, words it drops are red.")
         with gr.Row():
             idea = gr.Textbox(label="Idea (Enter compares)", placeholder="a lighthouse in a storm, oil painting",
-                              scale=4, elem_id="compare-idea", max_length=MAX_IDEA_CHARS)
+                              scale=4, elem_id="compare-idea")
             blocked = sdxl_missing(studio)
             go = gr.Button("Compare (needs SDXL)" if blocked else "Compare", variant="primary", scale=1,
                            interactive=not blocked, elem_id="compare-go")
@@ -153,20 +157,22 @@ def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Compa
             open_btn = gr.Button("Reopen", scale=1, elem_id="compare-reopen")
         with gr.Accordion("Raw result (JSON)", open=False, elem_classes="dev-only"):
             raw = gr.JSON()
+        limited(idea, MAX_IDEA_CHARS, "Idea", msg)
         winner = gr.State({})
         inputs = [idea, panel.seed, panel.steps, panel.cfg, panel.width, panel.height, panel.sampler, panel.profile]
-        outputs = [*images, *diffs, msg, raw, history]
+        outputs = [*images, *diffs, msg, raw, history, winner]  # the ★ winner kept in a State, not read from raw
         said_in(go.click(handler(compare, gpu=True), inputs, outputs, api_name="compare", show_progress_on=[msg],
                          **GPU), msg)
         said_in(idea.submit(handler(compare, gpu=True), inputs, outputs, api_visibility="private",
                             show_progress_on=[msg], **GPU), msg)
         stop.click(handler(cancel), None, msg, api_visibility="private", queue=False)
-        said_in(open_btn.click(handler(reopen), history, [*images, *diffs, msg, raw, idea, *panel.fillable],
+        said_in(open_btn.click(handler(reopen), history, [*images, *diffs, msg, raw, idea, *panel.fillable, winner],
                                api_name="reopen_comparison", show_progress_on=[msg]), msg)
         tab.select(lambda: gr.update(choices=earlier()), None, history, api_visibility="private")
-        raw.change(lambda r: (_winner(r), gr.update(interactive=bool(_winner(r)))), raw, [winner, send],
-                   api_visibility="private", queue=False)
-    return CompareControls(send, winner)
+        winner.change(lambda w: gr.update(interactive=bool(w)), winner, send, api_visibility="private", queue=False)
+    remembered = {"idea": idea} | {name: getattr(panel, name) for name in
+                                   ("profile", "sampler", "seed", "preset", "width", "height", "steps", "cfg")}
+    return CompareControls(send, winner, remembered)
 
 
 def _request_of(hit: Hit) -> dict[str, Any]:

@@ -11,6 +11,7 @@ import gradio as gr
 from studio.studio import MAX_QUERY_CHARS, Filters, SearchResult, Studio
 from studio.ui.common import as_int, quiet, said_in, uploaded_image
 from studio.ui.defaults import UIDefaults
+from studio.ui.limits import limited
 from studio.ui.text import info_markdown, link_markdown
 from studio.ui.views import (
     COLUMNS, DEFAULT_SOURCE, SOURCES, WIDTHS, cell, gallery_picks, note, page_json, row_picks, rows,
@@ -111,12 +112,13 @@ def explore_tab(studio: Studio, defaults: UIDefaults, loading: Callable[[], str 
                     "first. " + PICK_HINT)
         with gr.Row():
             idea = gr.Textbox(label="Idea", placeholder="a lighthouse in a storm, oil painting", scale=4,
-                              elem_id="explore-idea", max_length=MAX_QUERY_CHARS)
+                              elem_id="explore-idea")
             target = gr.Radio(["prompts", "images"], value="prompts", label="List", scale=1)
             go = gr.Button("Search", variant="primary", elem_id="explore-search", scale=1)
         with gr.Row():
             nsfw, source, k = _filter_row(studio, defaults, "explore")
         msg = gr.Markdown(elem_id="explore-note")
+        limited(idea, MAX_QUERY_CHARS, "The search box", msg)
         images = gr.Gallery(label="Images of this style (click: pick its prompt, and see it full size)", columns=5,
                             height=300, object_fit="contain", allow_preview=True, elem_id="explore-gallery")
         with gr.Row():

@@ -11,6 +11,7 @@ from studio.errors import InputError
 from studio.studio import MAX_IDEA_CHARS, Studio
 from studio.ui.common import GPU, Cancels, as_int, handler, plain_json, said_in, sdxl_missing, seed_or_none, session_of, streamed
 from studio.ui.defaults import UIDefaults
+from studio.ui.limits import limited
 from studio.ui.settings_panel import settings_panel
 from studio.ui.text import inert
 
@@ -144,7 +145,7 @@ def grid_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> GridCont
                     "made once and scored by CLIP against the idea; rows are ranked by their mean.")
         with gr.Row():
             idea = gr.Textbox(label="Idea ({a|b} and __name__ wildcards welcome)", scale=4, elem_id="grid-idea",
-                              max_length=MAX_IDEA_CHARS, placeholder="a lighthouse in a {storm|fog}, oil painting")
+                              placeholder="a lighthouse in a {storm|fog}, oil painting")
             blocked = sdxl_missing(studio)
             go = gr.Button("Make the grid (needs SDXL)" if blocked else "Make the grid", variant="primary", scale=1,
                            interactive=not blocked, elem_id="grid-go")
@@ -173,6 +174,7 @@ def grid_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> GridCont
                 neg_add = gr.Button("Add to the negative", scale=0, min_width=160, elem_id="grid-negatives-add")
             said = gr.Markdown(elem_id="grid-library-note")
         msg = gr.Markdown(elem_id="grid-note")
+        limited(idea, MAX_IDEA_CHARS, "Idea", msg)  # a longer paste is cut at a word, and said (limits.py)
         table = gr.Dataframe(headers=HEADERS, interactive=False, wrap=True, elem_id="grid-ranking",
                              column_widths=["6%", "10%", "10%", "10%", "8%", "56%"])
         cells = gr.Gallery(label="Cells (best row first)", columns=4, height="auto", object_fit="contain",

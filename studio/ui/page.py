@@ -15,6 +15,12 @@ body:not(.studio-dev) .dev-only { display: none !important; }
 #explore-table th .header, #reverse-table th .header { white-space: nowrap; word-break: keep-all; }
 #explore-table, #reverse-table { overflow-x: auto; }
 #create-tokens { text-align: right; opacity: 0.8; }
+/* Create's progress and result line stays short: the results under it stay in the first screen. */
+#create-info { max-height: 9.5em; overflow-y: auto; }
+/* Create's notices (the starter model) are one line; their details open on a click. */
+.studio-notice summary { cursor: pointer; }
+/* Create's right column (Generate, progress, preview, results) stays in view while the left one scrolls. */
+@media (min-width: 1000px) { #create-right { position: sticky; top: 8px; align-self: flex-start; } }
 /* Markdown tables (the Library's counts, the models) and table cells break between words, never inside one
    ('recor ds'); a word longer than its column (a model's path) still wraps rather than overflowing. */
 .prose table th, .prose table td { word-break: normal !important; overflow-wrap: break-word !important; hyphens: none; }

@@ -9,7 +9,7 @@ from typing import Any
 
 import gradio as gr
 
-from studio.studio import MAX_CANDIDATES, MAX_NOTE_CHARS
+from studio.studio import MAX_CANDIDATES
 
 SHOWN = 4  # candidate columns on the page (the CLI and API write up to MAX_CANDIDATES)
 ID, TEXT = "id:", "text:"
@@ -99,7 +99,7 @@ def steering_panel() -> Steering:
                                     "+ Add from Explore or History brings your own)", elem_id="create-examples")
         with gr.Row():
             note = gr.Textbox("", label="Note to the LLM (optional)", placeholder="warmer light, no people", scale=3,
-                              max_length=MAX_NOTE_CHARS, elem_id="create-note")
+                              elem_id="create-note")  # its limit: create.py (limits.limited)
             locked = gr.Textbox("", label="Keep these exactly (commas between)", placeholder='gold leaf, "under the sea"',
                                 scale=2, elem_id="create-locked")
             n = gr.Slider(1, min(SHOWN, MAX_CANDIDATES), value=1, step=1, label="Candidates", scale=1,
