@@ -193,3 +193,22 @@ def test_history_text_that_matches_nothing_says_so(page: Any) -> None:
     page.locator("#history-text textarea").fill("red fox")
     page.locator("#history-go").click()
     expect(page.locator("#history-note")).to_contain_text("closest to the text")
+
+
+@pytest.mark.parametrize("tab,box,button,line,said", [
+    ("Create", "#create-prompt textarea", "#create-generate", "#create-info", "prompt"),
+    ("Compare", "#compare-idea textarea", "#compare-go", "#compare-note", "idea"),
+    ("Grid", "#grid-idea textarea", "#grid-go", "#grid-note", "idea"),
+    ("Library", "#library-path textarea", "#library-ingest", "#library-note", "no-such-folder"),
+])
+def test_every_tab_says_an_error_once_in_its_own_line(page: Any, tab: str, box: str, button: str, line: str,
+                                                       said: str) -> None:
+    """Issue 23 part 2 item 6 in the tabs that run jobs: the tab's line says it, no red toast over it."""
+    page.reload()
+    page.get_by_role("tab", name=tab).click()
+    page.locator(box).fill("/no-such-folder/at-all" if tab == "Library" else "   ")
+    page.locator(button).click()
+    expect(page.locator(line)).to_contain_text(said, ignore_case=True)
+    page.wait_for_timeout(1500)
+    assert toasts(page) == 0 and error_pills(page) == 0, page.locator(line).inner_text()
+    shots(page, f"{tab.lower()}-error-once")

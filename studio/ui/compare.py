@@ -10,7 +10,7 @@ import gradio as gr
 from studio.errors import InputError
 from studio.studio import MAX_IDEA_CHARS, VARIANTS, Hit, Studio, settings_of
 from studio.ui.common import (
-    GPU, Cancels, as_int, handler, plain_json, said_in, sdxl_missing, seed_or_none, session_of, streamed,
+    GPU, Cancels, as_int, handler, plain_json, quiet, said_in, sdxl_missing, seed_or_none, session_of, streamed,
 )
 from studio.ui.defaults import UIDefaults
 from studio.ui.limits import limited
@@ -161,12 +161,11 @@ def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Compa
         winner = gr.State({})
         inputs = [idea, panel.seed, panel.steps, panel.cfg, panel.width, panel.height, panel.sampler, panel.profile]
         outputs = [*images, *diffs, msg, raw, history, winner]  # the ★ winner kept in a State, not read from raw
-        said_in(go.click(handler(compare, gpu=True), inputs, outputs, api_name="compare", show_progress_on=[msg],
-                         **GPU), msg)
-        said_in(idea.submit(handler(compare, gpu=True), inputs, outputs, api_visibility="private",
-                            show_progress_on=[msg], **GPU), msg)
+        run = handler(compare, gpu=True, toast=False)  # errors are said once, in the tab's line (said_in)
+        said_in(go.click(run, inputs, outputs, api_name="compare", show_progress_on=[msg], **GPU), msg)
+        said_in(idea.submit(run, inputs, outputs, api_visibility="private", show_progress_on=[msg], **GPU), msg)
         stop.click(handler(cancel), None, msg, api_visibility="private", queue=False)
-        said_in(open_btn.click(handler(reopen), history, [*images, *diffs, msg, raw, idea, *panel.fillable, winner],
+        said_in(open_btn.click(quiet(reopen), history, [*images, *diffs, msg, raw, idea, *panel.fillable, winner],
                                api_name="reopen_comparison", show_progress_on=[msg]), msg)
         tab.select(lambda: gr.update(choices=earlier()), None, history, api_visibility="private")
         winner.change(lambda w: gr.update(interactive=bool(w)), winner, send, api_visibility="private", queue=False)

@@ -123,9 +123,9 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels, visitor: 
         last_seed_btn[0].click(lambda seed: gr.skip() if seed is None else seed, last_seed, panel.seed, **private)
         prompt.change(token_line, prompt, tokens, trigger_mode="always_last", show_progress="hidden", **private)
         # A failed rewrite leaves the Prompt box as it was: progress and errors show on the note under it.
-        for event in (rewrite_btn.click(handler(h.rewrite, gpu=True), rw_in, rw_out, api_name="rewrite",
+        for event in (rewrite_btn.click(handler(h.rewrite, gpu=True, toast=False), rw_in, rw_out, api_name="rewrite",
                                         show_progress_on=[rewrite_note], **GPU),
-                      idea.submit(handler(h.rewrite, gpu=True), rw_in, rw_out, api_visibility="private",
+                      idea.submit(handler(h.rewrite, gpu=True, toast=False), rw_in, rw_out, api_visibility="private",
                                   show_progress_on=[rewrite_note], **GPU)):
             said_in(event, rewrite_note)
         card_out = [part for col, text, info_md, _ in steer.cards for part in (col, text, info_md)]
@@ -145,15 +145,16 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels, visitor: 
             # below). Registered before the job's own listener: the page runs a click's listeners in order and
             # waits for a queued one to end before the next.
             trigger(lambda: gr.update(variant="stop"), None, stop, show_progress="hidden", **private)
-        looking = steer.generate_all.click(handler(h.generate_all, gpu=True), look_in, [steer.looks, info],
+        looking = steer.generate_all.click(handler(h.generate_all, gpu=True, toast=False), look_in, [steer.looks, info],
                                            api_visibility="private", show_progress_on=[info], **GPU)
         said_in(looking, info)
         suggest.click(lambda s, w, ht: suggested_settings(panel, s, w, ht), [suggested, panel.width, panel.height],
                       [*controls.settings, rewrite_note], **private)
         gen_in = [prompt, negative, panel.seed, panel.steps, panel.cfg, panel.width, panel.height, panel.sampler,
                   panel.profile, n, lineage, visitor or gr.State("")]
-        generating = go.click(handler(h.generate, gpu=True), gen_in, [preview, images, info, raw, last_seed],
-                              api_name="generate", show_progress_on=[info], **GPU)
+        generating = go.click(handler(h.generate, gpu=True, toast=False), gen_in,
+                              [preview, images, info, raw, last_seed], api_name="generate", show_progress_on=[info],
+                              **GPU)
         said_in(generating, info)
         for event in (generating, looking):
             event.then(lambda: gr.update(variant="secondary"), None, stop, show_progress="hidden", **private)

@@ -9,7 +9,9 @@ import gradio as gr
 
 from studio.errors import InputError
 from studio.studio import MAX_IDEA_CHARS, Studio
-from studio.ui.common import GPU, Cancels, as_int, handler, plain_json, said_in, sdxl_missing, seed_or_none, session_of, streamed
+from studio.ui.common import (
+    GPU, Cancels, as_int, handler, plain_json, quiet, said_in, sdxl_missing, seed_or_none, session_of, streamed,
+)
 from studio.ui.defaults import UIDefaults
 from studio.ui.limits import limited
 from studio.ui.settings_panel import settings_panel
@@ -191,16 +193,16 @@ def grid_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> GridCont
         inputs = [idea, variants, candidates, seeds, axis, wildcards, negative, panel.seed, panel.steps, panel.cfg,
                   panel.width, panel.height, panel.sampler, panel.profile]
         outs = [cells, table, msg, raw, sheet, history, winner]
-        said_in(go.click(handler(grid, gpu=True), inputs, outs, api_name="grid", show_progress_on=[msg], **GPU), msg)
-        said_in(idea.submit(handler(grid, gpu=True), inputs, outs, api_visibility="private", show_progress_on=[msg],
-                            **GPU), msg)
-        said_in(open_btn.click(handler(reopen, gpu=True), history, outs, api_name="reopen_grid",
+        run = handler(grid, gpu=True, toast=False)  # errors are said once, in the tab's line (said_in)
+        said_in(go.click(run, inputs, outs, api_name="grid", show_progress_on=[msg], **GPU), msg)
+        said_in(idea.submit(run, inputs, outs, api_visibility="private", show_progress_on=[msg], **GPU), msg)
+        said_in(open_btn.click(handler(reopen, gpu=True, toast=False), history, outs, api_name="reopen_grid",
                                show_progress_on=[msg], **GPU), msg)
         stop.click(handler(cancel), None, msg, api_visibility="private", queue=False)
         tab.select(lambda: gr.update(choices=earlier()), None, history, api_visibility="private")
         winner.change(lambda w: gr.update(interactive=bool(w)), winner, send, api_visibility="private", queue=False)
-        said_in(load.click(handler(load_styles), None, [style, styles], api_name="styles"), said)
-        said_in(use.click(handler(apply), [idea, style, styles], [idea, said], api_name="apply_style"), said)
-        said_in(neg_go.click(handler(suggest), idea, [neg_terms, said], api_name="negatives"), said)
+        said_in(load.click(quiet(load_styles), None, [style, styles], api_name="styles"), said)
+        said_in(use.click(quiet(apply), [idea, style, styles], [idea, said], api_name="apply_style"), said)
+        said_in(neg_go.click(quiet(suggest), idea, [neg_terms, said], api_name="negatives"), said)
         neg_add.click(add, [negative, neg_terms], negative, api_visibility="private", queue=False)
     return GridControls(send, winner)

@@ -10,7 +10,7 @@ import gradio as gr
 
 from studio.errors import InputError, StudioError
 from studio.studio import UPLOAD_TYPES, Studio
-from studio.ui.common import handler, said_in
+from studio.ui.common import handler, quiet, said_in
 from studio.ui.defaults import UIDefaults
 from studio.ui.text import inert, models_markdown, stats_markdown
 
@@ -178,11 +178,11 @@ def library_tab(studio: Studio, defaults: UIDefaults) -> LibraryControls:
         busy = {"show_progress_on": [ingest_msg], "concurrency_limit": 1, "concurrency_id": "ingest"}
         choices = {"fn": lambda: gr.update(choices=source_names(studio)), "inputs": None, "outputs": gone,
                    "api_visibility": "private", "queue": False}
-        for event in (go.click(handler(ingest), [path, upload, limit], outputs, api_name="ingest", **busy),
-                      path.submit(handler(ingest), [path, upload, limit], outputs, api_visibility="private", **busy),
-                      hub_btn.click(handler(add_pictures), None, outputs, api_name="add_pictures", **busy)):
+        for event in (go.click(quiet(ingest), [path, upload, limit], outputs, api_name="ingest", **busy),
+                      path.submit(quiet(ingest), [path, upload, limit], outputs, api_visibility="private", **busy),
+                      hub_btn.click(quiet(add_pictures), None, outputs, api_name="add_pictures", **busy)):
             said_in(event, ingest_msg)
             event.success(**choices)  # a new source can be removed at once
-        said_in(drop.click(handler(remove), [gone, sure], [*outputs, gone, sure], api_name="remove_source", **busy),
+        said_in(drop.click(quiet(remove), [gone, sure], [*outputs, gone, sure], api_name="remove_source", **busy),
                 ingest_msg)
     return LibraryControls(tab, stats_md, raw, ingest_msg, gone, add_pictures)
