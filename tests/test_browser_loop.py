@@ -212,3 +212,31 @@ def test_every_tab_says_an_error_once_in_its_own_line(page: Any, tab: str, box: 
     page.wait_for_timeout(1500)
     assert toasts(page) == 0 and error_pills(page) == 0, page.locator(line).inner_text()
     shots(page, f"{tab.lower()}-error-once")
+
+
+def test_an_image_dropped_in_create_brings_its_own_prompt_and_settings(page: Any, app: tuple[str, Path],
+                                                                       tmp_path: Path) -> None:
+    """Issue 23 part 2 item 2, in Create: the file's PNG Info fills the prompt, negative prompt and settings; a
+    picture that carries none, or a file that is no picture, says so under the prompt and changes nothing."""
+    page.reload()
+    page.get_by_role("tab", name="Create").click()
+    page.locator("#create-png").get_by_text("Read an image's prompt").click()
+    drop_zone = page.locator("#create-png-drop input[type=file]")
+    drop_zone.set_input_files(str(app[1] / "00001-3405691582.png"))  # AUTOMATIC1111's PNG
+    expect(page.locator("#create-prompt textarea")).to_have_value("a lighthouse on a cliff, oil painting")
+    expect(page.locator("#create-negative textarea")).to_have_value("blurry, lowres")
+    expect(page.locator("#create-rewrite-note")).to_contain_text("dropped image")
+    expect(page.get_by_label("Seed (-1: random)")).to_have_value("3405691582")
+    shots(page, "create-png-info")
+    plain = tmp_path / "plain.png"
+    from PIL import Image
+    Image.new("RGB", (64, 64), (10, 120, 30)).save(plain)
+    drop_zone.set_input_files(str(plain))
+    expect(page.locator("#create-rewrite-note")).to_contain_text("carries no prompt")
+    fake = tmp_path / "notes.png"
+    fake.write_text("this is a text file, not a picture")
+    drop_zone.set_input_files(str(fake))
+    expect(page.locator("#create-rewrite-note")).to_contain_text("Could not read notes.png as an image")
+    page.wait_for_timeout(1000)
+    assert toasts(page) == 0 and error_pills(page) == 0
+    expect(page.locator("#create-prompt textarea")).to_have_value("a lighthouse on a cliff, oil painting")

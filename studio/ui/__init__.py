@@ -94,6 +94,7 @@ def build_ui(studio: Studio, first_run: FirstRunView | None = None, defaults: UI
             picked.send.click(_to_create(create, name, exact=False), picked.settings, fill_out, **private)
         reverse_info = _to_create(create, "the dropped image's own metadata", exact=True, sizes=False)
         reverse.info_send.click(reverse_info, reverse.info, fill_out, **private)
+        create.image_read.success(reverse_info, create.image_info, fill_out, **private)  # dropped in Create
         history.reuse.click(_to_create(create, "History (your image)", exact=True), history.picked, fill_out,
                             **private)
         compare.send.click(_to_create(create, "Compare (the ★ image)", exact=True), compare.winner, fill_out,

@@ -161,9 +161,11 @@ def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Compa
         winner = gr.State({})
         inputs = [idea, panel.seed, panel.steps, panel.cfg, panel.width, panel.height, panel.sampler, panel.profile]
         outputs = [*images, *diffs, msg, raw, history, winner]  # the ★ winner kept in a State, not read from raw
-        run = handler(compare, gpu=True, toast=False)  # errors are said once, in the tab's line (said_in)
-        said_in(go.click(run, inputs, outputs, api_name="compare", show_progress_on=[msg], **GPU), msg)
-        said_in(idea.submit(run, inputs, outputs, api_visibility="private", show_progress_on=[msg], **GPU), msg)
+        for event in (go.click(handler(compare, gpu=True, toast=False), inputs, outputs, api_name="compare",
+                               show_progress_on=[msg], **GPU),
+                      idea.submit(handler(compare, gpu=True, toast=False), inputs, outputs, api_visibility="private",
+                                  show_progress_on=[msg], **GPU)):
+            said_in(event, msg)  # errors are said once, in the tab's line (toast=False)
         stop.click(handler(cancel), None, msg, api_visibility="private", queue=False)
         said_in(open_btn.click(quiet(reopen), history, [*images, *diffs, msg, raw, idea, *panel.fillable, winner],
                                api_name="reopen_comparison", show_progress_on=[msg]), msg)

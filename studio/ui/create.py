@@ -9,7 +9,7 @@ from typing import Any
 import gradio as gr
 
 from studio.studio import MAX_IDEA_CHARS, MAX_IMAGES, MAX_NOTE_CHARS, MAX_PROMPT_CHARS, Studio
-from studio.ui.common import GPU, Cancels, handler, said_in, sdxl_missing
+from studio.ui.common import GPU, Cancels, handler, quiet, said_in, sdxl_missing
 from studio.ui.create_handlers import RETRIEVED, CreateHandlers
 from studio.ui.defaults import UIDefaults
 from studio.ui.jobs import Jobs, after_reload
@@ -35,6 +35,8 @@ class CreateControls:
     note: gr.Markdown
     steer: Steering
     remembered: dict[str, Any]  # what a reload keeps (remember.remember / restore, wired in build_ui)
+    image_read: Any  # an image dropped in Create was read; .then fills the boxes from `image_info` (build_ui)
+    image_info: gr.State  # that image's own prompt and settings (PNG Info), {} when it carries none
 
     @property
     def settings(self) -> list[Any]:
@@ -79,6 +81,10 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels, visitor: 
                 undo = gr.Button("↶ Undo rewrite", size="sm", scale=0, min_width=140, elem_id="create-undo")
             lora_picker(lambda: [lo["name"] for lo in studio.loras()], prompt)
             negative = gr.Textbox(label="Negative prompt", placeholder="blurry, low quality", elem_id="create-negative")
+            with gr.Accordion("Read an image's prompt and settings (PNG Info)", open=False, elem_id="create-png"):
+                dropped = gr.Image(type="filepath", sources=["upload", "clipboard"], height=180,
+                                   label="From AUTOMATIC1111, ComfyUI, Fooocus, InvokeAI, NovelAI or this studio",
+                                   elem_id="create-png-drop")
             last_seed_btn: list[gr.Button] = []
             with gr.Accordion("Settings", open=True, elem_id="create-settings"):
                 panel = settings_panel(defaults, seed_extra=lambda: last_seed_btn.append(
@@ -111,9 +117,14 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels, visitor: 
         remembered = {"idea": idea, "prompt": prompt, "negative": negative, "k": k, "nsfw": nsfw, "n": n,
                       "note": steer.note, "locked": steer.locked, "candidates": steer.n,
                       **{name: getattr(panel, name) for name in PANEL_KEYS}}
-        controls = CreateControls(prompt, negative, panel, lineage, rewrite_note, steer, remembered)
-
         private = {"api_visibility": "private", "queue": False}
+        image_info = gr.State({})
+        image_read = dropped.upload(quiet(h.image_info), dropped, [image_info, rewrite_note], preprocess=False,
+                                    **private)
+        said_in(image_read, rewrite_note)
+        controls = CreateControls(prompt, negative, panel, lineage, rewrite_note, steer, remembered, image_read,
+                                  image_info)
+
         rw_in = [idea, k, nsfw, steer.note, steer.n, steer.examples, steer.locked, steer.examples_for]
         rw_out = [retrieved, prompt, rewrite_note, raw, suggested, lineage, steer.result, steer.examples_for, rewritten]
         before = gr.State("")  # the Prompt box as it was when Rewrite was clicked: Undo brings it back

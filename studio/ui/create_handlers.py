@@ -10,12 +10,12 @@ import gradio as gr
 from studio.errors import InputError, StudioError
 from studio.studio import SEED_RANGE, Filters, Hit, Lineage, RewriteRequest, Studio
 from studio.ui.common import (
-    Cancels, as_int, message_for, no_room_to_show, plain_json, seed_or_none, session_of, streamed,
+    Cancels, as_int, message_for, no_room_to_show, plain_json, seed_or_none, session_of, streamed, uploaded_image,
 )
 from studio.ui.jobs import Job, Jobs
 from studio.ui.steering import chosen, locked_terms
 from studio.ui.text import clipped, inert, match, settings_line
-from studio.ui.views import MISSING
+from studio.ui.views import MISSING, info_pick
 
 RETRIEVED = ["match", "prompt", "images", "settings"]
 
@@ -192,6 +192,19 @@ class CreateHandlers:
                 looks.append((out.images[0], f"{i + 1} · {cand.get('tokens')} tokens"))
         yield gr.update(value=looks), (f"Seed **{fixed}**: the {len(looks)} candidates side by side, each saved to "
                                        "your library. **Use this ↑** above puts one in the Prompt box.")
+
+    def image_info(self, payload: Any) -> tuple[dict, Any]:
+        """An image dropped in Create -> its own prompt and settings (PNG Info) as a pick that fills the boxes, or
+        a line under the prompt saying it carries none (and nothing changes). A file that is no picture: InputError."""
+        uploaded_image(payload)  # a text file named .png is said in words, not read as "no metadata"
+        path = payload.get("path") if isinstance(payload, dict) else payload
+        name = (payload.get("orig_name") if isinstance(payload, dict) else None) or "That image"
+        info = self.studio.image_info(str(path))
+        if info is None:
+            return {}, (f"{name} carries no prompt or settings (no PNG Info from AUTOMATIC1111, ComfyUI, Fooocus, "
+                        "InvokeAI, NovelAI or this studio): nothing changed. Reverse finds the prompts that "
+                        "likely made it.")
+        return info_pick(info), gr.skip()  # the fill says what came (build_ui wires it after this)
 
     def cancel(self, visitor: str = "", request: gr.Request = None) -> str:
         """Stop this page's generation at its next step. A job that stops at once has already said "Cancelled

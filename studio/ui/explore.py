@@ -14,7 +14,7 @@ from studio.ui.defaults import UIDefaults
 from studio.ui.limits import limited
 from studio.ui.text import info_markdown, link_markdown
 from studio.ui.views import (
-    COLUMNS, DEFAULT_SOURCE, SOURCES, WIDTHS, cell, gallery_picks, note, page_json, row_picks, rows,
+    COLUMNS, DEFAULT_SOURCE, SOURCES, WIDTHS, gallery_picks, info_pick, note, page_json, row_picks, rows,
 )
 
 PICK_HINT = "Click an image or a row to pick its prompt."
@@ -161,10 +161,7 @@ def reverse_tab(studio: Studio, defaults: UIDefaults) -> Picked:
         info = studio.image_info(str(path)) if path else None
         if info is None:
             return gr.Group(visible=False), "", {}
-        s = info.settings
-        pick = {"prompt": info.prompt, "negative_prompt": info.negative_prompt or "",
-                **{k: cell(s[k], k) for k in ("seed", "steps", "cfg", "sampler", "width", "height") if k in s}}
-        return gr.Group(visible=True), info_markdown(info), pick
+        return gr.Group(visible=True), info_markdown(info), info_pick(info)
 
     def cleared() -> tuple[Any, ...]:
         """A new (or no) image: the results of the last one no longer match it, whatever comes of this one."""

@@ -193,9 +193,11 @@ def grid_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> GridCont
         inputs = [idea, variants, candidates, seeds, axis, wildcards, negative, panel.seed, panel.steps, panel.cfg,
                   panel.width, panel.height, panel.sampler, panel.profile]
         outs = [cells, table, msg, raw, sheet, history, winner]
-        run = handler(grid, gpu=True, toast=False)  # errors are said once, in the tab's line (said_in)
-        said_in(go.click(run, inputs, outs, api_name="grid", show_progress_on=[msg], **GPU), msg)
-        said_in(idea.submit(run, inputs, outs, api_visibility="private", show_progress_on=[msg], **GPU), msg)
+        for event in (go.click(handler(grid, gpu=True, toast=False), inputs, outs, api_name="grid",
+                               show_progress_on=[msg], **GPU),
+                      idea.submit(handler(grid, gpu=True, toast=False), inputs, outs, api_visibility="private",
+                                  show_progress_on=[msg], **GPU)):
+            said_in(event, msg)  # errors are said once, in the tab's line (toast=False)
         said_in(open_btn.click(handler(reopen, gpu=True, toast=False), history, outs, api_name="reopen_grid",
                                show_progress_on=[msg], **GPU), msg)
         stop.click(handler(cancel), None, msg, api_visibility="private", queue=False)

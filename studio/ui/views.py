@@ -13,8 +13,8 @@ from PIL import Image
 
 from studio.errors import InputError
 from studio.studio import (
-    MAX_CFG, MAX_SIDE, MAX_STEPS, MIN_SIDE, MINE, SDXL_SIZES, SEED_RANGE, Hit, SearchResult, open_image,
-    scheduler_name,
+    MAX_CFG, MAX_SIDE, MAX_STEPS, MIN_SIDE, MINE, SDXL_SIZES, SEED_RANGE, Hit, ImageInfo, SearchResult,
+    open_image, scheduler_name,
 )
 from studio.ui.text import clipped, link_of, match, shown
 
@@ -50,6 +50,13 @@ def cell(value: Any, key: str = "") -> Any:
     if value in (None, ""):
         return MISSING
     return str(value) if key == "seed" else value
+
+
+def info_pick(info: ImageInfo) -> dict[str, Any]:
+    """A file's own prompt and settings (PNG Info) as a pick for Create (the seed as text: exact on the page)."""
+    s = info.settings
+    return {"prompt": info.prompt, "negative_prompt": info.negative_prompt or "",
+            **{k: cell(s[k], k) for k in ("seed", "steps", "cfg", "sampler", "width", "height") if k in s}}
 
 
 def served_path(hit: Hit, served: tuple[Path, ...]) -> str | None:
