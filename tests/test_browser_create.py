@@ -68,11 +68,11 @@ def shots(page: Any, name: str) -> None:
     shot(page, f"create-{name}-full")
 
 
-def slow(page: Any, side: int = 128) -> None:
+def slow(page: Any, side: int = 128, settings: str = "create-settings") -> None:
     """Settings for a generation of some seconds with the tiny SDXL (time to see it run, cancel or reload)."""
-    small_settings(page, "create-settings")
+    small_settings(page, settings)
     for label, value in (("Steps", 150), ("Width", side), ("Height", side)):
-        box = page.locator(f"#create-settings input[aria-label='number input for {label}']")
+        box = page.locator(f"#{settings} input[aria-label='number input for {label}']")
         box.fill(str(value))
         box.press("Enter")
         expect(box).to_have_value(str(value))
@@ -151,3 +151,45 @@ def test_a_long_paste_says_how_much_was_cut_and_the_limit(page: Any) -> None:
     expect(note).to_contain_text("1,000")
     assert len(page.locator("#create-idea textarea").input_value()) <= 1_000
     shots(page, "long-paste")
+
+
+def test_a_comparison_running_at_a_reload_is_said_then_shown(page: Any) -> None:
+    """Issue 23 part 2 item 4 for Compare: the comparison goes on; the page that comes back says so, then shows it."""
+    page.get_by_role("tab", name="Compare").click()
+    slow(page, settings="compare-settings")
+    page.locator("#compare-idea textarea").fill("a lighthouse in a storm")
+    page.locator("#compare-go").click()
+    page.locator("#compare-note").get_by_text("of 150").wait_for()
+    page.reload()
+    page.get_by_role("tab", name="Compare").click()
+    note = page.locator("#compare-note")
+    expect(note).to_contain_text("The comparison started before the reload is still running")
+    shots(page, "compare-after-reload")
+    expect(note).to_contain_text("finished: below, and in History")
+    expect(page.locator("#compare-idea textarea")).to_have_value("a lighthouse in a storm")
+    assert page.locator(".compare-image img").count() == 3  # its three pictures, reopened
+    expect(page.locator("#compare-send")).to_be_enabled()
+
+
+def test_a_comparison_waiting_for_the_gpu_at_a_reload_is_not_lost_without_a_word(page: Any) -> None:
+    """A Compare clicked while a generation holds the GPU waits; a reload takes a waiting job with its page
+    (Gradio drops it), and the page that comes back says so instead of showing nothing."""
+    slow(page, side=256)  # holds the GPU for longer than the Compare below takes to set up and click
+    page.locator("#create-prompt textarea").fill("a kite over a beach")
+    page.locator("#create-generate").click()
+    page.locator("#create-info").get_by_text("of 150").wait_for()
+    page.get_by_role("tab", name="Compare").click()
+    small_settings(page, "compare-settings")
+    page.locator("#compare-idea textarea").fill("a kite over a beach")
+    page.locator("#compare-go").click()
+    page.wait_for_timeout(1500)  # queued behind the generation (one GPU job at a time)
+    assert "Rewriting" not in page.locator("#compare-note").inner_text()  # it has not started
+    page.reload()
+    page.get_by_role("tab", name="Compare").click()
+    expect(page.locator("#compare-note")).to_contain_text("waiting for its turn")
+    expect(page.locator("#compare-note")).to_contain_text("press Compare again")
+    expect(page.locator("#compare-idea textarea")).to_have_value("a kite over a beach")  # what was typed stays
+    shots(page, "compare-dropped-at-reload")
+    page.get_by_role("tab", name="Create").click()
+    expect(page.locator("#create-info")).to_contain_text("before the reload")  # the generation went on
+    page.locator("#create-cancel").click()

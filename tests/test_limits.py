@@ -34,3 +34,29 @@ def test_a_reloaded_page_hears_of_its_job_once() -> None:
     assert after_reload(seen) == (None, False)
     jobs.start("b2"), jobs.start("b3")
     assert jobs.get("b1") is None  # only the newest `keep` browsers are remembered
+
+
+def test_a_job_still_waiting_at_a_reload_is_said_to_be_gone_and_a_failure_the_page_saw_is_not_said_again() -> None:
+    jobs = Jobs()
+    jobs.queue("b1")  # clicked, waiting behind another job; then the page reloaded (Gradio drops the waiting event)
+    said, watch = after_reload(jobs.get("b1"), "comparison", "Compare")
+    assert "waiting for its turn" in (said or "") and "press **Compare** again" in (said or "") and not watch
+    assert after_reload(jobs.get("b1")) == (None, False)
+    jobs.queue("b2")
+    try:
+        with jobs.running("b2") as job:  # its turn came: it runs, then fails on the page that started it
+            assert job is not None and job.state == "running"
+            raise ValueError("said in the tab's line")
+    except ValueError:
+        pass
+    assert after_reload(jobs.get("b2")) == (None, False)
+
+    def handler():  # a page that went away: Gradio closes the handler's generator
+        with jobs.running("b3") as job:
+            job.line = "⏳ Step 3 of 30"
+            yield
+    run = handler()
+    next(run)
+    run.close()
+    said, watch = after_reload(jobs.get("b3"))
+    assert "still running" in (said or "") and watch

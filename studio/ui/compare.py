@@ -10,9 +10,11 @@ import gradio as gr
 from studio.errors import InputError
 from studio.studio import MAX_IDEA_CHARS, VARIANTS, Hit, Studio, settings_of
 from studio.ui.common import (
-    GPU, Cancels, as_int, handler, plain_json, quiet, said_in, sdxl_missing, seed_or_none, session_of, streamed,
+    GPU, Cancels, as_int, handler, message_for, plain_json, quiet, said_in, sdxl_missing, seed_or_none, session_of,
+    streamed,
 )
 from studio.ui.defaults import UIDefaults
+from studio.ui.jobs import Job, Jobs, after_reload
 from studio.ui.limits import limited
 from studio.ui.settings_panel import settings_panel
 from studio.ui.text import clip_percent, inert
@@ -66,18 +68,46 @@ def _winner(raw: dict[str, Any]) -> dict[str, Any]:
             "negative_prompt": req.get("negative_prompt") or ""}
 
 
-def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> CompareControls:
+def _recorded(studio: Studio, job: Job | None, emit: Any, idea: str, seed: Any, flag: Any,
+              fields: dict[str, Any]) -> Any:
+    """Studio.compare in the worker thread, its progress and end written to `job` as they happen (the worker goes
+    on after a reload stops the page's handler)."""
+    def seen(variant: str, p: Any) -> None:
+        if job is not None:
+            job.line = f"⏳ {TITLES[variant]}: {p.describe()}…"
+        emit(variant, p)
+
+    try:
+        result = studio.compare(idea, seed_or_none(seed), on_preview=seen, cancel=flag, **fields)
+    except Exception as exc:
+        if job is not None:
+            job.state, job.line = "failed", message_for(exc)
+        raise
+    if job is not None:
+        job.ref, job.line = result.comparison_id, f"seed **{result.seed}** · comparison `{result.comparison_id}`"
+        job.state = "cancelled" if result.cancelled else "done"
+    return result
+
+
+def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels, visitor: gr.State | None = None,
+                loaded: Any = None) -> CompareControls:
+    """visitor, loaded: this browser's id and the page-load event that sets it (remember.visitor_id): a comparison
+    running, waiting or finished at a reload is said when the page is back (and shown, once finished)."""
+    jobs = Jobs()
+
     def compare(idea: str, seed: Any, steps: float, cfg: float, width: float, height: float, sampler: str,
-                profile: str, request: gr.Request = None, progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Any:
-        fields = {"steps": as_int(steps, "steps"), "cfg": float(cfg), "width": as_int(width, "width"),
-                  "height": as_int(height, "height"), "scheduler": sampler or None, "profile": profile or "standard"}
-        with cancels.job(session_of(request)) as flag:
+                profile: str, vid: str = "", request: gr.Request = None,
+                progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Any:
+        with jobs.running(vid) as job, cancels.job(session_of(request)) as flag:
+            fields = {"steps": as_int(steps, "steps"), "cfg": float(cfg), "width": as_int(width, "width"),
+                      "height": as_int(height, "height"), "scheduler": sampler or None,
+                      "profile": profile or "standard"}
             progress(0, desc="Rewriting the idea…")
             skip6 = [gr.skip()] * 6
             yield *skip6, "⏳ Rewriting the idea, then three images with one seed…", *[gr.skip()] * 3
             done: list[str] = []
             result = None
-            work = streamed(lambda emit: studio.compare(idea, seed_or_none(seed), on_preview=emit, cancel=flag, **fields))
+            work = streamed(lambda emit: _recorded(studio, job, emit, idea, seed, flag, fields))
             for kind, item in work:
                 if kind == "event":
                     variant, p = item
@@ -99,6 +129,8 @@ def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Compa
                 lines.append(f"Closest to the idea by CLIP: **{TITLES[result.best.variant]}** "
                              "(CLIP scores compare images with the idea's words; your eye decides).")
             found = _winner(result.to_dict())
+            if job is not None:  # the page that started it sees its end
+                job.shown = True
             yield (*_columns(result.idea, entries), "  \n".join(lines), plain_json(result.to_dict()),
                    gr.update(choices=earlier(), value=result.comparison_id), found)
 
@@ -159,8 +191,12 @@ def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Compa
             raw = gr.JSON()
         limited(idea, MAX_IDEA_CHARS, "Idea", msg)
         winner = gr.State({})
-        inputs = [idea, panel.seed, panel.steps, panel.cfg, panel.width, panel.height, panel.sampler, panel.profile]
+        inputs = [idea, panel.seed, panel.steps, panel.cfg, panel.width, panel.height, panel.sampler, panel.profile,
+                  visitor or gr.State("")]
         outputs = [*images, *diffs, msg, raw, history, winner]  # the ★ winner kept in a State, not read from raw
+        if visitor is not None:  # waiting for its turn at the GPU: a reload before it starts is said
+            for trigger in (go.click, idea.submit):
+                trigger(jobs.queue, visitor, None, show_progress="hidden", api_visibility="private", queue=False)
         for event in (go.click(handler(compare, gpu=True, toast=False), inputs, outputs, api_name="compare",
                                show_progress_on=[msg], **GPU),
                       idea.submit(handler(compare, gpu=True, toast=False), inputs, outputs, api_visibility="private",
@@ -171,6 +207,27 @@ def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> Compa
                                api_name="reopen_comparison", show_progress_on=[msg]), msg)
         tab.select(lambda: gr.update(choices=earlier()), None, history, api_visibility="private")
         winner.change(lambda w: gr.update(interactive=bool(w)), winner, send, api_visibility="private", queue=False)
+        if visitor is not None and loaded is not None:
+            watch = gr.Timer(1.0, active=False)
+            shown = [*images, *diffs, msg, raw, idea, *panel.fillable, winner]
+
+            def resume(vid: str) -> list[Any]:
+                """After a reload: the comparison this browser had waiting or running, then its end, reopened."""
+                job = jobs.get(vid)
+                said, more = after_reload(job, "comparison", "Compare")
+                if said is None or job is None:
+                    return [gr.skip()] * len(shown) + [gr.Timer(active=False)]
+                if job.state == "done" and job.ref:
+                    try:
+                        out = list(reopen(job.ref))
+                        out[shown.index(msg)] = said
+                        return out + [gr.Timer(active=False)]
+                    except Exception:  # its images were deleted since: the words are enough
+                        pass
+                at = shown.index(msg)
+                return [said if i == at else gr.skip() for i in range(len(shown))] + [gr.Timer(active=more)]
+            loaded.then(resume, visitor, [*shown, watch], show_progress="hidden", api_visibility="private")
+            watch.tick(resume, visitor, [*shown, watch], show_progress="hidden", api_visibility="private")
     remembered = {"idea": idea} | {name: getattr(panel, name) for name in
                                    ("profile", "sampler", "seed", "preset", "width", "height", "steps", "cfg")}
     return CompareControls(send, winner, remembered)

@@ -156,6 +156,8 @@ def create_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels, visitor: 
             # below). Registered before the job's own listener: the page runs a click's listeners in order and
             # waits for a queued one to end before the next.
             trigger(lambda: gr.update(variant="stop"), None, stop, show_progress="hidden", **private)
+        if visitor is not None:  # waiting for its turn at the GPU: a reload before it starts is said (jobs.after_reload)
+            go.click(h.jobs.queue, visitor, None, show_progress="hidden", **private)
         looking = steer.generate_all.click(handler(h.generate_all, gpu=True, toast=False), look_in, [steer.looks, info],
                                            api_visibility="private", show_progress_on=[info], **GPU)
         said_in(looking, info)

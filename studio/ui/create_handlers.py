@@ -112,29 +112,24 @@ class CreateHandlers:
                  progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Iterator[Any]:
         """Studio.generate with live previews -> [preview, images, info, raw, last seed]. The job is recorded
         under `visitor` (this browser) as it goes, so a reloaded page finds it (jobs.after_reload)."""
-        fields = generation_fields(negative, seed, steps, cfg, width, height, sampler, profile) | {"n": as_int(n, "n")}
-        lin = Lineage.from_dict(lineage)
-        with self.cancels.job(session_of(request)) as flag:
+        with self.jobs.running(visitor) as job, self.cancels.job(session_of(request)) as flag:
+            fields = generation_fields(negative, seed, steps, cfg, width, height, sampler, profile)
+            fields["n"] = as_int(n, "n")
+            lin = Lineage.from_dict(lineage)
             first = not self.studio.sdxl_loaded
             progress(0, desc="Loading SDXL…" if first else "Starting…")
             said = "⏳ Loading SDXL (the first run after a launch)…" if first else "⏳ Starting…"
             yield gr.skip(), gr.skip(), said, gr.skip(), gr.skip()
             result = None
-            job = self.jobs.start(visitor)
             work = lambda emit: self._recorded(job, emit, prompt, flag, lin, fields)  # noqa: E731
-            try:
-                for kind, item in streamed(work):
-                    if kind == "event":
-                        (p,) = item
-                        progress((p.step, p.total), desc="Denoising", unit="steps")
-                        picture = p.images[0] if p.images else gr.skip()  # a picture about twice a second
-                        yield picture, gr.skip(), f"⏳ {p.describe()}…", gr.skip(), gr.skip()
-                    else:
-                        result = item
-            except Exception:
-                if job is not None:  # this page says why (said_in): nothing to say after a reload
-                    job.shown = True
-                raise
+            for kind, item in streamed(work):
+                if kind == "event":
+                    (p,) = item
+                    progress((p.step, p.total), desc="Denoising", unit="steps")
+                    picture = p.images[0] if p.images else gr.skip()  # a picture about twice a second
+                    yield picture, gr.skip(), f"⏳ {p.describe()}…", gr.skip(), gr.skip()
+                else:
+                    result = item
             last = result.seeds[0] if result.seeds else gr.skip()
             if job is not None:  # the page that started it sees its end (after a reload, this is never reached)
                 job.shown = True

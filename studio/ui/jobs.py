@@ -1,19 +1,24 @@
-"""The generations each browser started, as the page needs them after a reload: progress, or finished and where."""
+"""The jobs each browser started (a generation, a comparison), as the page needs them after a reload: waiting,
+progress, or finished and where."""
 
 from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Iterator
 
 
 @dataclass
 class Job:
-    """One browser's latest generation. `shown`: its end reached the page that started it (nothing to say later)."""
+    """One browser's latest job. `shown`: its end reached the page that started it (nothing to say later).
+    "queued": clicked, waiting for its turn at the GPU; a page that goes away takes a waiting job with it (Gradio
+    drops the queued events of a closed page), so one still "queued" at a reload never ran."""
 
-    state: str = "running"  # running | done | cancelled | failed
+    state: str = "running"  # queued | running | done | cancelled | failed
     line: str = "⏳ Starting…"
+    ref: str | None = None  # what to reopen once done (a comparison's id)
     preview: Any = None
     pictures: list[tuple[Any, str]] = field(default_factory=list)
     started: float = field(default_factory=time.time)
@@ -29,10 +34,26 @@ class Jobs:
         self._keep = keep
         self._lock = threading.Lock()
 
-    def start(self, visitor: str | None) -> Job | None:
+    def queue(self, visitor: str | None) -> None:
+        """Clicked: the job waits for its turn (run as the click is sent, before the queued handler)."""
+        self.start(visitor, "queued")
+
+    @contextmanager
+    def running(self, visitor: str | None) -> Iterator[Job | None]:
+        """The handler has its turn: the job runs. A failure the page is told of (said_in) needs no word after a
+        reload; a page that went away (GeneratorExit, not an Exception) leaves the job for the reload to show."""
+        job = self.start(visitor)
+        try:
+            yield job
+        except Exception:
+            if job is not None:
+                job.shown = True
+            raise
+
+    def start(self, visitor: str | None, state: str = "running") -> Job | None:
         if not visitor:
             return None
-        job = Job()
+        job = Job(state)
         with self._lock:
             self._jobs.pop(visitor, None)
             self._jobs[visitor] = job
@@ -45,15 +66,20 @@ class Jobs:
             return self._jobs.get(visitor or "")
 
 
-def after_reload(job: Job | None) -> tuple[str | None, bool]:
-    """What Create's status line says about a job found when the page (re)loads, and whether to keep watching."""
+def after_reload(job: Job | None, what: str = "generation", again: str = "Generate") -> tuple[str | None, bool]:
+    """What a tab's status line says about its job found when the page (re)loads, and whether to keep watching."""
     if job is None or job.shown:
         return None, False
     if job.state == "running":
-        return f"🔄 A generation started before the reload is still running: {job.line.lstrip('⏳ ')}", True
+        return f"🔄 The {what} started before the reload is still running: {job.line.lstrip('⏳ ')}", True
     job.shown = True
+    if job.state == "queued":
+        return (f"⚠️ The {what} you started before the reload was still waiting for its turn (another job had the "
+                f"GPU), and a waiting job goes with its page: press **{again}** again (what you typed is still "
+                "here)."), False
     if job.state == "done":
-        return f"✅ The generation started before the reload finished: in History (and below).  \n{job.line}", False
+        where = "in History" if what == "generation" else "below, and in History"
+        return f"✅ The {what} started before the reload finished: {where}.  \n{job.line}", False
     if job.state == "cancelled":
-        return f"⏹️ The generation started before the reload was cancelled: {job.line}", False
-    return f"⚠️ The generation started before the reload failed: {job.line}", False
+        return f"⏹️ The {what} started before the reload was cancelled: {job.line}", False
+    return f"⚠️ The {what} started before the reload failed: {job.line}", False
