@@ -78,6 +78,16 @@ def slow(page: Any, side: int = 128, settings: str = "create-settings") -> None:
         expect(box).to_have_value(str(value))
 
 
+def run_then_reload(page: Any, tab: str, box: str, text: str, button: str, line: str) -> Any:
+    """Type `text`, start the job, wait until it is denoising, reload, come back to `tab`: its status line."""
+    page.locator(box).fill(text)
+    page.locator(button).click()
+    page.locator(line).get_by_text("of 150").wait_for()
+    page.reload()
+    page.get_by_role("tab", name=tab).click()
+    return page.locator(line)
+
+
 def test_results_sit_beside_the_settings_in_the_first_screen(page: Any) -> None:
     settings, gallery = box(page, "#create-settings"), box(page, "#create-gallery")
     go, preview = box(page, "#create-generate"), box(page, "#create-preview")
@@ -127,12 +137,8 @@ def test_typed_prompt_and_settings_survive_a_reload(page: Any) -> None:
 
 def test_a_generation_running_at_a_reload_is_shown_when_the_page_comes_back(page: Any) -> None:
     slow(page)
-    page.locator("#create-prompt textarea").fill("a lantern on a jetty")
-    page.locator("#create-generate").click()
-    page.locator("#create-info").get_by_text("of 150").wait_for()
-    page.reload()
-    page.get_by_role("tab", name="Create").click()
-    info = page.locator("#create-info")
+    info = run_then_reload(page, "Create", "#create-prompt textarea", "a lantern on a jetty", "#create-generate",
+                           "#create-info")
     expect(info).to_contain_text("before the reload")
     shots(page, "job-after-reload")
     expect(info).to_contain_text("finished: in History")
@@ -157,12 +163,8 @@ def test_a_comparison_running_at_a_reload_is_said_then_shown(page: Any) -> None:
     """Issue 23 part 2 item 4 for Compare: the comparison goes on; the page that comes back says so, then shows it."""
     page.get_by_role("tab", name="Compare").click()
     slow(page, settings="compare-settings")
-    page.locator("#compare-idea textarea").fill("a lighthouse in a storm")
-    page.locator("#compare-go").click()
-    page.locator("#compare-note").get_by_text("of 150").wait_for()
-    page.reload()
-    page.get_by_role("tab", name="Compare").click()
-    note = page.locator("#compare-note")
+    note = run_then_reload(page, "Compare", "#compare-idea textarea", "a lighthouse in a storm", "#compare-go",
+                           "#compare-note")
     expect(note).to_contain_text("The comparison started before the reload is still running")
     shots(page, "compare-after-reload")
     expect(note).to_contain_text("finished: below, and in History")
