@@ -44,13 +44,14 @@ from studio.rewrite.steering import MAX_NOTE_CHARS  # noqa: E402
 from studio.search.results import MINE, settings_of  # noqa: E402
 from studio.search.searcher import MAX_QUERY_CHARS  # noqa: E402
 from studio.tokens import LIMIT as TOKEN_LIMIT, chunks as token_chunks, count as count_tokens  # noqa: E402
+from studio.generate.wildcards import has_syntax as has_wildcards  # noqa: E402
 
 __all__ = [
     "Studio", "Progress", "Filters", "Hit", "SearchResult", "MINE", "settings_of", "GenerationRequest", "Lineage",
     "ImageDetails", "ImageInfo", "IngestReport", "StoreStats", "RewriteRequest", "RewriteResult", "RewriteEvent", "ImageSource", "open_image", "IMAGE_SUFFIXES", "UPLOAD_TYPES", "VARIANTS", "MAX_CFG",
     "MAX_IMAGES", "MAX_PROMPT_CHARS", "MAX_SIDE", "MAX_STEPS", "MIN_SIDE", "PROFILES", "SCHEDULERS", "SDXL_SIZES",
     "SEED_RANGE", "scheduler_name", "MAX_CANDIDATES", "MAX_IDEA_CHARS", "MAX_NOTE_CHARS", "MAX_QUERY_CHARS",
-    "TOKEN_LIMIT", "token_chunks", "count_tokens",
+    "TOKEN_LIMIT", "token_chunks", "count_tokens", "has_wildcards",
 ]
 
 Progress = Callable[[str, int, int], None]
@@ -367,6 +368,21 @@ class Studio:
             result.saved = self._write_back(result, lineage, None)
         return result
 
+    def generate_each(self, template: str, *, mode: str = "random", on_preview: Callable[[Any], None] | None = None,
+                      cancel: Any = None, lineage: Any = None, **fields: Any) -> Any:
+        """A wildcard prompt ({a|b}, __name__) -> one image per expansion, `n` of them (random expansions drawn
+        with the seed: the same seed gives the same prompts), image i at seed + i; each saved and stored as
+        generate() does. One GenerationResult whose notes list each expansion and its seed."""
+        from studio.generate.batch import each_expansion
+        from studio.generate.request import GenerationRequest
+
+        request = GenerationRequest(prompt=template, **fields).validated()
+        expansion = self.expand(template, mode=mode, n=request.n, seed=request.seed, repeats=True)
+        request = replace(request, n=len(expansion.prompts))
+        return each_expansion(request, expansion.prompts, list(expansion.notes),
+                              lambda one: self.generate(one, on_preview=on_preview, cancel=cancel, lineage=lineage),
+                              cancel)
+
     def _generate_once(self, request: Any, *, on_preview: Any = None, cancel: Any = None) -> Any:
         from studio.generate.loras import loras_of
 
@@ -492,9 +508,10 @@ class Studio:
         return save_sheet(result, Path(path) if path else self.settings.home / "grids" / f"{result.plan.grid_id}.png")
 
     def expand(self, template: str, *, mode: str = "random", n: int = 4, seed: int | None = 0,
-               locked: Sequence[str] = ()) -> Any:
-        """A template's prompts through dynamicprompts ({a|b}, __name__ from models/wildcards and the library)."""
-        return self.grids.expand(template, mode=mode, n=n, seed=seed, locked=locked)
+               locked: Sequence[str] = (), repeats: bool = False) -> Any:
+        """A template's prompts through dynamicprompts ({a|b}, __name__ from models/wildcards and the library);
+        repeats: keep a random draw that repeats an earlier one (Create's batch: one image per draw)."""
+        return self.grids.expand(template, mode=mode, n=n, seed=seed, locked=locked, repeats=repeats)
 
     def library_prompts(self, name: str, limit: int = 1000) -> list[str] | None:
         """__library/NAME__'s values: the prompts of your ★ favourites ("favourites"), or of a source."""

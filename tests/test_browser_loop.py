@@ -240,3 +240,16 @@ def test_an_image_dropped_in_create_brings_its_own_prompt_and_settings(page: Any
     page.wait_for_timeout(1000)
     assert toasts(page) == 0 and error_pills(page) == 0
     expect(page.locator("#create-prompt textarea")).to_have_value("a lighthouse on a cliff, oil painting")
+
+
+def test_create_makes_one_image_per_wildcard_expansion_through_the_api(app: tuple[str, Path]) -> None:
+    """Issue 24 item 2 in Create, through the served app: Generate with a wildcard prompt and 2 images gives one
+    image per expansion, each captioned with its seed and prompt; the raw result lists the prompts."""
+    client = ready_client(app[0])
+    _, gallery, info, raw = client.predict(
+        "a {red|blue} kite over a {beach|field}", "", 11, SMALL["steps"], SMALL["cfg"], SMALL["width"],
+        SMALL["height"], "Euler", "standard", 2, api_name="/generate")
+    assert len(gallery) == 2 and "one image per expansion" in info
+    prompts = raw["prompts"]
+    assert len(prompts) == 2 and all("{" not in p and "kite over a" in p for p in prompts)
+    assert [g["caption"] for g in gallery] == [f"seed {s} · {p}" for s, p in zip((11, 12), prompts)]

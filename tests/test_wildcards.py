@@ -68,3 +68,36 @@ def test_a_grid_row_per_expansion_of_a_wildcard_idea(gen_studio) -> None:
                           expansions=4, seed=2, **SMALL)
     assert [r.prompt for r in out.plan.rows] == ["a red cat", "a red fox", "a blue cat", "a blue fox"]
     assert {r.kind for r in out.plan.rows} == {"wildcard"} and out.plan.reference == "a red cat"
+
+
+def test_create_makes_one_image_per_expansion(gen_studio) -> None:
+    """Issue 24 item 2 in Create: a wildcard prompt gives one image per expansion, image i at seed + i, each saved
+    and stored with its own prompt; the same seed draws the same prompts; a cancel keeps the images made."""
+    import threading
+
+    from tests.conftest import SMALL
+
+    out = gen_studio.generate_each("a {red|blue|green|gold} fox", seed=7, n=3, **SMALL)
+    assert len(out.images) == 3 and out.seeds == [7, 8, 9] and len(out.prompts) == 3
+    assert all(p.startswith("a ") and p.endswith(" fox") and "{" not in p for p in out.prompts)
+    assert [s.seed for s in out.saved] == [7, 8, 9] and all(s.stored for s in out.saved)
+    stored = {r.id: r.document for r in gen_studio.store.get("images", [s.image_id for s in out.saved])}
+    assert sorted(stored.values()) == sorted(out.prompts)
+    again = gen_studio.expand("a {red|blue|green|gold} fox", n=3, seed=7, repeats=True).prompts
+    assert again == out.prompts  # the same seed draws the same prompts
+    assert "one image per expansion" in out.describe()
+
+    from studio.generate.batch import each_expansion
+    from studio.generate.request import GenerationRequest
+
+    stop = threading.Event()
+
+    def then_cancel(one: GenerationRequest):  # Cancel pressed while the first image is made
+        made = gen_studio.generate(one)
+        stop.set()
+        return made
+
+    request = GenerationRequest("a {red|blue} boat", seed=1, n=2, **SMALL).validated()
+    cut = each_expansion(request, ["a red boat", "a blue boat"], [], then_cancel, stop)
+    assert len(cut.images) == 1 and not cut.cancelled and "cancelled after 1 of 2" in cut.describe()
+    assert cut.saved[0].stored and cut.prompts == ["a red boat"]

@@ -165,6 +165,7 @@ class GenerationResult:
     notes: list[str] = field(default_factory=list)
     loras: list[dict[str, Any]] = field(default_factory=list)  # applied: name, weight, file, hash (LoraFile.to_dict)
     chunks: int = 1  # 77-token windows the text encoders read (a long prompt, or BREAK, takes several)
+    prompts: list[str] = field(default_factory=list)  # each image's own prompt, when they differ (a wildcard batch)
 
     @property
     def seeds(self) -> list[int]:
@@ -174,6 +175,7 @@ class GenerationResult:
         return {"request": asdict(self.request), "model": self.model, "device": self.device, "seeds": self.seeds,
                 "seconds": round(self.seconds, 3), "steps_done": self.steps_done, "its": round(self.its, 3),
                 "cancelled": self.cancelled, "notes": self.notes, "loras": self.loras, "chunks": self.chunks,
+                "prompts": self.prompts,
                 "saved": [s.to_dict() if hasattr(s, "to_dict") else s for s in self.saved]}
 
     def describe(self) -> str:

@@ -78,9 +78,9 @@ def _manager(folder: Path | None, library: Callable[[str], list[str] | None] | N
 
 def expand(template: str, *, mode: str = "random", n: int = 4, seed: int | None = 0,
            folder: Path | None = None, library: Callable[[str], list[str] | None] | None = None,
-           locked: Sequence[str] = ()) -> Expansion:
+           locked: Sequence[str] = (), repeats: bool = False) -> Expansion:
     """The template's prompts: `random` draws n with the seed (the same seed, the same prompts; repeats
-    dropped), `combinatorial` lists every combination up to n (capped says when there were more).
+    dropped unless `repeats`: Create's batch keeps one image per draw, each at its own seed), `combinatorial` lists every combination up to n (capped says when there were more).
     `folder`: models/wildcards (NAME.txt, one value a line, subfolders as NAME/SUB). `library(name)`: the
     values of __library/NAME__ (a source's prompts, or "favourites"). A1111's weights, BREAK and LoRA tags
     pass through as written; each `locked` term comes back verbatim. A wildcard with no list is refused,
@@ -115,7 +115,7 @@ def expand(template: str, *, mode: str = "random", n: int = 4, seed: int | None 
     prompts: list[str] = []
     for prompt in out:
         prompt = _restore(" ".join(str(prompt).split()), kept)
-        if prompt not in prompts:  # a random draw can repeat itself; one row (or image) each
+        if repeats or prompt not in prompts:  # a random draw can repeat itself; one row each
             prompts.append(prompt)
     if mode == "random" and len(prompts) < len(out):
         notes.append(f"{len(out) - len(prompts)} repeated draws left out: {len(prompts)} different prompts.")

@@ -48,9 +48,9 @@ class GridService:
         self.wildcards, self.library = wildcards, library
 
     def expand(self, template: str, *, mode: str = "random", n: int = 4, seed: int | None = 0,
-               locked: Sequence[str] = ()) -> Any:
+               locked: Sequence[str] = (), repeats: bool = False) -> Any:
         return expand(template, mode=mode, n=n, seed=seed, folder=self.wildcards(), library=self.library,
-                      locked=locked)
+                      locked=locked, repeats=repeats)
 
     def plan(self, idea: str, base: Any, *, seeds: int = 4, candidates: int = 3, retrieved: int | None = None,
              axis: str | None = None, typed: Sequence[str] = (), wildcards: bool = False, mode: str = "random",

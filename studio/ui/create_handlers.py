@@ -8,7 +8,7 @@ from typing import Any, Iterator
 import gradio as gr
 
 from studio.errors import InputError, StudioError
-from studio.studio import SEED_RANGE, Filters, Hit, Lineage, RewriteRequest, Studio
+from studio.studio import SEED_RANGE, Filters, Hit, Lineage, RewriteRequest, Studio, has_wildcards
 from studio.ui.common import (
     Cancels, as_int, message_for, no_room_to_show, plain_json, seed_or_none, session_of, streamed, uploaded_image,
 )
@@ -55,6 +55,13 @@ def generation_fields(negative: str, seed: Any, steps: float, cfg: float, width:
     return {"negative_prompt": negative or "", "seed": seed_or_none(seed), "steps": as_int(steps, "steps"),
             "cfg": float(cfg), "width": as_int(width, "width"), "height": as_int(height, "height"),
             "scheduler": sampler or None, "profile": profile or "standard"}
+
+
+def captioned(result: Any) -> list[tuple[Any, str]]:
+    """The gallery's pictures, each with its seed (and its expansion, for a wildcard batch)."""
+    prompts = result.prompts if len(result.prompts) == len(result.images) else []  # a wildcard batch
+    return [(img, f"seed {s}" + (f" · {clipped(prompts[i], 80)}" if prompts else ""))
+            for i, (img, s) in enumerate(zip(result.images, result.seeds))]
 
 
 class CreateHandlers:
@@ -140,7 +147,7 @@ class CreateHandlers:
             if (full := no_room_to_show(result.images)) is not None:  # else Gradio's "Could not postprocess"
                 yield gr.skip(), gr.skip(), f"⚠️ {full}  \n" + result.describe().replace("\n", "  \n"), gr.skip(), last
                 return
-            pics = [(img, f"seed {s}") for img, s in zip(result.images, result.seeds)]
+            pics = captioned(result)
             yield result.images[0], pics, result.describe().replace("\n", "  \n"), plain_json(result.to_dict()), last
 
     def _recorded(self, job: Job | None, emit: Any, prompt: str, flag: Any, lineage: Lineage,
@@ -152,13 +159,15 @@ class CreateHandlers:
             emit(p)
 
         try:
-            result = self.studio.generate(prompt, on_preview=seen, cancel=flag, lineage=lineage, **fields)
+            # A wildcard prompt ({a|b}, __name__): one image per expansion, as sd-dynamic-prompts does in A1111.
+            make = self.studio.generate_each if has_wildcards(prompt) else self.studio.generate
+            result = make(prompt, on_preview=seen, cancel=flag, lineage=lineage, **fields)
         except Exception as exc:
             if job is not None:
                 job.state, job.line = "failed", message_for(exc)
             raise
         if job is not None:
-            job.pictures = [(img, f"seed {s}") for img, s in zip(result.images, result.seeds)]
+            job.pictures = captioned(result)
             job.preview = result.images[0] if result.images else job.preview
             job.line = (f"after {result.steps_done} of {result.request.steps} steps; nothing saved."
                         if result.cancelled else result.describe().replace("\n", "  \n"))
