@@ -94,3 +94,52 @@ def test_the_grid_tab_in_chromium(app: str, client) -> None:
         expect(page.locator("#create-prompt textarea")).not_to_have_value("")
         assert page.locator("#create-prompt textarea").input_value() == best.strip()
         b.close()
+
+
+def test_wildcard_combinations_a_style_and_the_neighbours_negatives_in_chromium(app: str, client,
+                                                                                tmp_path: Path) -> None:
+    """Issue 24 items 2-4 on the page: every combination of a wildcard idea as rows; a mined style applied to the
+    idea (appended, tokens counted); the negative terms of A1111 images near the idea, one click to add."""
+    from playwright.sync_api import expect, sync_playwright
+
+    from tests.toolimages import make_tool_folder
+
+    make_tool_folder(tmp_path / "tools")  # A1111 pictures carrying "blurry, lowres" as their negative prompt
+    client.predict(str(tmp_path / "tools"), None, 0, api_name="/ingest")
+    with sync_playwright() as p:
+        b = browser(p)
+        page = b.new_page(viewport={"width": 1366, "height": 1000})
+        page.set_default_timeout(60_000)
+        expect.set_options(timeout=60_000)
+        page.goto(app)
+        page.get_by_role("tab", name="Grid").click()
+        small_settings(page, "grid-settings")
+        seeds = page.locator("#grid-seeds input[type='number']")
+        seeds.fill("1")
+        seeds.press("Enter")
+        page.locator("#grid-idea textarea").fill("a {red|blue} lighthouse on a {cliff|beach}")
+        page.locator("#grid-wildcards input").check()
+        page.locator("#grid-wildcard-mode").get_by_text("every combination").click()
+        page.locator("#grid-go").click()
+        page.locator("#grid-note").get_by_text("4 made").wait_for()
+        rows = {page.locator(f"#grid-ranking [data-testid='cell-{i}-5']").inner_text().strip() for i in range(4)}
+        assert rows == {f"a {c} lighthouse on a {w}" for c in ("red", "blue") for w in ("cliff", "beach")}
+
+        page.locator("#grid-library").get_by_text("Styles and negatives").click()
+        page.locator("#grid-idea textarea").fill("a lighthouse on a cliff")
+        page.locator("#grid-styles-load").click()
+        expect(page.locator("#grid-style input")).not_to_have_value("")
+        page.locator("#grid-style-apply").click()
+        expect(page.locator("#grid-library-note")).to_contain_text("CLIP tokens")
+        styled = page.locator("#grid-idea textarea").input_value()
+        assert styled.startswith("a lighthouse on a cliff, ") and len(styled) > len("a lighthouse on a cliff, ")
+
+        page.locator("#grid-negatives").click()
+        expect(page.locator("#grid-library-note")).to_contain_text("neighbours had a negative prompt")
+        page.locator("#grid-negative-terms").get_by_text("lowres").click()
+        page.locator("#grid-negatives-add").click()
+        expect(page.locator("#grid-negative input, #grid-negative textarea").first).to_have_value("lowres")
+        shot(page, "grid-style-negatives-1366")
+        page.set_viewport_size({"width": 800, "height": 1000})
+        shot(page, "grid-style-negatives-800")
+        b.close()

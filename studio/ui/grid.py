@@ -92,14 +92,16 @@ def grid_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> GridCont
 
     def grid(idea: str, variants: str, candidates: float, seeds: float, axis: str, wildcards: bool, negative: str,
              seed: Any, steps: float, cfg: float, width: float, height: float, sampler: str, profile: str,
-             request: gr.Request = None, progress: gr.Progress = gr.Progress()) -> Any:
+             mode: str = "random", expansions: float = 4, request: gr.Request = None,
+             progress: gr.Progress = gr.Progress()) -> Any:
         fields = {"negative_prompt": negative or "", "seed": seed_or_none(seed), "steps": as_int(steps, "steps"),
                   "cfg": float(cfg), "width": as_int(width, "width"), "height": as_int(height, "height"),
                   "scheduler": sampler or None, "profile": profile or "standard"}
         typed = [line for line in (variants or "").splitlines() if line.strip()]
         yield from run(lambda emit, flag: studio.grid(
             idea, seeds=as_int(seeds, "seeds"), candidates=as_int(candidates, "candidates"), axis=axis or None,
-            variants=typed, wildcards=bool(wildcards), on_cell=emit, cancel=flag, **fields),
+            variants=typed, wildcards=bool(wildcards), wildcard_mode=mode or "random",
+            expansions=as_int(expansions, "expansions"), on_cell=emit, cancel=flag, **fields),
             "⏳ Planning the grid…", request, progress)
 
     def reopen(grid_id: str, request: gr.Request = None, progress: gr.Progress = gr.Progress()) -> Any:
@@ -161,6 +163,11 @@ def grid_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> GridCont
             with gr.Column(scale=2):
                 axis = gr.Textbox(label="Or one setting as columns", placeholder="cfg=4,6,8", elem_id="grid-axis")
                 wildcards = gr.Checkbox(label="Expand wildcards into rows", elem_id="grid-wildcards")
+                with gr.Row():
+                    mode = gr.Radio([("random draws", "random"), ("every combination", "combinatorial")],
+                                    value="random", label="Wildcards as", elem_id="grid-wildcard-mode")
+                    expansions = gr.Slider(1, 16, value=4, step=1, label="Rows from wildcards (at most)",
+                                           elem_id="grid-expansions")
         negative = gr.Textbox(label="Negative prompt", elem_id="grid-negative")
         with gr.Accordion("Settings (the same for every cell)", open=False, elem_id="grid-settings"):
             panel = settings_panel(defaults)
@@ -191,7 +198,7 @@ def grid_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels) -> GridCont
             raw = gr.JSON()
         winner, styles = gr.State({}), gr.State([])
         inputs = [idea, variants, candidates, seeds, axis, wildcards, negative, panel.seed, panel.steps, panel.cfg,
-                  panel.width, panel.height, panel.sampler, panel.profile]
+                  panel.width, panel.height, panel.sampler, panel.profile, mode, expansions]
         outs = [cells, table, msg, raw, sheet, history, winner]
         for event in (go.click(handler(grid, gpu=True, toast=False), inputs, outs, api_name="grid",
                                show_progress_on=[msg], **GPU),
