@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from functools import lru_cache
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
@@ -26,11 +27,18 @@ def phrase_of(segment: str) -> str | None:
     return text
 
 
+# DiffusionDB's segments repeat: 50k prompts hold ~425k segments but ~11k distinct ones. Remembering the newest
+# SEGMENTS of them turns most of the three passes' regex work into a lookup (mining 300k stand-in prompts: 14.9 s
+# before, 5.7 s after, on this 2-core machine; the cache holds ~60 MB at most).
+SEGMENTS = 1 << 18
+_phrase = lru_cache(maxsize=SEGMENTS)(phrase_of)
+
+
 def modifiers(prompt: str) -> list[str]:
     """The prompt's modifier phrases, each once: every comma-separated segment after the first (the subject)."""
     out: list[str] = []
     for segment in _SPLIT.split(prompt or "")[1:]:
-        phrase = phrase_of(segment)
+        phrase = _phrase(segment)
         if phrase and phrase not in out:
             out.append(phrase)
     return out
