@@ -458,7 +458,15 @@ class Studio:
             def find(keys: list[str]) -> list[Any]:
                 return self.store_for(create=True).get("images", where={"cell_key": {"$in": keys}}, embeddings=True)
 
-            runner = GridRunner(self._generate_once, self.clip.get, self._write_back, find,
+            from studio.library.writeback import save_pending, store_pending
+
+            def save(result: Any, lineage: Any, vectors: Any) -> Any:
+                return save_pending(result, self.settings.outputs_dir, lineage, image_vectors=vectors)
+
+            def store(pending: list[Any]) -> None:
+                store_pending(pending, lambda: (self.store_for(create=True), self.embedder))
+
+            runner = GridRunner(self._generate_once, self.clip.get, save, store, find,
                                 lambda: self.settings.sdxl_model, self.settings.home / "grids")
             self._grids = GridService(lambda text, n: self.rewrite(text, n=n),
                                       lambda text, k: self.search(text, "prompts", k), runner,

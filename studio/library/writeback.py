@@ -120,14 +120,21 @@ def black_note(result: Any) -> str | None:
             "they are; lower the weight or cfg and generate again.")
 
 
-def write_back(result: Any, folder: Path, lineage: Lineage,
-               connect: Callable[[], tuple[PromptStore, Any]], image_vectors: Any = None,
-               write: Callable[..., Path] = write_png) -> list[SavedImage]:
-    """Save every image, then store those written. A failure is reported on each SavedImage (and, for
-    images not written, in the result's notes), not raised: the files hold everything, and the next start (or
-    `python -m studio ingest <outputs>`) adds them. A marker in outputs/.pending/ lives from before the PNGs to
-    after their records: a write-back cut off by a crash leaves it, and the next start completes it
-    (studio.upkeep.resume)."""
+@dataclass
+class Pending:
+    """A generation's PNGs written and not yet stored: its journal marker (outputs/.pending), what each image
+    became, and the written ones with their chunks and CLIP vectors (when the caller had them)."""
+
+    folder: Path
+    marker: Path | None
+    saved: list[SavedImage]
+    written: list[tuple[SavedImage, dict[str, Any], Image.Image]]
+    vectors: list[Any] | None
+
+
+def save_pending(result: Any, folder: Path, lineage: Lineage, image_vectors: Any = None,
+                 write: Callable[..., Path] = write_png) -> Pending:
+    """Step 1 of a write-back: the marker, then the PNGs (a failure on each SavedImage and in the notes)."""
     marker = journal.write_back_started(folder)
     entries = save_outputs(result, folder, lineage, write)
     saved = [s for s, _, _ in entries]
@@ -138,20 +145,46 @@ def write_back(result: Any, folder: Path, lineage: Lineage,
     written = [(i, e) for i, e in enumerate(entries) if e[0].written]
     if not written:
         journal.write_back_done(marker)
-        return saved
     vectors = None if image_vectors is None else [list(image_vectors)[i] for i, _ in written]
+    return Pending(Path(folder), marker, saved, [e for _, e in written], vectors)
+
+
+def store_pending(pending: Sequence[Pending], connect: Callable[[], tuple[PromptStore, Any]]) -> None:
+    """Step 2, for one generation or several at once (a grid stores a row's cells in one pass: one ingest's
+    fixed cost instead of four): their records, then their markers cleared. A failure is said on each image."""
+    todo = [p for p in pending if p.written]
+    if not todo:
+        return
+    items = [(chunk, img, s.path) for p in todo for (s, chunk, img) in p.written]
+    vectors = None if any(p.vectors is None for p in todo) else [v for p in todo for v in p.vectors or []]
+    folder = todo[0].folder
     try:
         store, embedder = connect()
-        store_outputs([(chunk, img, s.path) for _, (s, chunk, img) in written], store, embedder, image_vectors=vectors)
-        journal.write_back_done(marker)
+        store_outputs(items, store, embedder, image_vectors=vectors)
+        for p in todo:
+            journal.write_back_done(p.marker)
     except Exception as exc:  # Chroma down or corrupt, disk full, a model missing: the PNGs are safe on disk
         what = (disk_full_message(folder, "adding it to the store", f"run `python -m studio ingest {folder}`")
                 if disk_full(exc, free_bytes(folder)) else
                 f"{type(exc).__name__}: {exc}. The image is saved; run `python -m studio ingest {folder}` to add it "
                 "to the store.")
-        for _, (s, _, _) in written:
-            s.error = what
-        return saved
-    for _, (s, _, _) in written:
-        s.stored = True
-    return saved
+        for p in todo:
+            for s, _, _ in p.written:
+                s.error = what
+        return
+    for p in todo:
+        for s, _, _ in p.written:
+            s.stored = True
+
+
+def write_back(result: Any, folder: Path, lineage: Lineage,
+               connect: Callable[[], tuple[PromptStore, Any]], image_vectors: Any = None,
+               write: Callable[..., Path] = write_png) -> list[SavedImage]:
+    """Save every image, then store those written. A failure is reported on each SavedImage (and, for
+    images not written, in the result's notes), not raised: the files hold everything, and the next start (or
+    `python -m studio ingest <outputs>`) adds them. A marker in outputs/.pending/ lives from before the PNGs to
+    after their records: a write-back cut off by a crash leaves it, and the next start completes it
+    (studio.upkeep.resume)."""
+    pending = save_pending(result, folder, lineage, image_vectors, write)
+    store_pending([pending], connect)
+    return pending.saved
