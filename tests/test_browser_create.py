@@ -176,7 +176,7 @@ def test_a_comparison_running_at_a_reload_is_said_then_shown(page: Any) -> None:
 def test_a_comparison_waiting_for_the_gpu_at_a_reload_is_not_lost_without_a_word(page: Any) -> None:
     """A Compare clicked while a generation holds the GPU waits; a reload takes a waiting job with its page
     (Gradio drops it), and the page that comes back says so instead of showing nothing."""
-    slow(page, side=256)  # holds the GPU for longer than the Compare below takes to set up and click
+    slow(page, side=512)  # holds the GPU past the Compare set up below, the reload and a Cancel (256 px: ~7 s here)
     page.locator("#create-prompt textarea").fill("a kite over a beach")
     page.locator("#create-generate").click()
     page.locator("#create-info").get_by_text("of 150").wait_for()
@@ -193,5 +193,7 @@ def test_a_comparison_waiting_for_the_gpu_at_a_reload_is_not_lost_without_a_word
     expect(page.locator("#compare-idea textarea")).to_have_value("a kite over a beach")  # what was typed stays
     shots(page, "compare-dropped-at-reload")
     page.get_by_role("tab", name="Create").click()
-    expect(page.locator("#create-info")).to_contain_text("before the reload")  # the generation went on
-    page.locator("#create-cancel").click()
+    info = page.locator("#create-info")
+    expect(info).to_contain_text("before the reload is still running")  # the generation went on
+    page.locator("#create-cancel").click()  # and this page's Cancel stops it (a new session, the same browser)
+    expect(info).to_contain_text("before the reload was cancelled")

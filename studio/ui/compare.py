@@ -99,6 +99,8 @@ def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels, visitor:
                 profile: str, vid: str = "", request: gr.Request = None,
                 progress: gr.Progress = gr.Progress(track_tqdm=True)) -> Any:
         with jobs.running(vid) as job, cancels.job(session_of(request)) as flag:
+            if job is not None:
+                job.stop = flag
             fields = {"steps": as_int(steps, "steps"), "cfg": float(cfg), "width": as_int(width, "width"),
                       "height": as_int(height, "height"), "scheduler": sampler or None,
                       "profile": profile or "standard"}
@@ -158,8 +160,14 @@ def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels, visitor:
         found = _winner(raw)
         return (*_columns(idea, entries), msg, raw, idea, *panel.fill_values(values), found)
 
-    def cancel(request: gr.Request = None) -> str:
-        return "⏹️ Cancelling at the next step…" if cancels.cancel(session_of(request)) else "Nothing is running."
+    def cancel(vid: str = "", request: gr.Request = None) -> str:
+        if cancels.cancel(session_of(request)):
+            return "⏹️ Cancelling at the next step…"
+        job = jobs.get(vid)  # one started before a reload: this page's session is a new one
+        if job is not None and job.state == "running" and job.stop is not None:
+            job.stop.set()
+            return "⏹️ Cancelling the comparison started before the reload, at its next step…"
+        return "Nothing is running."
 
     with gr.Tab("Compare", id="compare") as tab:
         gr.Markdown("One idea, three prompts, **one seed**: what retrieval and the rewrite add. Words the prompt "
@@ -202,7 +210,7 @@ def compare_tab(studio: Studio, defaults: UIDefaults, cancels: Cancels, visitor:
                       idea.submit(handler(compare, gpu=True, toast=False), inputs, outputs, api_visibility="private",
                                   show_progress_on=[msg], **GPU)):
             said_in(event, msg)  # errors are said once, in the tab's line (toast=False)
-        stop.click(handler(cancel), None, msg, api_visibility="private", queue=False)
+        stop.click(handler(cancel), visitor or gr.State(""), msg, api_visibility="private", queue=False)
         said_in(open_btn.click(quiet(reopen), history, [*images, *diffs, msg, raw, idea, *panel.fillable, winner],
                                api_name="reopen_comparison", show_progress_on=[msg]), msg)
         tab.select(lambda: gr.update(choices=earlier()), None, history, api_visibility="private")

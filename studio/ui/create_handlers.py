@@ -120,6 +120,8 @@ class CreateHandlers:
         """Studio.generate with live previews -> [preview, images, info, raw, last seed]. The job is recorded
         under `visitor` (this browser) as it goes, so a reloaded page finds it (jobs.after_reload)."""
         with self.jobs.running(visitor) as job, self.cancels.job(session_of(request)) as flag:
+            if job is not None:
+                job.stop = flag
             fields = generation_fields(negative, seed, steps, cfg, width, height, sampler, profile)
             fields["n"] = as_int(n, "n")
             lin = Lineage.from_dict(lineage)
@@ -215,6 +217,10 @@ class CreateHandlers:
         after …" by the time this answer lands (and this one would hide it): then this says the same."""
         stopped = self.cancels.stopped_within(session_of(request), seconds=2.0)
         if stopped is None:
+            job = self.jobs.get(visitor)  # one started before a reload: this page's session is a new one
+            if job is not None and job.state == "running" and job.stop is not None:
+                job.stop.set()
+                return "⏹️ Cancelling the generation started before the reload, at its next step…"
             return "Nothing is running."
         job = self.jobs.get(visitor) if stopped else None
         if job is not None and job.state == "cancelled":

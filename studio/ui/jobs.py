@@ -19,6 +19,7 @@ class Job:
     state: str = "running"  # queued | running | done | cancelled | failed
     line: str = "⏳ Starting…"
     ref: str | None = None  # what to reopen once done (a comparison's id)
+    stop: Any = None  # its cancel flag: Cancel on the page that comes back after a reload stops it too
     preview: Any = None
     pictures: list[tuple[Any, str]] = field(default_factory=list)
     started: float = field(default_factory=time.time)
